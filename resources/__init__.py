@@ -1,0 +1,3 @@
+from .axiom import AxiomResource
+
+__all__ = ["AxiomResource"]

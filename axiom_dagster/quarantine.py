@@ -1,0 +1,37 @@
+"""Quarantine: a failed instance is kept with a reason file beside it, never dropped."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def quarantine_file(
+    root: Path, stage: str, source: Path, reason: str, *, name: str | None = None, **context
+) -> Path:
+    """Copy `source` into root/<stage>/<date>/ with `<name>.reason.json`; return the copy's path.
+
+    A copy (not a move) keeps the landing zone complete, so a fixed rule can re-run the batch.
+    """
+    now = datetime.now(timezone.utc)
+    folder = root / stage / now.strftime("%Y-%m-%d")
+    folder.mkdir(parents=True, exist_ok=True)
+    base = name or source.name
+    target = _free_name(folder, base)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    reason_doc = {"reason": reason, "stage": stage, "source": str(source), "at": now.isoformat(), **context}
+    target.with_name(target.name + ".reason.json").write_text(json.dumps(reason_doc, indent=2, default=str))
+    return target
+
+
+def _free_name(folder: Path, base: str) -> Path:
+    candidate = folder / base
+    n = 1
+    while candidate.exists():
+        candidate = folder / f"{base}.{n}"
+        n += 1
+    return candidate
