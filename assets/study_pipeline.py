@@ -57,7 +57,7 @@ class StudyBatchConfig(Config):
 def study_pipeline(context: AssetExecutionContext, config: StudyBatchConfig, axiom: AxiomResource):
     cfg = axiom.config
     result = run_batch(
-        cfg, axiom.store, config.batch_id, context.run_id,
+        cfg, axiom.store, config.batch_id, context.run.run_id,
         morpher_factory=morpher_factory(cfg), log=context.log.info,
     )
     base = {"batch_id": result.batch_id, "studies": result.studies, "seconds": round(result.seconds, 3)}
@@ -100,6 +100,5 @@ def _catalog_checks(result: BatchResult):
 study_pipeline_job = define_asset_job(
     "study_pipeline_job",
     selection=AssetSelection.assets(study_pipeline),
-    partitions_def=arrival_partitions,
     description="Validate, morph, route and catalog one batch of complete studies.",
 )

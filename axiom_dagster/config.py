@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -66,7 +66,8 @@ class FilesystemDestination(_Model):
         return value
 
 
-Destination = Annotated[FilesystemDestination, Field(discriminator="type")]
+# One kind for now; later kinds (DICOM, DICOMweb, cloud) join as a union on `type`.
+Destination = FilesystemDestination
 
 
 class AxiomConfig(_Model):
@@ -150,6 +151,9 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     return config
 
 
+_SCALARS = yaml.SafeLoader("")
+
+
 def _to_python(node: yaml.Node, source: str, loc: tuple) -> Any:
     """Turn a composed YAML node into Python values, substituting ${ENV} in strings."""
     if isinstance(node, yaml.MappingNode):
@@ -160,9 +164,7 @@ def _to_python(node: yaml.Node, source: str, loc: tuple) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(item, source, loc + (i,)) for i, item in enumerate(node.value)]
-    value = yaml.SafeLoader(  # construct the scalar with YAML's own typing rules
-        ""
-    ).construct_object(node, deep=True)
+    value = _SCALARS.construct_object(node)  # YAML's own typing rules (int, bool, null...)
     if isinstance(value, str) and "${" in value:
         value = _substitute_env(value, f"{source}:{node.start_mark.line + 1}", loc)
     return value
@@ -209,8 +211,7 @@ def _dotted(loc: tuple) -> str:
 def _describe(exc: ValidationError, root: yaml.Node | None, source: str) -> str:
     lines = []
     for err in exc.errors():
-        # Drop discriminator tags pydantic inserts into the location (e.g. 'filesystem').
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in {"filesystem"}))
+        loc = tuple(err["loc"])
         node = _node_at(root, loc)
         line = node.start_mark.line + 1 if node is not None else 1
         lines.append(f"{source}:{line}: field {_dotted(loc)}: {err['msg']}")

@@ -146,7 +146,7 @@ def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher)
     def fail(stage: str, reason: str) -> InstanceResult:
         target = quarantine_file(
             settings.quarantine_root, stage, path, reason,
-            name=f"{row.sop_uid}.dcm", ledger_id=row.id, study_uid=row.study_uid,
+            name=f"ledger-{row.id}.dcm", overwrite=True, ledger_id=row.id, study_uid=row.study_uid,
         )
         result.exception = dict(
             stage=stage, reason=reason, ledger_id=row.id, study_uid=row.study_uid,

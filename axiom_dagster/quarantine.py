@@ -9,17 +9,19 @@ from pathlib import Path
 
 
 def quarantine_file(
-    root: Path, stage: str, source: Path, reason: str, *, name: str | None = None, **context
+    root: Path, stage: str, source: Path, reason: str, *, name: str | None = None,
+    overwrite: bool = False, **context,
 ) -> Path:
     """Copy `source` into root/<stage>/<date>/ with `<name>.reason.json`; return the copy's path.
 
     A copy (not a move) keeps the landing zone complete, so a fixed rule can re-run the batch.
+    With overwrite, a re-run that fails the same way replaces its earlier copy.
     """
     now = datetime.now(timezone.utc)
     folder = root / stage / now.strftime("%Y-%m-%d")
     folder.mkdir(parents=True, exist_ok=True)
     base = name or source.name
-    target = _free_name(folder, base)
+    target = folder / base if overwrite else _free_name(folder, base)
     tmp = target.with_name(target.name + ".tmp")
     shutil.copyfile(source, tmp)
     os.replace(tmp, target)

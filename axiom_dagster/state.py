@@ -345,11 +345,29 @@ class StateStore:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def record_exceptions(self, rows: Sequence[dict]) -> None:
+        """Record failures; an instance failing again at the same stage counts a retry on
+        its open exception instead of adding a row."""
         if not rows:
             return
         now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(insert(exceptions), [{"created_at": now, "retries": 0, **r} for r in rows])
+            for r in rows:
+                bumped = 0
+                if r.get("ledger_id") is not None:
+                    bumped = conn.execute(
+                        update(exceptions)
+                        .where(
+                            exceptions.c.ledger_id == r["ledger_id"],
+                            exceptions.c.stage == r["stage"],
+                            exceptions.c.resolved_at.is_(None),
+                        )
+                        .values(
+                            retries=exceptions.c.retries + 1, reason=r["reason"],
+                            run_id=r.get("run_id"), batch_id=r.get("batch_id"),
+                        )
+                    ).rowcount
+                if not bumped:
+                    conn.execute(insert(exceptions).values(created_at=now, retries=0, **r))
 
     def exceptions(self, stage: str | None = None) -> list[dict]:
         query = select(exceptions).order_by(exceptions.c.id)

@@ -1,0 +1,75 @@
+"""The landing sensor, evaluated with build_sensor_context as the daemon would call it."""
+import time
+from datetime import datetime, timezone
+
+from dagster import build_sensor_context
+
+from axiom_dagster.arrival import ArrivalMeta
+from axiom_dagster.landing import LandingZone, read_instance_ids
+from resources import AxiomResource
+from sensors.landing import landing_sensor
+
+from .conftest import make_config, write_config_file
+from .helpers import land_folder, small_archive
+
+
+def _tick(resource, cursor=None):
+    with build_sensor_context(cursor=cursor, resources={"axiom": resource}) as ctx:
+        return landing_sensor(ctx)
+
+
+def _resource(tmp_path, store_url, **pipeline):
+    config = make_config(tmp_path, store_url, **pipeline)
+    return config, AxiomResource(config_path=str(write_config_file(config, tmp_path / "axiom.yaml")))
+
+
+def test_batches_studies_and_second_tick_requests_nothing(tmp_path, store_url):
+    config, resource = _resource(tmp_path, store_url, quiet_period_seconds=3600, batch_max_studies=2)
+    small_archive(tmp_path / "in", studies=5, series=1, instances=2)
+    land_folder(config, resource.store, tmp_path / "in")
+
+    first = _tick(resource)
+    # The import's association has ended, so the studies are complete before the quiet period.
+    assert len(first.run_requests) == 3  # 5 studies in batches of at most 2, never one run per study
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    assert {r.partition_key for r in first.run_requests} == {today}
+    assert first.cursor == "10"
+    batch_ids = [r.run_config["ops"]["study_pipeline"]["config"]["batch_id"] for r in first.run_requests]
+    assert sum(resource.store.batch(b).studies for b in batch_ids) == 5
+    assert len({r.run_key for r in first.run_requests}) == 3
+
+    second = _tick(resource, first.cursor)
+    assert second.run_requests == []
+    assert second.cursor == first.cursor
+
+
+def test_incomplete_study_waits_for_quiet_period(tmp_path, store_url):
+    config, resource = _resource(tmp_path, store_url, quiet_period_seconds=1.0)
+    src = small_archive(tmp_path / "in", studies=1, series=1, instances=2)
+    store = resource.store
+    # A sender that is still connected: its association stays open.
+    store.open_association("assoc-1", "ct-scanner", "CT1", "AXIOM", "127.0.0.1")
+    zone = LandingZone(config.landing_path, config.quarantine_path, store)
+    meta = ArrivalMeta(source="ct-scanner", calling_ae="CT1", association_id="assoc-1")
+    zone.land(read_instance_ids(src[0]), lambda fh: fh.write(src[0].read_bytes()), meta)
+
+    first = _tick(resource)
+    assert first.run_requests == [] and first.cursor == "1"
+    assert store.study_counts() == {"receiving": 1}
+
+    time.sleep(1.2)
+    later = _tick(resource, first.cursor)
+    assert len(later.run_requests) == 1
+    assert store.study_counts() == {"queued": 1}
+
+
+def test_closed_association_completes_study_before_quiet_period(tmp_path, store_url):
+    config, resource = _resource(tmp_path, store_url, quiet_period_seconds=3600)
+    src = small_archive(tmp_path / "in", studies=1, series=1, instances=1)
+    store = resource.store
+    store.open_association("assoc-2", "mr", "MR1", "AXIOM", "127.0.0.1")
+    zone = LandingZone(config.landing_path, config.quarantine_path, store)
+    zone.land(read_instance_ids(src[0]), lambda fh: fh.write(src[0].read_bytes()), ArrivalMeta(association_id="assoc-2"))
+    assert _tick(resource).run_requests == []
+    store.close_association("assoc-2", 1)
+    assert len(_tick(resource, "1").run_requests) == 1
