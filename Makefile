@@ -13,7 +13,7 @@ export TCP_NODELAY := 1
 $(VENV)/.installed: requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q uv==0.13.9
-	$(UV) pip install -q --python $(PY) -r requirements.lock
+	$(UV) pip sync -q --python $(PY) requirements.lock
 	$(UV) pip install -q --python $(PY) --no-deps -e .
 	touch $@
 
