@@ -69,6 +69,7 @@ def study_pipeline(context: AssetExecutionContext, config: StudyBatchConfig, axi
         metadata={
             **base, "deliveries": result.delivered, "failures": result.failed,
             "instances_per_second": round(result.instances / result.seconds, 1) if result.seconds else 0.0,
+            **{f"seconds_{phase}": secs for phase, secs in result.phase_seconds.items()},
         },
     )
     yield MaterializeResult(

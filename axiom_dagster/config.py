@@ -48,6 +48,7 @@ class PipelineConfig(_Model):
     ledger_rows_per_tick: int = Field(50_000, ge=1)
     # Process pool size inside a run; None means one per CPU core.
     workers: int | None = Field(None, ge=1)
+    start_method: Literal["fork", "forkserver", "spawn"] = "fork"
     # A batch requested this long ago whose run never started is requested again.
     stale_request_seconds: float = Field(3600.0, gt=0)
 

@@ -6,7 +6,6 @@ schema to the newest Alembic revision and is safe to call on every start.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -16,6 +15,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, case, create_engine, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .records import Batch, LedgerRow
 from .schema import (
     associations,
     audit,
@@ -39,34 +39,6 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    id: int
-    received_at: datetime
-    arrival_date: str
-    study_uid: str
-    series_uid: str
-    sop_uid: str
-    sop_class_uid: str | None
-    transfer_syntax_uid: str | None
-    path: str
-    size: int
-    source: str
-    calling_ae: str | None
-    called_ae: str | None
-    source_ip: str | None
-    association_id: str | None
-
-
-@dataclass(frozen=True)
-class Batch:
-    id: int
-    partition: str
-    status: str
-    studies: int
-    instances: int
 
 
 class StateStore:

@@ -1,0 +1,141 @@
+"""Pipeline throughput against the cost floor, measured in the same run on the same files.
+
+    python bench/pipeline.py [--instances 2000] [--rows 256]
+
+Floor: a plain single-process pydicom loop that reads each landed file and writes it out.
+Pipeline: the landing sensor's tick plus the study_pipeline Dagster job run in process
+(validate, morph, route, catalog, state store), with its in-run process pool.
+Two pipeline variants: pass-through (unchanged instances are copied byte for byte) and
+a morph that changes one attribute (every instance is re-encoded, like a real rule set).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pydicom import dcmread
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from axiom_dagster.arrival import ArrivalMeta  # noqa: E402
+from axiom_dagster.config import AxiomConfig, FilesystemDestination, PipelineConfig  # noqa: E402
+from axiom_dagster.landing import LandingZone  # noqa: E402
+from axiom_dagster.morph import DestinationCopy, MorphOutcome  # noqa: E402
+from axiom_dagster.state import StateStore  # noqa: E402
+from axiom_dagster.synth import SynthSpec, generate_archive  # noqa: E402
+
+
+class SetInstitution:
+    """A morph that changes every instance (forces a re-encode, as real rules do)."""
+
+    def morph(self, ds, meta, destinations):
+        ds.InstitutionName = "Bench Hospital"
+        return MorphOutcome(copies=[DestinationCopy(d, ds, changed=True) for d in destinations])
+
+
+def floor_loop(paths: list[Path], out: Path) -> float:
+    out.mkdir(parents=True)
+    started = time.perf_counter()
+    for i, path in enumerate(paths):
+        ds = dcmread(path)
+        ds.save_as(out / f"{i}.dcm")
+    return time.perf_counter() - started
+
+
+def pipeline_run(work: Path, archive: list[Path], morph: str) -> tuple[float, int]:
+    from dagster import DagsterInstance, build_sensor_context
+
+    import axiom_dagster.morphers as morphers
+    from axiom_dagster.definitions import defs
+    from resources import AxiomResource
+    from sensors.landing import landing_sensor
+
+    config = AxiomConfig(
+        landing={"path": work / "landing", "quarantine_path": work / "quarantine"},
+        state_store={"url": f"sqlite:///{work / 'state.db'}"},
+        catalog={"path": str(work / "catalog")},
+        pipeline=PipelineConfig(quiet_period_seconds=0, batch_max_studies=1000),
+        destinations=[FilesystemDestination(name="archive", path=work / "routed")],
+        base_dir=work,
+    )
+    import yaml
+
+    work.mkdir(parents=True, exist_ok=True)
+    config_file = work / "axiom.yaml"
+    config_file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    os.environ["AXIOM_CONFIG"] = str(config_file)
+    if morph == "set":
+        morphers.morpher_factory = lambda _cfg: SetInstitution
+        import assets.study_pipeline as sp
+        sp.morpher_factory = morphers.morpher_factory
+    store = StateStore(config.state_store_url)
+    store.migrate()
+    LandingZone(config.landing_path, config.quarantine_path, store).import_files(archive, ArrivalMeta(source="bench"))
+
+    resource = AxiomResource(config_path=str(config_file))
+    job = defs.resolve_job_def("study_pipeline_job")
+    instance = DagsterInstance.ephemeral()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    started = time.perf_counter()
+    with build_sensor_context(resources={"axiom": resource}) as ctx:
+        tick = landing_sensor(ctx)
+    for request in tick.run_requests:
+        result = job.execute_in_process(
+            run_config={**request.run_config, **quiet}, instance=instance, partition_key=request.partition_key
+        )
+        assert result.success
+        routed_meta = next(
+            m.metadata for m in result.asset_materializations_for_node("study_pipeline")
+            if m.asset_key.path == ["routed_instances"]
+        )
+        phases = {k: v.value for k, v in routed_meta.items() if k.startswith("seconds")}
+        print(f"   {morph}: {phases}")
+    seconds = time.perf_counter() - started
+    routed = sum(1 for _ in (work / "routed").rglob("*.dcm"))
+    return seconds, routed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--instances", type=int, default=2000)
+    parser.add_argument("--rows", type=int, default=256)
+    args = parser.parse_args()
+    per_series = 20
+    studies = max(1, args.instances // (per_series * 2))
+    spec = SynthSpec(studies, 2, per_series, args.rows, args.rows, seed=11)
+
+    with tempfile.TemporaryDirectory(prefix="axiom-bench-") as tmp:
+        tmp = Path(tmp)
+        archive = generate_archive(tmp / "archive", spec)
+        mb = sum(p.stat().st_size for p in archive) / 1e6
+        print(f"{len(archive)} instances, {mb:.0f} MB ({mb * 1e3 / len(archive):.0f} KB each), {os.cpu_count()} cores")
+
+        results = {}
+        # Alternate so that disk-cache drift hits both sides alike.
+        results["floor"] = floor_loop(archive, tmp / "floor1")
+        secs, routed = pipeline_run(tmp / "p1", archive, "none")
+        assert routed == len(archive), routed
+        results["pipeline (pass-through)"] = secs
+        shutil.rmtree(tmp / "floor1")
+        floor2 = floor_loop(archive, tmp / "floor2")
+        results["floor"] = min(results["floor"], floor2)
+        secs, routed = pipeline_run(tmp / "p2", archive, "set")
+        assert routed == len(archive), routed
+        results["pipeline (re-encoding morph)"] = secs
+
+        floor_rate = len(archive) / results["floor"]
+        print(f"{'variant':34} {'seconds':>8} {'inst/s':>8} {'ratio to floor':>15}")
+        for name, secs in results.items():
+            rate = len(archive) / secs
+            print(f"{name:34} {secs:8.2f} {rate:8.0f} {rate / floor_rate:15.2f}")
+        print("target: pipeline >= 0.50 of the floor (framework overhead at most 2x)")
+
+
+if __name__ == "__main__":
+    main()
