@@ -175,12 +175,15 @@ class DeidProfile:
     keep_references: bool = True
     extra_safe_private: frozenset[tuple[str, int, int]] = frozenset()
     modifying_system: str = "AXIOM"
+    keep: frozenset[int] = frozenset()  # tags the user chose to keep (config `keep`)
     _codes: dict[int, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         from .table_e1_1 import TABLE
 
         self._codes = {tag: resolve_code(row, self.options, self.keep_references) for tag, row in TABLE.items()}
+        for tag in self.keep:
+            self._codes[tag] = "K"
         self._safe = SAFE_PRIVATE | self.extra_safe_private
 
     def __getstate__(self):

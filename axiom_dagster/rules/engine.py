@@ -124,6 +124,15 @@ class _Compiler:
                         f'(gggg,"CREATOR",xx), got {text!r}'
                     )
                 extra.add((step.creator, step.group, step.offset))
+            keep = set()
+            for i, text in enumerate(spec.keep):
+                try:
+                    path = TagPath(text)
+                except ConfigError as exc:
+                    raise ConfigError(f"deid_profiles.{name}.keep[{i}]: {exc}") from exc
+                if path.nested or path.steps[0].tag is None:
+                    raise ConfigError(f"deid_profiles.{name}.keep[{i}]: give a keyword or tag, got {text!r}")
+                keep.add(path.steps[0].tag)
             self._profiles[name] = DeidProfile(
                 name=name,
                 options=options,
@@ -134,6 +143,7 @@ class _Compiler:
                 keep_references=spec.keep_references,
                 extra_safe_private=frozenset(extra),
                 modifying_system=self.config.modifying_system,
+                keep=frozenset(keep),
             )
         return self._profiles[name]
 

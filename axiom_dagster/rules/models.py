@@ -229,6 +229,9 @@ class DeidProfileSpec(_Model):
     date_shift_max_days: int = Field(default=365, ge=1, le=36500)
     keep_references: bool = True  # X/Z/U* sequences: keep and remap their UIDs
     extra_safe_private: list[str] = []  # paths like '(0019,"SIEMENS MR HEADER",0C)'
+    # Attributes to leave as they are, e.g. values a crosswalk set just before (a
+    # ClinicalTrialSubjectID, a study pseudonym). Keywords or tags; top level and in items.
+    keep: list[str] = []
 
     @model_validator(mode="after")
     def _dates(self) -> DeidProfileSpec:
