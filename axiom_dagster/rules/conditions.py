@@ -282,12 +282,15 @@ def normaliser(vr: str | None):
 class EvalContext:
     """One instance's evaluation state: the dataset, arrival metadata, a value cache."""
 
-    __slots__ = ("ds", "meta", "_cache")
+    __slots__ = ("ds", "meta", "_cache", "results")
 
     def __init__(self, ds: Dataset, meta: ArrivalMeta) -> None:
         self.ds = ds
         self.meta = meta
         self._cache: dict[str, tuple[list[Any], bool, str | None]] = {}
+        # Leaf results by leaf object: identical leaves are interned at compile time, so
+        # a condition shared by many rules is evaluated once per instance.
+        self.results: dict[Node, bool] = {}
 
     def values(self, path: TagPath) -> tuple[list[Any], bool, str | None]:
         hit = self._cache.get(path.text)
@@ -412,6 +415,12 @@ class Leaf(Node):
         return ([] if v in (None, "") else [v]), v is not None, None
 
     def eval(self, ctx: EvalContext) -> bool:
+        hit = ctx.results.get(self)
+        if hit is None:
+            hit = ctx.results[self] = self._eval(ctx)
+        return hit
+
+    def _eval(self, ctx: EvalContext) -> bool:
         values, present, vr = self._values(ctx)
         op = self.op
         if op == "exists":
@@ -495,18 +504,25 @@ def _plain_target(v: Any) -> str:
     return str(v)
 
 
-def compile_condition(cond: Condition | None, where: str) -> Node | None:
+def compile_condition(cond: Condition | None, where: str, interned: dict | None = None) -> Node | None:
+    """Compile a condition tree; pass one `interned` dict per engine to share leaves."""
     if cond is None:
         return None
+    if interned is None:
+        interned = {}
     if cond.all is not None:
-        return All([compile_condition(c, f"{where}.all[{i}]") for i, c in enumerate(cond.all)])
+        return All([compile_condition(c, f"{where}.all[{i}]", interned) for i, c in enumerate(cond.all)])
     if cond.any is not None:
-        return AnyOf([compile_condition(c, f"{where}.any[{i}]") for i, c in enumerate(cond.any)])
+        return AnyOf([compile_condition(c, f"{where}.any[{i}]", interned) for i, c in enumerate(cond.any)])
     if cond.not_ is not None:
-        inner = compile_condition(cond.not_, f"{where}.not")
+        inner = compile_condition(cond.not_, f"{where}.not", interned)
         return Not(inner, getattr(inner, "label", "..."))
+    key = cond.model_dump_json()
+    if key in interned:
+        return interned[key]
     try:
-        return Leaf(cond, where)
+        leaf = interned[key] = Leaf(cond, where)
+        return leaf
     except ConfigError as exc:
         if str(exc).startswith(where):
             raise

@@ -168,6 +168,7 @@ def compile_rules(
     env = _Compiler(config, secret_key, base_dir)
     schedules = {name: CompiledSchedule(name, spec) for name, spec in config.schedules.items()}
     rulesets: list[CompiledRuleset] = []
+    interned: dict = {}
     index_of = {id(rs): i for i, rs in enumerate(config.rulesets)}
     for rs in _ordered(config.rulesets):
         i = index_of[id(rs)]
@@ -183,7 +184,7 @@ def compile_rules(
             cr.name, cr.ruleset, cr.enabled = rule.name, rs.name, rule.enabled
             cr.sources = frozenset(rule.sources) if rule.sources is not None else None
             cr.schedule = schedules[rule.schedule] if rule.schedule else None
-            cr.condition = compile_condition(rule.conditions, f"{where}.conditions")
+            cr.condition = compile_condition(rule.conditions, f"{where}.conditions", interned)
             cr.actions = [compile_action(a, f"{where}.actions[{k}]", env) for k, a in enumerate(rule.actions)]
             cr.destinations = tuple(rule.destinations) if rule.destinations is not None else None
             cr.destination_actions = {
