@@ -1,0 +1,9 @@
+"""PS3.15 de-identification over pydicom Datasets (no Dagster, no FastAPI)."""
+from .profile import CID_7050, SAFE_PRIVATE, DeidOptions, DeidProfile, resolve_code, shift_dates
+from .table_e1_1 import TABLE, TABLE_EDITION, lookup
+from .uidmap import MissingSecretError, UIDMapper, secret_from_env
+
+__all__ = [
+    "CID_7050", "SAFE_PRIVATE", "DeidOptions", "DeidProfile", "MissingSecretError", "TABLE",
+    "TABLE_EDITION", "UIDMapper", "lookup", "resolve_code", "secret_from_env", "shift_dates",
+]

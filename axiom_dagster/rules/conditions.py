@@ -1,0 +1,529 @@
+"""Attribute paths and compiled conditions.
+
+Path syntax (one or more steps joined by "."):
+    PatientName                         keyword
+    (0010,0010) or 00100010             tag
+    (0009,"GEMS_IDEN_01",04)            private attribute: group, private creator (in
+                                        double quotes), element offset within the block
+    ReferencedSeriesSequence[0].X       item 0 of a sequence (0-based)
+    ReferencedSeriesSequence[*].X       every item; a sequence step without [..] means [*]
+    ImageType[1]                        on the last step: one value of a multi-valued one
+
+Comparison semantics (documented for users in the module, tested in tests/):
+- A missing attribute, or one with an empty value, has no values: every operator is false
+  on it except `ne`, `not_in` and `not_exists`, which are true.
+- `match: any` (default) needs one value to satisfy the operator, `match: all` every value.
+- gt/lt/ge/le compare numbers for numeric VRs (IS, DS, US, ...), dates and times for DA,
+  TM and DT (partial values such as "1230" are padded; DT with an offset compares in UTC),
+  numbers again for text that parses as numbers on both sides, and text otherwise.
+- `regex` searches (re.search); anchor with ^ and $ for a full match.
+- `case_insensitive` applies to eq, ne, contains, startswith, endswith, regex, in, not_in.
+Conditions compile once into small picklable objects; regexes and paths are compiled then.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from pydicom import Dataset, Sequence
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.multival import MultiValue
+from pydicom.valuerep import PersonName
+
+from ..arrival import ArrivalMeta
+from .models import Condition
+
+
+class ConfigError(ValueError):
+    """A rules configuration error; the message names the field."""
+
+
+# ---------------------------------------------------------------------------------------
+# Paths
+_STEP_RE = re.compile(
+    r"""(?:
+        \((?P<g>[0-9A-Fa-f]{4})\s*,\s*(?P<e>[0-9A-Fa-f]{4})\)
+      | \((?P<pg>[0-9A-Fa-f]{4})\s*,\s*"(?P<pc>[^"]+)"\s*,\s*(?P<po>[0-9A-Fa-f]{2})\)
+      | (?P<hex>[0-9A-Fa-f]{8})(?=[.\[]|$)
+      | (?P<kw>[A-Za-z][A-Za-z0-9]*)
+    )(?:\[(?P<idx>\d+|\*)\])?""",
+    re.X,
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    tag: int | None  # standard tag, or None for a private step
+    group: int = 0
+    creator: str = ""
+    offset: int = 0
+    index: int | str | None = None  # int, "*" or None
+
+    def resolve(self, ds: Dataset) -> int | None:
+        """The tag of this step in `ds` (private steps depend on the creator blocks)."""
+        if self.tag is not None:
+            return self.tag
+        base = self.group << 16
+        d = ds._dict
+        for block in range(0x10, 0x100):
+            elem = d.get(base | block)
+            if elem is None:
+                continue
+            value = ds[base | block].value
+            if isinstance(value, bytes):
+                value = value.decode("ascii", "replace")
+            if str(value).strip() == self.creator:
+                return base | (block << 8) | self.offset
+        return None
+
+    def text(self) -> str:
+        if self.tag is None:
+            return f'({self.group:04X},"{self.creator}",{self.offset:02X})'
+        return f"({self.tag >> 16:04X},{self.tag & 0xFFFF:04X})"
+
+
+class TagPath:
+    """A compiled attribute path. Picklable; resolution never creates anything."""
+
+    __slots__ = ("text", "steps", "vr")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        steps: list[Step] = []
+        pos = 0
+        while True:
+            m = _STEP_RE.match(text, pos)
+            if not m:
+                raise ConfigError(f"cannot parse attribute path {text!r} at position {pos}")
+            idx_text = m.group("idx")
+            index: int | str | None = None if idx_text is None else ("*" if idx_text == "*" else int(idx_text))
+            if m.group("kw"):
+                tag = tag_for_keyword(m.group("kw"))
+                if tag is None:
+                    raise ConfigError(f"unknown DICOM keyword {m.group('kw')!r} in path {text!r}")
+                steps.append(Step(tag, index=index))
+            elif m.group("hex") or m.group("g"):
+                tag = int(m.group("hex") or (m.group("g") + m.group("e")), 16)
+                steps.append(Step(tag, index=index))
+            else:
+                group = int(m.group("pg"), 16)
+                if not group & 1:
+                    raise ConfigError(f"private path {text!r} needs an odd group")
+                steps.append(Step(None, group, m.group("pc"), int(m.group("po"), 16), index))
+            pos = m.end()
+            if pos == len(text):
+                break
+            if text[pos] != ".":
+                raise ConfigError(f"expected '.' in attribute path {text!r} at position {pos}")
+            pos += 1
+        self.steps = tuple(steps)
+        last = steps[-1]
+        try:
+            self.vr: str | None = dictionary_VR(last.tag) if last.tag is not None else None
+        except KeyError:
+            self.vr = None
+
+    def __getstate__(self):
+        return (self.text, self.steps, self.vr)
+
+    def __setstate__(self, state):
+        self.text, self.steps, self.vr = state
+
+    def __repr__(self) -> str:
+        return f"TagPath({self.text!r})"
+
+    @property
+    def nested(self) -> bool:
+        return len(self.steps) > 1
+
+    def containers(self, ds: Dataset) -> list[Dataset]:
+        """The datasets (top level or existing sequence items) holding the last step."""
+        current = [ds]
+        for step in self.steps[:-1]:
+            nxt: list[Dataset] = []
+            for d in current:
+                tag = step.resolve(d)
+                if tag is None or tag not in d._dict:
+                    continue
+                elem = d[tag]
+                if elem.VR != "SQ" or not elem.value:
+                    continue
+                if isinstance(step.index, int):
+                    if step.index < len(elem.value):
+                        nxt.append(elem.value[step.index])
+                else:
+                    nxt.extend(elem.value)
+            current = nxt
+        return current
+
+    def elements(self, ds: Dataset) -> list[tuple[Dataset, int]]:
+        """(container, tag) for each present occurrence of the last step."""
+        last = self.steps[-1]
+        out = []
+        for d in self.containers(ds) if self.nested else (ds,):
+            tag = last.resolve(d)
+            if tag is not None and tag in d._dict:
+                out.append((d, tag))
+        return out
+
+    def values(self, ds: Dataset) -> tuple[list[Any], bool, str | None]:
+        """All values at this path (flattened), whether any element is present, its VR."""
+        found = False
+        vr = self.vr
+        values: list[Any] = []
+        index = self.steps[-1].index
+        for d, tag in self.elements(ds):
+            found = True
+            elem = d[tag]
+            vr = elem.VR
+            vals = element_values(elem.value)
+            if isinstance(index, int):
+                vals = vals[index : index + 1]
+            values.extend(vals)
+        return values, found, vr
+
+
+def element_values(value: Any) -> list[Any]:
+    """A DICOM value as a flat list: [] for empty, one entry per value otherwise."""
+    if value is None or value == "" or value == b"":
+        return []
+    if isinstance(value, Sequence):
+        return list(value)  # items: only exists/not_exists are meaningful on them
+    if isinstance(value, (MultiValue, list, tuple)):
+        return [_plain(v) for v in value if v is not None and v != ""]
+    return [_plain(value)]
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, PersonName):
+        return str(v)
+    if isinstance(v, bytes):
+        return v.decode("latin-1").rstrip("\x00 ")
+    return v
+
+
+# ---------------------------------------------------------------------------------------
+# Normalisation for ordered comparisons
+_NUMERIC_VRS = {"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "SV", "UV", "OF", "OD"}
+_DT_RE = re.compile(
+    r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6}))?([+-]\d{4})?$"
+)
+
+
+def _norm_da(v: Any) -> str | None:
+    if isinstance(v, datetime):
+        return v.strftime("%Y%m%d")
+    if isinstance(v, date):
+        return v.strftime("%Y%m%d")
+    s = str(v).strip().replace("-", "").replace(".", "")
+    return s if len(s) == 8 and s.isdigit() else None
+
+
+def _norm_tm(v: Any) -> str | None:
+    if isinstance(v, time):
+        return v.strftime("%H%M%S.%f")
+    s = str(v).strip().replace(":", "")
+    main, _, frac = s.partition(".")
+    if not main.isdigit() or len(main) not in (2, 4, 6) or (frac and not frac.isdigit()):
+        return None
+    return main.ljust(6, "0") + "." + frac.ljust(6, "0")[:6]
+
+
+def _norm_dt(v: Any) -> datetime | None:
+    if isinstance(v, datetime):
+        return v.astimezone(timezone.utc).replace(tzinfo=None) if v.tzinfo else v
+    if isinstance(v, date):
+        return datetime(v.year, v.month, v.day)
+    s = str(v).strip().replace("-", "", 2) if str(v).count("-") >= 2 else str(v).strip()
+    s = s.replace(":", "").replace("T", "").replace(" ", "")
+    m = _DT_RE.match(s)
+    if not m:
+        return None
+    y, mo, d, h, mi, sec, frac, off = m.groups()
+    try:
+        dt = datetime(int(y), int(mo or 1), int(d or 1), int(h or 0), int(mi or 0), int(sec or 0),
+                      int((frac or "0").ljust(6, "0")))
+    except ValueError:
+        return None
+    if off:
+        sign = 1 if off[0] == "+" else -1
+        dt -= sign * timedelta(hours=int(off[1:3]), minutes=int(off[3:5]))
+    return dt
+
+
+def _to_float(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    try:
+        return float(str(v).strip())
+    except ValueError:
+        return None
+
+
+def normaliser(vr: str | None):
+    if vr == "DA":
+        return _norm_da
+    if vr == "TM":
+        return _norm_tm
+    if vr == "DT":
+        return _norm_dt
+    if vr in _NUMERIC_VRS:
+        return _to_float
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Compiled conditions
+class EvalContext:
+    """One instance's evaluation state: the dataset, arrival metadata, a value cache."""
+
+    __slots__ = ("ds", "meta", "_cache", "results")
+
+    def __init__(self, ds: Dataset, meta: ArrivalMeta) -> None:
+        self.ds = ds
+        self.meta = meta
+        self._cache: dict[str, tuple[list[Any], bool, str | None]] = {}
+        # Leaf results by leaf object: identical leaves are interned at compile time, so
+        # a condition shared by many rules is evaluated once per instance.
+        self.results: dict[Node, bool] = {}
+
+    def values(self, path: TagPath) -> tuple[list[Any], bool, str | None]:
+        hit = self._cache.get(path.text)
+        if hit is None:
+            hit = self._cache[path.text] = path.values(self.ds)
+        return hit
+
+
+class Node:
+    def eval(self, ctx: EvalContext) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def explain(self, ctx: EvalContext) -> tuple[bool, list[str]]:
+        """Result plus, when false, the leaves that failed (for `axiom rules test`)."""
+        raise NotImplementedError
+
+
+class All(Node):
+    __slots__ = ("children",)
+
+    def __init__(self, children: list[Node]) -> None:
+        self.children = children
+
+    def eval(self, ctx):
+        for c in self.children:
+            if not c.eval(ctx):
+                return False
+        return True
+
+    def explain(self, ctx):
+        reasons: list[str] = []
+        ok = True
+        for c in self.children:
+            r, why = c.explain(ctx)
+            if not r:
+                ok = False
+                reasons.extend(why)
+        return ok, reasons
+
+
+class AnyOf(Node):
+    __slots__ = ("children",)
+
+    def __init__(self, children: list[Node]) -> None:
+        self.children = children
+
+    def eval(self, ctx):
+        for c in self.children:
+            if c.eval(ctx):
+                return True
+        return False
+
+    def explain(self, ctx):
+        reasons: list[str] = []
+        for c in self.children:
+            r, why = c.explain(ctx)
+            if r:
+                return True, []
+            reasons.extend(why)
+        return False, ["none of: " + " | ".join(reasons)]
+
+
+class Not(Node):
+    __slots__ = ("child", "label")
+
+    def __init__(self, child: Node, label: str) -> None:
+        self.child = child
+        self.label = label
+
+    def eval(self, ctx):
+        return not self.child.eval(ctx)
+
+    def explain(self, ctx):
+        if self.child.eval(ctx):
+            return False, [f"not ({self.label}) failed: inner condition matched"]
+        return True, []
+
+
+_NEGATIVE = {"ne", "not_in", "not_exists"}
+
+
+class Leaf(Node):
+    """attribute or meta op value."""
+
+    __slots__ = ("path", "meta", "op", "target", "ci", "match_all", "regex", "networks", "_norm", "label")
+
+    def __init__(self, cond: Condition, where: str) -> None:
+        self.path = TagPath(cond.attribute) if cond.attribute is not None else None
+        self.meta = cond.meta
+        self.op = cond.op
+        self.ci = cond.case_insensitive
+        self.match_all = cond.match == "all"
+        self.target = cond.value
+        self.regex = None
+        self.networks = None
+        self._norm: dict[str | None, Any] = {}
+        subject = cond.attribute if cond.attribute is not None else f"meta.{cond.meta}"
+        self.label = f"{subject} {cond.op}" + ("" if cond.value is None else f" {cond.value!r}")
+        if self.op == "regex":
+            try:
+                self.regex = re.compile(str(cond.value), re.I if self.ci else 0)
+            except re.error as exc:
+                raise ConfigError(f"{where}.value: invalid regex: {exc}") from exc
+        if self.op == "cidr":
+            nets = cond.value if isinstance(cond.value, list) else [cond.value]
+            try:
+                self.networks = [ipaddress.ip_network(str(n), strict=False) for n in nets]
+            except ValueError as exc:
+                raise ConfigError(f"{where}.value: {exc}") from exc
+        if self.op in ("in", "not_in"):
+            self.target = [self._fold(str(v)) for v in cond.value]
+        elif self.op in ("eq", "ne", "contains", "startswith", "endswith") and not isinstance(cond.value, (int, float)):
+            self.target = self._fold(_plain_target(cond.value))
+
+    def _fold(self, s: str) -> str:
+        return s.casefold() if self.ci else s
+
+    def _values(self, ctx: EvalContext) -> tuple[list[Any], bool, str | None]:
+        if self.path is not None:
+            return ctx.values(self.path)
+        v = getattr(ctx.meta, self.meta)
+        return ([] if v in (None, "") else [v]), v is not None, None
+
+    def eval(self, ctx: EvalContext) -> bool:
+        hit = ctx.results.get(self)
+        if hit is None:
+            hit = ctx.results[self] = self._eval(ctx)
+        return hit
+
+    def _eval(self, ctx: EvalContext) -> bool:
+        values, present, vr = self._values(ctx)
+        op = self.op
+        if op == "exists":
+            return present
+        if op == "not_exists":
+            return not present
+        if not values:
+            return op in _NEGATIVE
+        test = self._test
+        if self.match_all:
+            return all(test(v, vr) for v in values)
+        return any(test(v, vr) for v in values)
+
+    def _ordered_target(self, vr: str | None, norm):
+        key = vr
+        if key not in self._norm:
+            self._norm[key] = norm(self.target)
+        return self._norm[key]
+
+    def _test(self, v: Any, vr: str | None) -> bool:
+        op = self.op
+        if op in ("eq", "ne"):
+            if isinstance(self.target, (int, float)) and not isinstance(self.target, bool):
+                f = _to_float(v)
+                result = f is not None and f == float(self.target)
+            elif vr in ("DA", "TM", "DT"):
+                norm = normaliser(vr)
+                a, b = norm(v), self._ordered_target(vr, norm)
+                result = a is not None and a == b if b is not None else self._fold(str(v)) == self.target
+            else:
+                result = self._fold(str(v).strip()) == self.target
+            return result if op == "eq" else not result
+        if op in ("gt", "lt", "ge", "le"):
+            norm = normaliser(vr)
+            if norm is not None:
+                a, b = norm(v), self._ordered_target(vr, norm)
+            else:
+                a, b = _to_float(v), _to_float(self.target)
+                if a is None or b is None:
+                    a, b = str(v), str(self.target)
+            if a is None or b is None:
+                return False
+            try:
+                return {"gt": a > b, "lt": a < b, "ge": a >= b, "le": a <= b}[op]
+            except TypeError:
+                return False
+        s = self._fold(str(v))
+        if op == "contains":
+            return self.target in s
+        if op == "startswith":
+            return s.startswith(self.target)
+        if op == "endswith":
+            return s.endswith(self.target)
+        if op == "regex":
+            return self.regex.search(str(v)) is not None
+        if op == "in":
+            return s.strip() in self.target
+        if op == "not_in":
+            return s.strip() not in self.target
+        if op == "cidr":
+            try:
+                ip = ipaddress.ip_address(str(v))
+            except ValueError:
+                return False
+            return any(ip in n for n in self.networks)
+        raise AssertionError(op)
+
+    def explain(self, ctx):
+        if self.eval(ctx):
+            return True, []
+        values, present, _ = self._values(ctx)
+        shown = "missing" if not present else repr(values[:5])
+        return False, [f"{self.label} (actual: {shown})"]
+
+
+def _plain_target(v: Any) -> str:
+    if isinstance(v, datetime):
+        return v.strftime("%Y%m%d%H%M%S")
+    if isinstance(v, date):
+        return v.strftime("%Y%m%d")
+    return str(v)
+
+
+def compile_condition(cond: Condition | None, where: str, interned: dict | None = None) -> Node | None:
+    """Compile a condition tree; pass one `interned` dict per engine to share leaves."""
+    if cond is None:
+        return None
+    if interned is None:
+        interned = {}
+    if cond.all is not None:
+        return All([compile_condition(c, f"{where}.all[{i}]", interned) for i, c in enumerate(cond.all)])
+    if cond.any is not None:
+        return AnyOf([compile_condition(c, f"{where}.any[{i}]", interned) for i, c in enumerate(cond.any)])
+    if cond.not_ is not None:
+        inner = compile_condition(cond.not_, f"{where}.not", interned)
+        return Not(inner, getattr(inner, "label", "..."))
+    key = cond.model_dump_json()
+    if key in interned:
+        return interned[key]
+    try:
+        leaf = interned[key] = Leaf(cond, where)
+        return leaf
+    except ConfigError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise ConfigError(f"{where}.attribute: {exc}") from exc
