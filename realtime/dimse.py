@@ -120,6 +120,7 @@ class DicomListenerService:
         self.ssl_context = build_ssl_context(listener.tls, resolve) if listener.tls else None
         self.server: NoDelayAssociationServer | None = None
         self._thread: threading.Thread | None = None
+        self._stop_lock = threading.Lock()
 
         ae = AE(ae_title=listener.ae_title)
         ae.maximum_pdu_size = listener.max_pdu_size
@@ -158,10 +159,11 @@ class DicomListenerService:
         return self.server.server_address[1] if self.server else self.listener.port
 
     def stop_accepting(self) -> None:
-        """Close the listening socket; associations in progress continue."""
-        if self.server is not None:
-            self.server.shutdown()
-            self.server = None
+        """Close the listening socket; associations in progress continue. Idempotent."""
+        with self._stop_lock:
+            server, self.server = self.server, None
+        if server is not None:
+            server.shutdown()
 
     def active_associations(self) -> int:
         return len([a for a in self.ae.active_associations if a.is_acceptor])
