@@ -166,7 +166,7 @@ def create_app(config: AxiomConfig, zone: LandingZone, metrics: Metrics, dicom_s
                                               request.state.request_id)
         finally:
             await run_in_threadpool(stow.drop_spool, spool)
-        base = (http_cfg.public_base_url or str(request.base_url)).rstrip("/") + "/api/v1/dicomweb"
+        base = _public_base(request, http_cfg.public_base_url) + "/api/v1/dicomweb"
         status = stow.http_status(outcome)
         log.info("STOW-RS stored", extra={"stored": len(outcome.stored), "failed": len(outcome.failed),
                                           "status": status, "principal": request.state.principal.subject})
@@ -189,3 +189,15 @@ def create_app(config: AxiomConfig, zone: LandingZone, metrics: Metrics, dicom_s
         return await _stow(request, study_uid)
 
     return app
+
+
+def _public_base(request: Request, configured: str | None) -> str:
+    """Base URL for RetrieveURL: the configured one, else the request's. Some clients
+    (dicomweb-client) send a Host header without the port; then the listening port is used."""
+    if configured:
+        return configured.rstrip("/")
+    base = str(request.base_url).rstrip("/")
+    server = request.scope.get("server")
+    if request.url.port is None and server and server[1] not in (80, 443):
+        base = f"{request.url.scheme}://{request.url.hostname}:{server[1]}{request.scope.get('root_path', '')}"
+    return base.rstrip("/")
