@@ -1,4 +1,4 @@
-"""`axiom` command line: synth, land, sql, migrate, demo."""
+"""`axiom` command line: synth, land, sql, migrate, demo, realtime, apikey."""
 from __future__ import annotations
 
 import argparse
@@ -45,6 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--series", type=int, default=5)
     p.add_argument("--instances", type=int, default=10)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("realtime", help="run the realtime ingest service (DICOM listeners + HTTP API)")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(func=cmd_realtime)
+
+    p = sub.add_parser("apikey", help="create, revoke or list API keys of the HTTP API")
+    keys = p.add_subparsers(dest="apikey_command", required=True)
+    k = keys.add_parser("create", help="create a key; prints it once")
+    k.add_argument("name")
+    k.add_argument("--role", choices=["superuser", "admin", "user"], default="user")
+    k.set_defaults(func=cmd_apikey_create)
+    k = keys.add_parser("revoke", help="revoke a key by name or prefix")
+    k.add_argument("name")
+    k.set_defaults(func=cmd_apikey_revoke)
+    k = keys.add_parser("list", help="list keys (never the secrets)")
+    k.set_defaults(func=cmd_apikey_list)
 
     args = parser.parse_args(argv)
     try:
@@ -116,6 +132,44 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     return run_demo(_config(args), args.config, studies=args.studies, series=args.series, instances=args.instances)
+
+
+def cmd_realtime(args) -> int:
+    from realtime.service import main as realtime_main
+
+    return realtime_main(_config(args), args.log_level)
+
+
+def cmd_apikey_create(args) -> int:
+    from .apikeys import create_key
+
+    try:
+        key, secret = create_key(_store(_config(args)).engine, args.name, args.role)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"created API key {key.name!r} (role {key.role}, prefix {key.prefix}); it is shown only once:", file=sys.stderr)
+    print(secret)
+    return 0
+
+
+def cmd_apikey_revoke(args) -> int:
+    from .apikeys import revoke_key
+
+    if revoke_key(_store(_config(args)).engine, args.name):
+        print(f"revoked {args.name}")
+        return 0
+    print(f"no active API key named or prefixed {args.name!r}", file=sys.stderr)
+    return 1
+
+
+def cmd_apikey_list(args) -> int:
+    from .apikeys import list_keys
+
+    for k in list_keys(_store(_config(args)).engine):
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        print(f"{k.id}\t{k.name}\t{k.role}\t{k.prefix}\tcreated {k.created_at:%Y-%m-%d %H:%M}\t{state}")
+    return 0
 
 
 if __name__ == "__main__":

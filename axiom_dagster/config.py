@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .listeners_config import AuthConfig, DicomListener, HttpConfig, unique_listeners
+
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEFAULT_PATH_TEMPLATE = "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
 
@@ -77,8 +79,10 @@ class AxiomConfig(_Model):
     catalog: CatalogConfig = CatalogConfig()
     pipeline: PipelineConfig = PipelineConfig()
     destinations: list[Destination] = Field(default_factory=list)
+    listeners: list[DicomListener] = Field(default_factory=list)
+    http: HttpConfig = HttpConfig()
+    auth: AuthConfig = AuthConfig()
     # Filled in by later features; kept here so one file holds everything.
-    listeners: list[dict[str, Any]] = Field(default_factory=list)
     sources: list[dict[str, Any]] = Field(default_factory=list)
     ai: dict[str, Any] = Field(default_factory=dict)
     # The folder relative paths resolve against (set by the loader, not by the file).
@@ -92,6 +96,11 @@ class AxiomConfig(_Model):
         if dupes:
             raise ValueError(f"destination names must be unique; repeated: {', '.join(dupes)}")
         return value
+
+    @field_validator("listeners")
+    @classmethod
+    def _unique_listeners(cls, value: list[DicomListener]):
+        return unique_listeners(value)
 
     def resolve(self, path: Path | str) -> Path:
         path = Path(path)

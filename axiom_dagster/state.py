@@ -28,6 +28,7 @@ from .schema import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_LEDGER_INSERT = insert(ledger)
 
 
 def utcnow() -> datetime:
@@ -66,8 +67,10 @@ class StateStore:
 
     def append_ledger(self, **values) -> int:
         """Append one arrival; returns its ledger id (monotonic)."""
+        # A constant statement with the values as parameters compiles once (cached); building
+        # insert().values(**values) per call costs ~0.25 ms of cache-key generation.
         with self.engine.begin() as conn:
-            return conn.execute(insert(ledger).values(**values)).inserted_primary_key[0]
+            return conn.execute(_LEDGER_INSERT, values).inserted_primary_key[0]
 
     def append_ledger_many(self, rows: Sequence[dict]) -> None:
         with self.engine.begin() as conn:

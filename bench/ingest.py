@@ -1,0 +1,217 @@
+"""Ingest benchmark: `python bench/ingest.py [--instances 1000] [--rounds 2]`.
+
+One sender (DCMTK storescu, TCP_NODELAY=1, one association) sends the same synthetic files
+(256x256, ~130 KB) to:
+  * service      - the realtime service, full durability (fsync file + dir, ledger commit)
+  * minimal-1M   - a minimal pynetdicom SCP writing files without fsync or ledger, TCP_NODELAY
+                   set, same max PDU size as the service (1 MB): the like-for-like baseline
+  * minimal-16K  - the same with pynetdicom's default max PDU (16 KB)
+  * storescp     - DCMTK storescp writing files (no fsync)
+Rounds are interleaved so disk-speed drift hits every target alike. Then STOW-RS into the
+service (httpx, 50 instances per request). Prints a table and the ratio service/minimal.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import yaml  # noqa: E402
+
+from axiom_dagster.config import parse_config  # noqa: E402
+from axiom_dagster.synth import SynthSpec, generate_archive  # noqa: E402
+
+DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def send(port: int, folder: Path, n: int) -> float:
+    started = time.perf_counter()
+    r = subprocess.run(["storescu", "-aec", "AXIOM", "+sd", "+r", "127.0.0.1", str(port), str(folder)],
+                       env=DCMTK_ENV, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if r.returncode != 0:
+        raise RuntimeError(f"storescu failed: {r.stderr[-2000:]}")
+    return elapsed
+
+
+class MinimalSCP:
+    """pynetdicom C-STORE SCP: write encoded_dataset() to a file, no fsync, no ledger."""
+
+    def __init__(self, out: Path, max_pdu: int):
+        from pynetdicom import AE, evt
+        from pynetdicom.presentation import AllStoragePresentationContexts
+
+        self.out = out
+        self.port = free_port()
+        ae = AE(ae_title="AXIOM")
+        ae.maximum_pdu_size = max_pdu
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+
+        def on_open(event):
+            event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def on_store(event):
+            with open(out / f"{event.request.AffectedSOPInstanceUID}.dcm", "wb") as fh:
+                fh.write(event.encoded_dataset())
+            return 0x0000
+
+        self.ae = ae
+        self.server = ae.start_server(("127.0.0.1", self.port), block=False,
+                                      evt_handlers=[(evt.EVT_CONN_OPEN, on_open), (evt.EVT_C_STORE, on_store)])
+
+    def stop(self):
+        self.server.shutdown()
+
+
+class Service:
+    def __init__(self, root: Path):
+        from realtime.service import RealtimeService, _Server
+        import uvicorn
+
+        from axiom_dagster.apikeys import create_key
+
+        self.port, self.http_port = free_port(), free_port()
+        data = {
+            "landing": {"path": str(root / "landing"), "quarantine_path": str(root / "q")},
+            "state_store": {"url": f"sqlite:///{root / 'state.db'}"},
+            "listeners": [{"name": "bench", "ae_title": "AXIOM", "port": self.port}],
+            "http": {"port": self.http_port, "disk_free_threshold_mb": 1},
+        }
+        config = parse_config(yaml.safe_dump(data), base_dir=root)
+        self.svc = RealtimeService(config)
+        self.svc.start_dicom()
+        self.server = _Server(uvicorn.Config(self.svc.app, host="127.0.0.1", port=self.http_port, log_config=None,
+                                             access_log=False, lifespan="off"))
+        self.svc.http_server = self.server
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        self.key = create_key(self.svc.store.engine, f"bench-{uuid.uuid4().hex[:6]}", "admin")[1]
+
+    def stop(self):
+        self.svc.request_stop()
+        self.thread.join(10)
+        self.svc.shutdown()
+
+
+def stow(url: str, key: str, files: list[Path], per_request: int = 50) -> float:
+    boundary = "benchboundary"
+    started = time.perf_counter()
+    with httpx.Client(timeout=120) as client:
+        for i in range(0, len(files), per_request):
+            def body():
+                for f in files[i:i + per_request]:
+                    yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+                    yield f.read_bytes()
+                    yield b"\r\n"
+                yield f"--{boundary}--\r\n".encode()
+
+            r = client.post(url, content=body(), headers={
+                "Authorization": f"Bearer {key}",
+                "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
+            if r.status_code != 200:
+                raise RuntimeError(f"STOW-RS {r.status_code}: {r.text[:500]}")
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--instances", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--workdir", type=Path, default=None, help="where files are written (default: the system temp folder)")
+    args = ap.parse_args()
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    work = Path(tempfile.mkdtemp(prefix="axiom-bench-", dir=args.workdir))
+    try:
+        src = work / "src"
+        n = args.instances
+        t = time.perf_counter()
+        files = generate_archive(src, SynthSpec(studies=max(1, n // 100), series_per_study=4, instances_per_series=25,
+                                                rows=256, columns=256, seed=7))[:n]
+        if len(files) != n:
+            raise SystemExit("--instances must be a multiple of 100")
+        size_mb = sum(f.stat().st_size for f in files) / 1e6
+        print(f"{n} instances, {size_mb:.1f} MB ({size_mb / n * 1000:.0f} KB each), generated in {time.perf_counter() - t:.1f}s; "
+              f"work dir {work}", flush=True)
+
+        results: dict[str, list[float]] = {k: [] for k in ("service", "minimal-1M", "minimal-16K", "storescp")}
+        for rnd in range(args.rounds):
+            # service (fresh state each round: same ledger size for every round)
+            root = work / f"svc{rnd}"
+            svc = Service(root)
+            results["service"].append(send(svc.port, src, n))
+            landed = svc.svc.store.ledger_count()
+            svc.stop()
+            assert landed == n, f"service ledger has {landed} rows, expected {n}"
+            for label, pdu in (("minimal-1M", 1_048_576), ("minimal-16K", 16_382)):
+                out = work / f"{label}{rnd}"
+                out.mkdir()
+                scp = MinimalSCP(out, pdu)
+                results[label].append(send(scp.port, src, n))
+                scp.stop()
+            out = work / f"storescp{rnd}"
+            out.mkdir()
+            port = free_port()
+            proc = subprocess.Popen(["storescp", "-aet", "AXIOM", "-od", str(out), str(port)], env=DCMTK_ENV,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.3)
+            results["storescp"].append(send(port, src, n))
+            proc.terminate()
+            proc.wait(10)
+            line = "  ".join(f"{k} {n / v[-1]:.0f}/s" for k, v in results.items())
+            print(f"round {rnd + 1}: {line}", flush=True)
+            for d in (root / "landing", work / f"minimal-1M{rnd}", work / f"minimal-16K{rnd}", out):
+                shutil.rmtree(d, ignore_errors=True)
+
+        # STOW-RS into the service
+        svc = Service(work / "stow")
+        stow_s = stow(f"http://127.0.0.1:{svc.http_port}/api/v1/dicomweb/studies", svc.key, files)
+        landed = svc.svc.store.ledger_count()
+        svc.stop()
+        assert landed == n, landed
+
+        print()
+        print(f"{'target':<34}{'inst/s':>10}{'MB/s':>10}{'best inst/s':>13}")
+        names = {"service": "service (durable: fsync+ledger)", "minimal-1M": "minimal pynetdicom SCP, 1 MB PDU",
+                 "minimal-16K": "minimal pynetdicom SCP, 16 KB PDU", "storescp": "DCMTK storescp"}
+        med = {}
+        for k, v in results.items():
+            m = statistics.median(v)
+            med[k] = m
+            print(f"{names[k]:<34}{n / m:>10.0f}{size_mb / m:>10.1f}{n / min(v):>13.0f}")
+        print(f"{'STOW-RS into service (50/request)':<34}{n / stow_s:>10.0f}{size_mb / stow_s:>10.1f}{'':>13}")
+        print()
+        print(f"ratio service / minimal SCP (same 1 MB PDU):   {med['minimal-1M'] / med['service']:.2f}  (target >= 0.8)")
+        print(f"ratio service / minimal SCP (default 16 KB PDU): {med['minimal-16K'] / med['service']:.2f}")
+        print(f"ratio service / DCMTK storescp:                 {med['storescp'] / med['service']:.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""C-STORE / C-ECHO SCP listeners (pynetdicom), one ApplicationEntity per configured listener.
+
+Each instance is landed durably (temp file, fsync, rename, directory fsync, ledger row) with
+the File Meta Information written by us and the data set bytes exactly as received; only
+then is Success (0x0000) returned. Failures return a C-STORE failure status and leave no
+file behind (LandingZone.land removes its temp file on error).
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+import ssl
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from pydicom import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
+from sqlalchemy.exc import SQLAlchemyError
+
+from axiom_dagster.arrival import ArrivalMeta
+from axiom_dagster.landing import LandingZone
+from axiom_dagster.listeners_config import DicomListener, TLSConfig
+from axiom_dagster.uids import InvalidUID
+
+from .dicomio import Unreadable, dataset_uids, instance_ids, part10_prefix
+from .logs import correlation_id
+from .metrics import Metrics
+
+log = logging.getLogger("axiom.realtime.dimse")
+
+# Uncompressed, deflated and the common compressed transfer syntaxes; received data sets are
+# stored as sent, never transcoded.
+TRANSFER_SYNTAXES = [
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old modalities)
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 & 4)
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless (Process 14)
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+    "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
+    "1.2.840.10008.1.2.4.203",  # HTJ2K
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+]
+
+STATUS_SUCCESS = 0x0000
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_DATASET_MISMATCH = 0xA900
+STATUS_CANNOT_UNDERSTAND = 0xC000
+
+
+def build_ssl_context(tls: TLSConfig, resolve: Callable[[Path], Path]) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(certfile=str(resolve(tls.cert)), keyfile=str(resolve(tls.key)))
+    if tls.ca is not None:
+        ctx.load_verify_locations(cafile=str(resolve(tls.ca)))
+    ctx.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else (
+        ssl.CERT_OPTIONAL if tls.ca is not None else ssl.CERT_NONE)
+    return ctx
+
+
+class NoDelayAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's server with TCP_NODELAY on every accepted socket (pynetdicom 3.0.4 leaves
+    Nagle on: each C-STORE response then waits ~40 ms for the peer's delayed ACK)."""
+
+    def get_request(self):
+        client_socket, address = self.socket.accept()
+        client_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ssl_context:
+            client_socket.settimeout(30)
+            try:
+                client_socket = self.ssl_context.wrap_socket(client_socket, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                log.warning("TLS handshake failed", extra={"peer_ip": address[0], "error": str(exc)})
+                client_socket.close()
+                raise
+            client_socket.settimeout(None)
+        return client_socket, address
+
+
+class _AssocState:
+    __slots__ = ("id", "calling_ae", "called_ae", "ip", "instances", "bytes", "opened", "failures")
+
+    def __init__(self, calling_ae: str, called_ae: str, ip: str):
+        self.id = uuid.uuid4().hex
+        self.calling_ae, self.called_ae, self.ip = calling_ae, called_ae, ip
+        self.instances = 0
+        self.bytes = 0
+        self.failures = 0
+        self.opened = False
+
+
+class DicomListenerService:
+    """One configured listener: its AE, its server thread, its handlers."""
+
+    def __init__(self, listener: DicomListener, zone: LandingZone, metrics: Metrics,
+                 resolve: Callable[[Path], Path] = lambda p: Path(p)):
+        self.listener = listener
+        self.zone = zone
+        self.store = zone.store
+        self.metrics = metrics
+        self.networks = listener.networks()
+        self.allowed_aes = set(listener.allowed_calling_aes)
+        self.ssl_context = build_ssl_context(listener.tls, resolve) if listener.tls else None
+        self.server: NoDelayAssociationServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stop_lock = threading.Lock()
+
+        ae = AE(ae_title=listener.ae_title)
+        ae.maximum_pdu_size = listener.max_pdu_size
+        ae.maximum_associations = listener.max_associations
+        ae.network_timeout = listener.network_timeout_seconds
+        ae.require_called_aet = listener.require_called_ae
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification, TRANSFER_SYNTAXES[:3])
+        self.ae = ae
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        handlers = [
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_ESTABLISHED, self._on_established),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_CONN_CLOSE, self._on_conn_close),
+        ]
+        address = (self.listener.bind_address, self.listener.port)
+        self.server = self.ae.make_server(
+            address, ae_title=self.listener.ae_title, ssl_context=self.ssl_context,
+            evt_handlers=handlers, server_class=NoDelayAssociationServer,
+        )
+        self.ae._servers.append(self.server)
+        self._thread = threading.Thread(target=self.server.serve_forever, name=f"dicom-{self.listener.name}", daemon=True)
+        self._thread.start()
+        log.info("DICOM listener started", extra={
+            "listener": self.listener.name, "ae_title": self.listener.ae_title,
+            "bind": self.listener.bind_address, "port": self.port, "tls": bool(self.ssl_context)})
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1] if self.server else self.listener.port
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket; associations in progress continue. Idempotent."""
+        with self._stop_lock:
+            server, self.server = self.server, None
+        if server is not None:
+            server.shutdown()
+
+    def active_associations(self) -> int:
+        return len([a for a in self.ae.active_associations if a.is_acceptor])
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.active_associations() == 0:
+                return True
+            time.sleep(0.05)
+        return self.active_associations() == 0
+
+    def abort_all(self) -> None:
+        for assoc in list(self.ae.active_associations):
+            assoc.abort()
+
+    # ---- handlers -----------------------------------------------------------------------
+
+    def _on_requested(self, event) -> None:
+        assoc = event.assoc
+        calling = assoc.requestor.primitive.calling_ae_title.strip()
+        called = assoc.requestor.primitive.called_ae_title.strip()
+        ip = assoc.requestor.address
+        state = _AssocState(calling, called, ip)
+        assoc._axiom = state
+        correlation_id.set(state.id)
+        reason = None
+        if self.allowed_aes and calling not in self.allowed_aes:
+            reason, diag = "calling AE title not allowed", 0x03
+        elif self.networks and not _ip_allowed(ip, self.networks):
+            reason, diag = "source address not allowed", 0x01
+        if reason:
+            log.warning("association rejected", extra={
+                "listener": self.listener.name, "calling_ae": calling, "called_ae": called,
+                "peer_ip": ip, "reason": reason})
+            self.metrics.associations.inc(listener=self.listener.name, outcome="rejected")
+            assoc.acse.send_reject(0x01, 0x01, diag)
+            evt.trigger(assoc, evt.EVT_REJECTED, {})
+            assoc.kill()
+
+    def _on_established(self, event) -> None:
+        state: _AssocState = event.assoc._axiom
+        correlation_id.set(state.id)
+        self.store.open_association(state.id, self.listener.name, state.calling_ae, state.called_ae, state.ip)
+        state.opened = True
+        self.metrics.associations_open.inc(listener=self.listener.name)
+        self.metrics.associations.inc(listener=self.listener.name, outcome="accepted")
+        log.info("association established", extra={
+            "listener": self.listener.name, "calling_ae": state.calling_ae,
+            "called_ae": state.called_ae, "peer_ip": state.ip})
+
+    def _on_conn_close(self, event) -> None:
+        state: _AssocState | None = getattr(event.assoc, "_axiom", None)
+        if state is None or not state.opened:
+            return
+        state.opened = False
+        try:
+            self.store.close_association(state.id, state.instances)
+        except SQLAlchemyError:
+            log.exception("could not record association end", extra={"listener": self.listener.name})
+        self.metrics.associations_open.dec(listener=self.listener.name)
+        log.info("association closed", extra={
+            "correlation_id": state.id, "listener": self.listener.name, "instances": state.instances, "bytes": state.bytes,
+            "failures": state.failures, "calling_ae": state.calling_ae})
+
+    def _on_echo(self, event) -> int:
+        return STATUS_SUCCESS
+
+    def _on_store(self, event):
+        state: _AssocState = event.assoc._axiom
+        name = self.listener.name
+        started = time.perf_counter()
+        req = event.request
+        ts = str(event.context.transfer_syntax)
+        buf = req.DataSet.getbuffer()
+        try:
+            try:
+                uids = dataset_uids(buf, ts)
+                ids = instance_ids(uids, ts)
+            except (Unreadable, InvalidUID) as exc:
+                return self._fail(state, STATUS_CANNOT_UNDERSTAND, "unreadable" if isinstance(exc, Unreadable) else "invalid_uid", str(exc))
+            if ids.sop_uid != str(req.AffectedSOPInstanceUID).strip("\x00 ") or (
+                ids.sop_class_uid and ids.sop_class_uid != str(req.AffectedSOPClassUID).strip("\x00 ")
+            ):
+                return self._fail(state, STATUS_DATASET_MISMATCH, "dataset_mismatch",
+                                  "SOP Class/Instance UID in the data set differ from the request")
+            sop_class = ids.sop_class_uid or str(req.AffectedSOPClassUID)
+            prefix = part10_prefix(sop_class, ids.sop_uid, ts, state.calling_ae)
+
+            def write(fh) -> None:
+                fh.write(prefix)
+                fh.write(buf)
+
+            meta = ArrivalMeta(source=name, calling_ae=state.calling_ae, called_ae=state.called_ae,
+                               source_ip=state.ip, association_id=state.id,
+                               received_at=datetime.now(timezone.utc))
+            try:
+                ledger_id = self.zone.land(ids, write, meta, durable=True)
+            except OSError as exc:
+                reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io_error"
+                return self._fail(state, STATUS_OUT_OF_RESOURCES, reason, f"{reason}: {exc.strerror}")
+            except SQLAlchemyError as exc:
+                return self._fail(state, STATUS_OUT_OF_RESOURCES, "state_store", f"ledger unavailable: {type(exc).__name__}")
+            size = len(prefix) + len(buf)
+        finally:
+            buf.release()
+        state.instances += 1
+        state.bytes += size
+        elapsed = time.perf_counter() - started
+        self.metrics.instances.inc(listener=name)
+        self.metrics.bytes.inc(size, listener=name)
+        self.metrics.landing_seconds.observe(elapsed, listener=name)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("instance landed", extra={"ledger_id": ledger_id, "sop_uid": ids.sop_uid, "bytes": size})
+        return STATUS_SUCCESS
+
+    def _fail(self, state: _AssocState, status: int, reason: str, comment: str) -> Dataset:
+        state.failures += 1
+        self.metrics.failures.inc(listener=self.listener.name, reason=reason)
+        log.warning("instance refused", extra={"correlation_id": state.id, "listener": self.listener.name, "status": f"0x{status:04X}",
+                                               "reason": reason, "detail": comment[:200]})
+        rsp = Dataset()
+        rsp.Status = status
+        rsp.ErrorComment = comment[:64]
+        return rsp
+
+
+def _ip_allowed(ip: str, networks) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in networks)
