@@ -40,6 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("migrate", help="create or upgrade the state store schema")
     p.set_defaults(func=cmd_migrate)
 
+    p = sub.add_parser("rules", help="check rules, or test them on a DICOM file")
+    rules_sub = p.add_subparsers(dest="rules_command", required=True)
+    q = rules_sub.add_parser("check", help="validate and compile the rules of a configuration")
+    q.add_argument("config_file", type=Path)
+    q.set_defaults(func=cmd_rules_check)
+    q = rules_sub.add_parser("test", help="show matching rules, reasons and per-destination tag diffs")
+    q.add_argument("config_file", type=Path)
+    q.add_argument("dicom_file", type=Path)
+    q.add_argument("--calling-ae")
+    q.add_argument("--called-ae")
+    q.add_argument("--source-ip")
+    q.add_argument("--source", default="import", help="source name (listener, poller or backfill)")
+    q.set_defaults(func=cmd_rules_test)
+
     p = sub.add_parser("demo", help="synthesize, land, run the sensor and pipeline headless, summarize")
     p.add_argument("--studies", type=int, default=40)
     p.add_argument("--series", type=int, default=5)
@@ -125,6 +139,44 @@ def cmd_migrate(args) -> int:
     config = _config(args)
     store = _store(config)
     print(f"state store at revision {store.schema_revision()}")
+    return 0
+
+
+def _compiled_rules(config_file: Path):
+    """Load a configuration and compile its rules; errors name the file, line and field."""
+    import yaml
+
+    from .config import load_config, locate, parse_field_path
+    from .rules import ConfigError as RulesError
+    from .rules import compile_rules
+
+    config = load_config(config_file)
+    try:
+        return config, compile_rules(config, None, config.base_dir)
+    except RulesError as exc:
+        root = yaml.compose(config_file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        path, _, message = str(exc).partition(": ")
+        raise ConfigError(locate(root, str(config_file), parse_field_path(path), message or str(exc))) from None
+
+
+def cmd_rules_check(args) -> int:
+    config, engine = _compiled_rules(args.config_file)
+    rules = sum(len(rs.rules) for rs in config.rulesets)
+    print(f"{args.config_file}: OK - {len(config.rulesets)} rulesets, {rules} rules, "
+          f"{len(config.destinations)} destinations, {len(config.crosswalks)} crosswalks")
+    return 0
+
+
+def cmd_rules_test(args) -> int:
+    from pydicom import dcmread
+
+    from .arrival import ArrivalMeta
+    from .rules.explain import explain
+
+    config, engine = _compiled_rules(args.config_file)
+    ds = dcmread(args.dicom_file)
+    meta = ArrivalMeta(source=args.source, calling_ae=args.calling_ae, called_ae=args.called_ae, source_ip=args.source_ip)
+    print(explain(engine, ds, meta, [d.name for d in config.destinations]).text())
     return 0
 
 

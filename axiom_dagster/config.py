@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .listeners_config import AuthConfig, DicomListener, HttpConfig, unique_listeners
+from .rules.models import RulesConfig
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEFAULT_PATH_TEMPLATE = "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
@@ -73,7 +74,10 @@ class FilesystemDestination(_Model):
 Destination = FilesystemDestination
 
 
-class AxiomConfig(_Model):
+class AxiomConfig(RulesConfig):
+    """The whole configuration. Rulesets, schedules, crosswalks, deid_profiles,
+    default_destinations and modifying_system come from RulesConfig (top-level keys)."""
+
     landing: LandingConfig = LandingConfig()
     state_store: StateStoreConfig = StateStoreConfig()
     catalog: CatalogConfig = CatalogConfig()
@@ -96,6 +100,23 @@ class AxiomConfig(_Model):
         if dupes:
             raise ValueError(f"destination names must be unique; repeated: {', '.join(dupes)}")
         return value
+
+    @model_validator(mode="after")
+    def _rules_name_known_destinations(self):
+        known = {d.name for d in self.destinations} | {"*"}
+        unknown = []
+        for i, rs in enumerate(self.rulesets):
+            for j, rule in enumerate(rs.rules):
+                where = f"rulesets[{i}].rules[{j}]"
+                unknown += [f"{where}.destinations: unknown destination {d!r}" for d in rule.destinations or [] if d not in known]
+                unknown += [
+                    f"{where}.destination_actions.{d}: unknown destination {d!r}"
+                    for d in rule.destination_actions if d not in known
+                ]
+        unknown += [f"default_destinations: unknown destination {d!r}" for d in self.default_destinations if d not in known]
+        if unknown:
+            raise ValueError("; ".join(unknown))
+        return self
 
     @field_validator("listeners")
     @classmethod
@@ -218,11 +239,30 @@ def _dotted(loc: tuple) -> str:
     return text or "(top level)"
 
 
+_FIELD_MESSAGE = re.compile(r"^([A-Za-z_][\w.\[\]]*): (.+)$")
+_PATH_PART = re.compile(r"([A-Za-z_]\w*)|\[(\d+)\]")
+
+
+def parse_field_path(path: str) -> tuple:
+    """'rulesets[0].rules[2].actions' -> ('rulesets', 0, 'rules', 2, 'actions')."""
+    return tuple(name if name else int(index) for name, index in _PATH_PART.findall(path))
+
+
+def locate(root: yaml.Node | None, source: str, loc: tuple, message: str) -> str:
+    node = _node_at(root, loc)
+    line = node.start_mark.line + 1 if node is not None else 1
+    return f"{source}:{line}: field {_dotted(loc)}: {message}"
+
+
 def _describe(exc: ValidationError, root: yaml.Node | None, source: str) -> str:
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
-        node = _node_at(root, loc)
-        line = node.start_mark.line + 1 if node is not None else 1
-        lines.append(f"{source}:{line}: field {_dotted(loc)}: {err['msg']}")
+        message = err["msg"].removeprefix("Value error, ")
+        # Cross-field validators report "field.path: text; other.path: text" at the top.
+        parts = [_FIELD_MESSAGE.match(p) for p in message.split("; ")]
+        if not loc and all(parts):
+            lines += [locate(root, source, parse_field_path(m.group(1)), m.group(2)) for m in parts]
+        else:
+            lines.append(locate(root, source, loc, message))
     return "\n".join(lines)

@@ -52,6 +52,7 @@ def run_batch(
     if batch is None:
         raise ValueError(f"batch {batch_id} does not exist in the state store")
     manifest = store.batch_manifest(batch_id)
+    morpher_factory()  # compile once here so a bad rule or a missing secret fails the run clearly
     store.start_batch(batch_id, run_id)
     settings = WorkerSettings(
         targets=tuple(
