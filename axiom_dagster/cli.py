@@ -8,6 +8,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from .config import ConfigError
+from .deid.uidmap import MissingSecretError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except MissingSecretError as exc:
+        print(f"missing secret: {exc}", file=sys.stderr)
         return 2
 
 
