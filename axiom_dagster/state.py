@@ -145,10 +145,16 @@ class StateStore:
                 for r in conn.execute(select(studies).where(studies.c.study_uid.in_(list(by_study))))
             }
             for uid, group in by_study.items():
+                old = existing.get(uid)
+                if old is not None:
+                    # Rows at or below the study's high-water mark were counted already (a
+                    # sensor whose cursor was reset re-reads the ledger harmlessly).
+                    group = [r for r in group if r.id > old.last_ledger_id]
+                    if not group:
+                        continue
                 first = min(r.received_at for r in group)
                 last = max(r.received_at for r in group)
                 top = max(r.id for r in group)
-                old = existing.get(uid)
                 if old is None:
                     conn.execute(
                         insert(studies).values(

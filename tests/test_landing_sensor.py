@@ -73,3 +73,15 @@ def test_closed_association_completes_study_before_quiet_period(tmp_path, store_
     assert _tick(resource).run_requests == []
     store.close_association("assoc-2", 1)
     assert len(_tick(resource, "1").run_requests) == 1
+
+
+def test_reset_cursor_rereads_ledger_harmlessly(tmp_path, store_url):
+    """A second sensor (or a reset cursor) reading the ledger from 0 requests nothing again."""
+    config, resource = _resource(tmp_path, store_url, quiet_period_seconds=3600)
+    small_archive(tmp_path / "in", studies=2, series=1, instances=2)
+    land_folder(config, resource.store, tmp_path / "in")
+    assert len(_tick(resource).run_requests) == 1
+    again = _tick(resource, cursor=None)
+    assert again.run_requests == []
+    assert resource.store.study_counts() == {"queued": 2}
+    assert {s["instances_received"] for s in resource.store.receiving_studies(10)} == set()
