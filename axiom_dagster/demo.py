@@ -35,6 +35,9 @@ def run_demo(config: AxiomConfig, config_path: str | None, *, studies: int, seri
     )
     print(f"2. landed {report.landed} instances ({report.bytes / 1e6:.0f} MB) into {config.landing_path}")
 
+    if config_path:
+        # The job's AxiomResource reads $AXIOM_CONFIG: point it at the same file as the sensor.
+        os.environ["AXIOM_CONFIG"] = str(Path(config_path).resolve())
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     resource = AxiomResource(config_path=config_path or "")
     job = defs.resolve_job_def("study_pipeline_job")
