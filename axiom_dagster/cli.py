@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     k = keys.add_parser("list", help="list keys (never the secrets)")
     k.set_defaults(func=cmd_apikey_list)
 
+    # `--config` may also follow the subcommand (`axiom realtime --config FILE`).
+    for name, subparser in sub.choices.items():
+        if name not in ("rules",):  # rules commands take the file as an argument
+            subparser.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0

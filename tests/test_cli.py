@@ -16,7 +16,7 @@ def test_synth_land_sql_and_demo(tmp_path, capsys, monkeypatch):
     assert main(["--config", config_file, "land", str(tmp_path / "arch")]) == 1
     out = capsys.readouterr().out
     assert "landed 6 instances" in out and "quarantined" in out and "junk.bin" in out
-    assert main(["--config", config_file, "migrate"]) == 0
+    assert main(["migrate", "--config", config_file]) == 0
     assert "revision 0002" in capsys.readouterr().out
 
     # The demo lands its own archive, then drives the sensor and the job for everything waiting.
