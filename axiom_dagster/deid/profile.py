@@ -189,6 +189,7 @@ class DeidProfile:
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("_codes", None)
+        state.pop("_marks", None)
         return state
 
     def __setstate__(self, state):
@@ -218,6 +219,26 @@ class DeidProfile:
 
     # -- marking (PS3.15 E.1.1 item 6) -----------------------------------------------
     def _mark(self, ds: Dataset) -> None:
+        marks = self.__dict__.get("_marks")
+        if marks is None:
+            marks = self.__dict__["_marks"] = self._build_marks()
+        for tag, vr, value in marks:
+            if vr == "SQ":
+                items = []
+                for template in value:
+                    item = Dataset()
+                    for t, v, val in template:
+                        item._dict[t] = DataElement(t, v, val, already_converted=True)
+                    items.append(item)
+                ds[tag] = DataElement(tag, vr, Sequence(items), already_converted=True)
+            elif isinstance(value, MultiValue):
+                ds[tag] = DataElement(tag, vr, MultiValue(type(value[0]), list(value)), already_converted=True)
+            else:
+                ds[tag] = DataElement(tag, vr, value, already_converted=True)
+
+    def _build_marks(self) -> list:
+        """The marking elements, built once per profile as (tag, VR, converted value)."""
+        ds = Dataset()
         ds.PatientIdentityRemoved = "YES"
         keys = ["basic", *self.options.enabled()]
         items = []
@@ -237,6 +258,13 @@ class DeidProfile:
             ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
         elif self.options.retain_long_modified_dates:
             ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        marks = []
+        for tag, elem in ds._dict.items():
+            value = elem.value
+            if elem.VR == "SQ":
+                value = [[(t, e.VR, e.value) for t, e in item._dict.items()] for item in value]
+            marks.append((tag, elem.VR, value))
+        return marks
 
 
 class _Run:
