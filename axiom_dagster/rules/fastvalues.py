@@ -22,6 +22,7 @@ that pydicom would refuse, and pydicom configured for numpy or datetime values.
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 import struct
 from typing import Any
@@ -271,12 +272,17 @@ def nested_values(seq_elem, index, want: int, last_index, codec) -> tuple[list[A
     return values, found, vr_out
 
 
+@functools.lru_cache(maxsize=64)
+def _creator_tags(base: int) -> frozenset[int]:
+    return frozenset(range(base | 0x10, base | 0x100))
+
+
 def creator_block(ds, group: int, creator: str, codec) -> int | None:
     """The first block (0x10..0xFF) of `group` whose private creator is `creator`."""
     d = ds._dict
     base = group << 16
-    lo, hi = base | 0x10, base | 0xFF
-    blocks = sorted(t for t in d if lo <= t <= hi)
+    # A set intersection compares hashes in C: no Python-level BaseTag comparisons.
+    blocks = sorted(int(t) for t in d.keys() & _creator_tags(base))
     for t in blocks:
         elem = d[t]
         if isinstance(elem, RawDataElement):
