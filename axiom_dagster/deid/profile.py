@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from pydicom import Dataset, Sequence
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.datadict import dictionary_VR
 from pydicom.multival import MultiValue
 
@@ -189,6 +189,7 @@ class DeidProfile:
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("_codes", None)
+        state.pop("_marks", None)
         return state
 
     def __setstate__(self, state):
@@ -218,6 +219,26 @@ class DeidProfile:
 
     # -- marking (PS3.15 E.1.1 item 6) -----------------------------------------------
     def _mark(self, ds: Dataset) -> None:
+        marks = self.__dict__.get("_marks")
+        if marks is None:
+            marks = self.__dict__["_marks"] = self._build_marks()
+        for tag, vr, value in marks:
+            if vr == "SQ":
+                items = []
+                for template in value:
+                    item = Dataset()
+                    for t, v, val in template:
+                        item._dict[t] = DataElement(t, v, val, already_converted=True)
+                    items.append(item)
+                ds[tag] = DataElement(tag, vr, Sequence(items), already_converted=True)
+            elif isinstance(value, MultiValue):
+                ds[tag] = DataElement(tag, vr, MultiValue(type(value[0]), list(value)), already_converted=True)
+            else:
+                ds[tag] = DataElement(tag, vr, value, already_converted=True)
+
+    def _build_marks(self) -> list:
+        """The marking elements, built once per profile as (tag, VR, converted value)."""
+        ds = Dataset()
         ds.PatientIdentityRemoved = "YES"
         keys = ["basic", *self.options.enabled()]
         items = []
@@ -237,6 +258,13 @@ class DeidProfile:
             ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
         elif self.options.retain_long_modified_dates:
             ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        marks = []
+        for tag, elem in ds._dict.items():
+            value = elem.value
+            if elem.VR == "SQ":
+                value = [[(t, e.VR, e.value) for t, e in item._dict.items()] for item in value]
+            marks.append((tag, elem.VR, value))
+        return marks
 
 
 class _Run:
@@ -277,37 +305,56 @@ class _Run:
         return self._scrub_re  # type: ignore[return-value]
 
     # -- traversal --------------------------------------------------------------------
+    # One pass over the container's elements (not over the table). Elements that are
+    # deleted, blanked or kept are never converted from their raw (as read) form; UIDs
+    # and dates that change are re-encoded as raw elements of the same encoding, which
+    # pydicom converts on access exactly as it would have converted the value read from
+    # the file. Anything unusual (deferred values, non-string values) takes the
+    # DataElement path.
     def dataset(self, ds: Dataset) -> None:
         p = self.p
         codes = p._codes
+        d = ds._dict
         private_keep: set[int] | None = None
-        for tag in list(ds.keys()):
-            t = int(tag)
-            group = t >> 16
+        private_deleted = False
+        for tag, elem in list(d.items()):
+            group = tag >> 16
             if group & 1:
                 if private_keep is None:
                     private_keep = self._safe_private_tags(ds) if p.options.retain_safe_private else set()
-                if t not in private_keep:
-                    del ds[tag]
+                if tag not in private_keep:
+                    del d[tag]
+                    private_deleted = True
                 continue
-            code = codes.get(t)
+            code = codes.get(tag)
             if code is None and 0x5000 <= group <= 0x60FF:
-                code = p.code_for(t)
+                code = p.code_for(tag)
             if code is None or code == "K":
                 # Not in the table, or kept: keep, but clean inside sequences.
-                if _is_sequence(ds, t):
+                if _is_sequence(ds, tag):
                     for item in ds[tag].value:
                         self.dataset(item)
                 continue
             if code == "X":
-                del ds[tag]
+                if tag in _PIXEL_TAGS:
+                    del ds[tag]
+                else:
+                    del d[tag]
             elif code == "U*":
                 for item in ds[tag].value:
                     self.dataset(item)
             else:
-                self.element(ds, t, code)
+                self.element(ds, tag, code, elem)
+        if private_deleted and ds._private_blocks:
+            ds._private_blocks = {}
 
-    def element(self, ds: Dataset, tag: int, code: str) -> None:
+    def element(self, ds: Dataset, tag: int, code: str, raw=None) -> None:
+        if raw is None:
+            raw = ds._dict[tag]
+        vr = _raw_vr(raw)
+        if vr is not None and vr != "SQ" and code in ("U", "Z", "C"):
+            if self._raw_element(ds, tag, code, raw, vr):
+                return
         elem = ds[tag]
         vr = elem.VR
         if vr == "SQ":
@@ -333,7 +380,7 @@ class _Run:
             elif tag == _PATIENT_NAME and self.p.patient_id == "hash":
                 ds[tag] = DataElement(tag, vr, self.p.uids.pseudonym(self.original_pid, prefix=self.p.pseudonym_prefix))
             else:
-                ds[tag] = DataElement(tag, vr, None if vr not in ("OB", "OW", "UN") else b"")
+                ds[tag] = _empty_element(tag, vr)
             return
         if code == "D":
             ds[tag] = DataElement(tag, vr, self.p.uids.remap("dummy") if vr == "UI" else _dummy(vr))
@@ -343,6 +390,50 @@ class _Run:
             return
         raise ValueError(f"unknown de-identification action {code!r} for {elem.tag}")
 
+    def _raw_element(self, ds: Dataset, tag: int, code: str, raw, vr: str) -> bool:
+        """The fast path for U, Z and C on an element as read; False: not handled."""
+        d = ds._dict
+        if code == "Z":
+            if tag in (_PATIENT_ID, _PATIENT_NAME) and self.p.patient_id == "hash":
+                return False
+            if vr == "UN":
+                return False
+            d[tag] = _empty_element(tag, vr)
+            return True
+        if not isinstance(raw, RawDataElement) or raw.value is None or vr not in _ASCII_VRS:
+            return False
+        data = raw.value
+        if code == "U":
+            if vr != "UI":
+                return False
+            if not data.strip(b"\x00 "):
+                return True  # VM 0: unchanged, as before
+            if not data.isascii():
+                return False
+            remap = self.p.uids.remap
+            out = "\\".join([remap(v) for v in data.decode("ascii").rstrip("\x00 ").split("\\")])
+            d[tag] = _raw_text(raw, out, b"\x00")
+            return True
+        # C
+        if vr in ("DA", "DT"):
+            if not self.p.options.retain_long_modified_dates:
+                d[tag] = _empty_element(tag, vr)
+                return True
+            if not data or not data.isascii():
+                return False  # empty: the slow path keeps the value as it is
+            # As pydicom reads it: trailing padding removed, then split into values.
+            parts = data.decode("ascii").rstrip(" \x00").split("\\")
+            days = self.offset_days()
+            shifted_parts = [shift_dates(v, vr, days) for v in parts]
+            if any(not isinstance(v, str) or v != v.rstrip(" \x00") for v in shifted_parts):
+                return False
+            shifted = "\\".join(shifted_parts)
+            d[tag] = _raw_text(raw, shifted, b" ")
+            return True
+        if vr == "TM":
+            return True  # times of day do not move with the date shift
+        return False
+
     def clean(self, ds: Dataset, elem: DataElement) -> None:
         vr = elem.VR
         tag = int(elem.tag)
@@ -350,7 +441,7 @@ class _Run:
             if self.p.options.retain_long_modified_dates:
                 ds[tag] = DataElement(tag, vr, shift_dates(elem.value, vr, self.offset_days()))
             else:
-                ds[tag] = DataElement(tag, vr, None)
+                ds[tag] = _empty_element(tag, vr)
             return
         if vr == "TM":
             return  # times of day do not move with the date shift
@@ -360,9 +451,13 @@ class _Run:
                 return
             value = elem.value
             if isinstance(value, (list, MultiValue)):
-                ds[tag] = DataElement(tag, vr, [rx.sub("", str(v)) for v in value])
+                new = [rx.sub("", str(v)) for v in value]
+                if new != [str(v) for v in value] or not all(isinstance(v, str) for v in value):
+                    ds[tag] = DataElement(tag, vr, new)
             else:
-                ds[tag] = DataElement(tag, vr, rx.sub("", str(value)))
+                new_value = rx.sub("", str(value))
+                if new_value != value or type(value) is not str:
+                    ds[tag] = DataElement(tag, vr, new_value)
             return
         # Other VRs (binary overlay data, curves...) cannot be cleaned: remove.
         del ds[tag]
@@ -387,6 +482,38 @@ class _Run:
                 if kept_any:
                     keep.add(creator_tag)
         return keep
+
+
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+# VRs whose values pydicom decodes as ASCII whatever the character set.
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+
+
+def _raw_vr(elem) -> str | None:
+    """The VR pydicom would give `elem` on conversion, when it is plain; else None."""
+    vr = elem.VR
+    if vr is None:  # implicit VR raw element
+        try:
+            vr = dictionary_VR(elem.tag)
+        except KeyError:
+            return None
+    if vr == "UN" or " or " in vr:
+        return None  # pydicom may replace UN or resolve the ambiguity on conversion
+    return vr
+
+
+def _empty_element(tag: int, vr: str) -> DataElement:
+    """DataElement(tag, vr, None) (b"" for OB/OW/UN) without the setter's validation."""
+    return DataElement(tag, vr, b"" if vr in ("OB", "OW", "UN") else None, already_converted=True)
+
+
+def _raw_text(raw: RawDataElement, text: str, pad: bytes) -> RawDataElement:
+    """A raw element like `raw` holding ASCII `text`, padded to an even length."""
+    data = text.encode("ascii")
+    if len(data) & 1:
+        data += pad
+    return RawDataElement(raw.tag, raw.VR, len(data), data, raw.value_tell, raw.is_implicit_VR,
+                          raw.is_little_endian, raw.is_raw, raw.is_buffered)
 
 
 def _is_sequence(ds: Dataset, tag: int) -> bool:

@@ -40,18 +40,17 @@ def clone_dataset(ds: Dataset) -> Dataset:
     """A structural copy: new containers and sequences, shared immutable raw elements."""
     new = ds.__class__.__new__(ds.__class__)
     new.__dict__.update(ds.__dict__)
-    new._dict = {}
+    new._dict = d = ds._dict.copy()  # raw elements are immutable tuples: shared
     new._private_blocks = {}
-    for tag, elem in ds._dict.items():
-        if isinstance(elem, RawDataElement):
-            new._dict[tag] = elem
+    for tag, elem in d.items():
+        if elem.__class__ is RawDataElement:
             continue
         e = copy.copy(elem)
         if elem.VR == "SQ":
             e._value = Sequence([clone_dataset(item) for item in elem.value])
         elif isinstance(elem._value, (MultiValue, list)):
             e._value = copy.copy(elem._value)
-        new._dict[tag] = e
+        d[tag] = e
     meta = ds.__dict__.get("file_meta")
     if meta is not None:
         new.__dict__["file_meta"] = clone_dataset(meta)

@@ -24,16 +24,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import struct
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from pydicom import Dataset, Sequence
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 
 from ..arrival import ArrivalMeta
+from . import fastvalues as _fv
 from .models import Condition
 
 
@@ -295,8 +298,61 @@ class EvalContext:
     def values(self, path: TagPath) -> tuple[list[Any], bool, str | None]:
         hit = self._cache.get(path.text)
         if hit is None:
-            hit = self._cache[path.text] = path.values(self.ds)
+            hit = None
+            if _fv.pydicom_defaults():
+                try:
+                    hit = self._fast(path)
+                except (_fv.Fallback, struct.error, IndexError, ValueError):
+                    hit = None
+            if hit is None:
+                hit = path.values(self.ds)
+            self._cache[path.text] = hit
         return hit
+
+    def _codec(self) -> str | None:
+        codec = self._cache.get(None, False)
+        if codec is False:
+            codec = self._cache[None] = _fv.dataset_codec(self.ds)
+        return codec  # type: ignore[return-value]
+
+    def _fast(self, path: TagPath) -> tuple[list[Any], bool, str | None] | None:
+        """The values from raw elements (fastvalues.py); None: use pydicom."""
+        steps = path.steps
+        d = self.ds._dict
+        if len(steps) == 1:
+            step = steps[0]
+            tag = step.tag
+            if tag is None:
+                key = ("creator", step.group, step.creator)
+                block = self._cache.get(key, False)
+                if block is False:
+                    block = self._cache[key] = _fv.creator_block(self.ds, step.group, step.creator, None)
+                if block is None:
+                    return [], False, path.vr
+                tag = (step.group << 16) | (block << 8) | step.offset
+            elem = d.get(tag)
+            if elem is None:
+                return [], False, path.vr
+            if elem.__class__ is RawDataElement:
+                values, vr = _fv.raw_values(elem, self._codec())
+            else:
+                vr = elem.VR
+                if vr == "SQ":
+                    return None
+                values = element_values(elem.value)
+            if isinstance(step.index, int):
+                values = values[step.index : step.index + 1]
+            return values, True, vr
+        if len(steps) == 2 and steps[0].tag is not None and steps[1].tag is not None:
+            first = steps[0]
+            elem = d.get(first.tag)
+            if elem is None:
+                return [], False, path.vr
+            if elem.__class__ is not RawDataElement:
+                return None
+            values, found, vr = _fv.nested_values(elem, first.index, steps[1].tag, steps[1].index, self._codec())
+            return values, found, (vr if found else path.vr)
+        return None
 
 
 class Node:

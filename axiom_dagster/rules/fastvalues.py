@@ -1,0 +1,305 @@
+"""Values of attribute paths read straight from a dataset's raw elements.
+
+pydicom converts a RawDataElement (bytes as read) into a DataElement on first attribute
+access, which costs far more than evaluating a condition on it; a sequence is parsed
+into Datasets as a whole. For the common cases this module decodes only the elements a
+compiled condition references, giving exactly what `TagPath.values` (pydicom conversion
+then `element_values`) gives:
+
+- string VRs decoded (the character set only matters for non-ASCII bytes: ISO_IR 100
+  and ISO_IR 192 are handled, other sets fall back), padding stripped as pydicom does,
+  split on backslash, empty values dropped; PN as text; IS and DS as their text;
+- US, UL, SS, SL, FL, FD unpacked with the element's byte order;
+- `Seq[*].X` / `Seq[n].X` with standard tags, from a little endian raw sequence,
+  without converting the sequence;
+- private single-step paths, resolving the creator block from the raw creator values.
+
+Anything else returns None and the caller uses pydicom (`TagPath.values`): deferred
+values, ambiguous or UN VRs, other character sets with non-ASCII bytes, ISO 2022 escapes,
+AT/O*/UR/UV/SV values, big endian sequences, items with their own character set, numbers
+that pydicom would refuse, and pydicom configured for numpy or datetime values.
+"""
+from __future__ import annotations
+
+import codecs
+import functools
+import re
+import struct
+from typing import Any
+
+from pydicom import config
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
+
+# VR -> how pydicom turns the decoded text into values.
+_SPLIT_RSTRIP_ALL = {"AS", "CS", "DA", "DT", "TM", "UI"}  # convert_string / convert_UI
+_SPLIT_RSTRIP_EACH = {"LO", "SH", "UC"}  # convert_text
+_SINGLE = {"LT", "ST", "UT"}  # convert_single_string
+_CHARSET_VRS = {"LO", "SH", "UC", "LT", "ST", "UT", "PN"}
+_NUMBER_TEXT = {"IS", "DS"}
+_BINARY = {"US": "H", "UL": "L", "SS": "h", "SL": "l", "FL": "f", "FD": "d"}
+_BINARY_SIZE = {"H": 2, "L": 4, "h": 2, "l": 4, "f": 4, "d": 8}
+_IS_RE = re.compile(r"^[+-]?\d+(?:\.0*)?$")
+_DS_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+_CODECS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
+_EXPLICIT_LONG = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+_UNDEFINED = 0xFFFFFFFF
+_CHARSET_TAG = 0x00080005
+
+
+class Fallback(Exception):
+    """Not a case this module handles: use pydicom."""
+
+
+def pydicom_defaults() -> bool:
+    """False when pydicom is configured to return other value types than the defaults."""
+    return not (config.use_DS_numpy or config.use_IS_numpy or config.datetime_conversion
+                or config.use_none_as_empty_text_VR_value)
+
+
+def dataset_codec(ds) -> str | None:
+    """The Python codec pydicom decodes the dataset's text with, when it is a plain
+    (stateless) one: pydicom's default (ISO 8859-1), another ISO 8859 part, or UTF-8.
+    None: ISO 2022 code extensions or several character sets (non-ASCII falls back)."""
+    read = ds.__dict__.get("_read_charset")
+    if read:
+        names = [read] if isinstance(read, str) else list(read)
+    else:  # created in memory: the current Specific Character Set
+        elem = ds._dict.get(_CHARSET_TAG)
+        if elem is None:
+            return "latin_1"
+        value = elem.value
+        if isinstance(value, bytes):
+            if not value.isascii():
+                return None
+            value = value.decode("ascii").strip(" \x00")
+        if not isinstance(value, str) or "\\" in value:
+            return None
+        return _CODECS.get(value.strip())
+    if len(names) != 1:
+        return None
+    try:
+        name = codecs.lookup(names[0]).name
+    except LookupError:
+        return None
+    if name == "utf-8" or name.startswith("iso8859-"):
+        return name
+    return None
+
+
+def decode(data: bytes, vr: str, little: bool, codec: str | None) -> list[Any]:
+    """`element_values` of the value pydicom would convert `data` to (VR `vr`)."""
+    if not data:
+        return []
+    fmt = _BINARY.get(vr)
+    if fmt is not None:
+        size = _BINARY_SIZE[fmt]
+        n, rest = divmod(len(data), size)
+        if rest:
+            raise Fallback
+        return list(struct.unpack(("<" if little else ">") + fmt * n, data))
+    if data.isascii():
+        if b"\x1b" in data:
+            raise Fallback
+        text = data.decode("ascii")
+    elif vr in _CHARSET_VRS and codec is not None:
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError:
+            raise Fallback from None
+    else:
+        raise Fallback
+    if vr in _SPLIT_RSTRIP_ALL:
+        if vr == "UI":
+            text = text.rstrip("\x00 ")
+        items = text.rstrip(" \x00").split("\\")
+    elif vr in _SPLIT_RSTRIP_EACH:
+        items = [v.rstrip("\x00 ") for v in text.split("\\")]
+    elif vr == "PN":
+        items = text.rstrip("\x00 ").split("\\")
+    elif vr in _SINGLE:
+        text = text.rstrip("\x00 ")
+        return [text] if text else []
+    elif vr == "AE":
+        items = [v.strip() for v in text.rstrip(" \x00").split("\\")]
+    elif vr in _NUMBER_TEXT:
+        items = text.strip().rstrip(" \x00").split("\\")
+        rx = _IS_RE if vr == "IS" else _DS_RE
+        out = []
+        for v in items:
+            s = v.strip()
+            if not s:
+                if v:
+                    raise Fallback  # whitespace-only: pydicom's rules, not ours
+                continue
+            if rx.match(s) is None:
+                raise Fallback
+            out.append(s)
+        return out
+    else:
+        raise Fallback
+    return [v for v in items if v != ""]
+
+
+def element_vr(elem) -> str:
+    vr = elem.VR
+    if vr is None:
+        try:
+            vr = dictionary_VR(elem.tag)
+        except KeyError:
+            raise Fallback from None
+    if vr == "UN" or " or " in vr:
+        raise Fallback
+    return vr
+
+
+def raw_values(elem, codec: str | None) -> tuple[list[Any], str]:
+    """(values, VR) of a raw top-level element."""
+    data = elem.value
+    if data is None:
+        raise Fallback  # deferred read
+    vr = element_vr(elem)
+    return decode(data, vr, elem.is_little_endian, codec), vr
+
+
+# ---------------------------------------------------------------------------------------
+# Raw sequences (little endian, explicit or implicit VR)
+def _element_header(buf: bytes, pos: int, implicit: bool) -> tuple[int, bytes | None, int, int]:
+    """(tag, explicit VR or None, value length, value offset) of the element at pos."""
+    group, elem = struct.unpack_from("<HH", buf, pos)
+    tag = group << 16 | elem
+    if implicit or group == 0xFFFE:
+        (length,) = struct.unpack_from("<L", buf, pos + 4)
+        return tag, None, length, pos + 8
+    vr = buf[pos + 4 : pos + 6]
+    if vr in _EXPLICIT_LONG:
+        (length,) = struct.unpack_from("<L", buf, pos + 8)
+        return tag, vr, length, pos + 12
+    (length,) = struct.unpack_from("<H", buf, pos + 6)
+    return tag, vr, length, pos + 8
+
+
+def _skip_undefined(buf: bytes, pos: int, implicit: bool) -> int:
+    """Offset after the delimiter that closes an undefined-length value starting at pos."""
+    n = len(buf)
+    while pos < n:
+        tag, vr, length, start = _element_header(buf, pos, implicit)
+        if tag == 0xFFFEE0DD or tag == 0xFFFEE00D:
+            return start
+        if length == _UNDEFINED:
+            pos = _skip_undefined(buf, start, implicit)
+        else:
+            pos = start + length
+    raise Fallback
+
+
+def sequence_items(buf: bytes, implicit: bool) -> list[tuple[int, int]]:
+    """(start, end) of each item's content in a raw sequence value."""
+    items = []
+    pos, n = 0, len(buf)
+    while pos < n:
+        if n - pos < 8:
+            raise Fallback
+        tag, _, length, start = _element_header(buf, pos, True)
+        if tag == 0xFFFEE0DD:
+            break
+        if tag != 0xFFFEE000:
+            raise Fallback
+        if length == _UNDEFINED:
+            end = _skip_undefined(buf, start, implicit)
+            items.append((start, end - 8))
+            pos = end
+        else:
+            items.append((start, start + length))
+            pos = start + length
+    return items
+
+
+def item_element(buf: bytes, start: int, end: int, implicit: bool, want: int) -> tuple[bytes, str | None] | None:
+    """The raw value and explicit VR (None for implicit) of tag `want` in one item."""
+    pos = start
+    while pos < end:
+        if end - pos < 8:
+            raise Fallback
+        tag, vr, length, vstart = _element_header(buf, pos, implicit)
+        if tag == _CHARSET_TAG:
+            raise Fallback  # the item has its own character set
+        if tag == want:
+            if length == _UNDEFINED:
+                raise Fallback
+            return buf[vstart : vstart + length], (vr.decode("ascii") if vr is not None else None)
+        if length == _UNDEFINED:
+            pos = _skip_undefined(buf, vstart, implicit)
+        else:
+            pos = vstart + length
+    return None
+
+
+def nested_values(seq_elem, index, want: int, last_index, codec) -> tuple[list[Any], bool, str | None]:
+    """Values of `want` in the items of a raw top-level sequence element."""
+    if not isinstance(seq_elem, RawDataElement) or seq_elem.value is None or not seq_elem.is_little_endian:
+        raise Fallback
+    implicit = seq_elem.is_implicit_VR
+    buf = seq_elem.value
+    if seq_elem.VR is not None and seq_elem.VR != "SQ":
+        raise Fallback
+    if implicit and seq_elem.VR is None and element_vr(seq_elem) != "SQ":
+        raise Fallback
+    items = sequence_items(buf, implicit)
+    if isinstance(index, int):
+        items = items[index : index + 1]
+    values: list[Any] = []
+    found = False
+    vr_out = None
+    for start, end in items:
+        hit = item_element(buf, start, end, implicit, want)
+        if hit is None:
+            continue
+        data, vr = hit
+        if vr is None:
+            try:
+                vr = dictionary_VR(want)
+            except KeyError:
+                raise Fallback from None
+        if vr in ("UN", "SQ") or " or " in vr:
+            raise Fallback
+        found = True
+        vr_out = vr
+        vals = decode(data, vr, True, codec)
+        if isinstance(last_index, int):
+            vals = vals[last_index : last_index + 1]
+        values.extend(vals)
+    return values, found, vr_out
+
+
+@functools.lru_cache(maxsize=64)
+def _creator_tags(base: int) -> frozenset[int]:
+    return frozenset(range(base | 0x10, base | 0x100))
+
+
+def creator_block(ds, group: int, creator: str, codec) -> int | None:
+    """The first block (0x10..0xFF) of `group` whose private creator is `creator`."""
+    d = ds._dict
+    base = group << 16
+    # A set intersection compares hashes in C: no Python-level BaseTag comparisons.
+    blocks = sorted(int(t) for t in d.keys() & _creator_tags(base))
+    for t in blocks:
+        elem = d[t]
+        if isinstance(elem, RawDataElement):
+            if elem.value is None:
+                raise Fallback
+            value = elem.value
+            if not value.isascii():
+                raise Fallback
+            text = value.decode("ascii")
+        else:
+            text = elem.value
+            if isinstance(text, bytes):
+                text = text.decode("ascii", "replace")
+        if isinstance(text, str):
+            if "\\" in text:
+                raise Fallback
+            text = text.rstrip("\x00 ")
+        if str(text).strip() == creator:
+            return t & 0xFF
+    return None

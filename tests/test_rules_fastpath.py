@@ -1,0 +1,245 @@
+"""The raw-element fast paths give exactly what the pydicom paths give."""
+from __future__ import annotations
+
+import pickle
+from io import BytesIO
+
+import pytest
+from pydicom import Dataset, Sequence, dcmread
+from pydicom.dataset import FileMetaDataset
+from pydicom.filewriter import dcmwrite
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from axiom_dagster.arrival import ArrivalMeta
+from axiom_dagster.deid import DeidOptions, DeidProfile, UIDMapper
+from axiom_dagster.rules import compile_rules
+from axiom_dagster.rules.actions import clone_dataset
+from axiom_dagster.rules.conditions import EvalContext, Leaf, TagPath
+from axiom_dagster.rules.models import Condition
+
+KEY = b"test-secret-key-0123456789abcdef"
+
+PATHS = [
+    "PatientName", "InstitutionName", "StudyDescription", "ImageType", "ImageType[1]", "Modality",
+    "StudyDate", "AcquisitionTime", "SliceThickness", "PixelSpacing", "InstanceNumber", "Rows",
+    "ImagePositionPatient", "SOPInstanceUID", "StationName", "PatientComments", "OtherPatientIDs",
+    "ImageComments", "EthnicGroup", "StationAETitle", "CTDIvol", "ContrastBolusAgent",
+    "SourceImageSequence[*].ReferencedSOPInstanceUID", "SourceImageSequence[0].ReferencedSOPClassUID",
+    "SourceImageSequence.ReferencedSOPClassUID", "SourceImageSequence[3].ReferencedSOPClassUID",
+    "SourceImageSequence[*].SpecimenShortDescription", "SourceImageSequence",
+    '(0019,"ACME CT",12)', '(0019,"ACME CT",14)', '(0019,"NOPE",12)', "(0019,1012)", "00191010",
+    "AdmittingDiagnosesDescription", "LargestImagePixelValue",
+]
+
+
+def make(charset: str | None, name: str, desc: str, ts=ExplicitVRLittleEndian) -> bytes:
+    ds = Dataset()
+    if charset:
+        ds.SpecificCharacterSet = charset
+    ds.PatientName = name
+    ds.InstitutionName = desc
+    ds.StudyDescription = desc + "  "
+    ds.ImageType = ["ORIGINAL", "", "AXIAL"]
+    ds.Modality = "CT"
+    ds.StudyDate = "20240315"
+    ds.AcquisitionTime = "101520.123"
+    ds.SliceThickness = "1.0"
+    ds.PixelSpacing = ["0.68", " 0.68"]
+    ds.InstanceNumber = "057"
+    ds.Rows = 512
+    ds.LargestImagePixelValue = 4095
+    ds.ImagePositionPatient = ["-175", "-175", "-120.5"]
+    ds.SOPInstanceUID = "1.2.3.4.5"
+    ds.StationName = ""
+    ds.PatientComments = desc + " text\\with backslash"
+    ds.OtherPatientIDs = ["A", "B"]
+    ds.EthnicGroup = "   "
+    ds.StationAETitle = " CT01 "
+    ds.CTDIvol = 8.5
+    items = []
+    for i in range(2):
+        item = Dataset()
+        item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        item.ReferencedSOPInstanceUID = f"1.2.3.{i}"
+        if i:
+            item.SpecimenShortDescription = desc
+        items.append(item)
+    ds.SourceImageSequence = Sequence(items)
+    block = ds.private_block(0x0019, "ACME CT", create=True)
+    block.add_new(0x12, "DS", "18")
+    block.add_new(0x14, "LO", desc)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ts
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buf = BytesIO()
+    dcmwrite(buf, ds, enforce_file_format=True)
+    return buf.getvalue()
+
+
+CASES = [
+    (None, "Doe^John", "Thorax"),
+    ("ISO_IR 100", "Müller^Jürgen", "Sankt Jürgen Straße"),
+    ("ISO_IR 192", "Ŝanĉo^Ĵozefo", "Gerät ✓ 北京"),
+    ("ISO_IR 192", "Doe^John", "plain ascii"),
+    ("ISO 2022 IR 6\\ISO 2022 IR 87", "Yamada^Tarou=山田^太郎", "CT"),
+]
+SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian]
+
+
+LEAF_OPS = [("eq", "CT"), ("eq", 512), ("eq", 1.0), ("gt", 5), ("lt", "12:00"), ("ge", "20240101"),
+            ("contains", "r"), ("regex", r"^\d"), ("in", ["CT", "18"]), ("ne", "AXIAL"), ("le", "1.2.3.1"),
+            ("startswith", "M"), ("eq", "1.2.3.1")]
+
+
+class _Fixed:
+    """An evaluation context with given values (to compare leaf results)."""
+
+    def __init__(self, values):
+        self.v = values
+        self.results = {}
+
+    def values(self, path):
+        return self.v
+
+
+@pytest.mark.parametrize("ts", SYNTAXES, ids=lambda t: t.name)
+@pytest.mark.parametrize("charset,name,desc", CASES)
+def test_fast_values_equal_pydicom(charset, name, desc, ts):
+    raw = make(charset, name, desc, ts)
+    for text in PATHS:
+        path = TagPath(text)
+        fast = EvalContext(dcmread(BytesIO(raw), stop_before_pixels=True), ArrivalMeta()).values(path)
+        slow = path.values(dcmread(BytesIO(raw), stop_before_pixels=True))
+        assert [str(v) for v in fast[0]] == [str(v) for v in slow[0]], text
+        for op, value in LEAF_OPS:
+            leaf = Leaf(Condition(attribute=text, op=op, value=value), "t")
+            f = leaf._eval(_Fixed(fast))
+            sl = leaf._eval(_Fixed(slow))
+            assert f == sl, (text, op, value)
+        assert fast[1:] == slow[1:], text
+
+
+def test_fast_values_on_converted_elements():
+    ds = dcmread(BytesIO(make("ISO_IR 100", "Müller^Jürgen", "Straße")), stop_before_pixels=True)
+    ds.PatientName, ds.Rows  # converted now: the fast path reads DataElements
+    ds.SourceImageSequence  # a converted sequence: pydicom path
+    for text in PATHS:
+        path = TagPath(text)
+        fast = EvalContext(ds, ArrivalMeta()).values(path)
+        assert fast == path.values(ds) or [str(v) for v in fast[0]] == [str(v) for v in path.values(ds)[0]], text
+
+
+def rules_config() -> dict:
+    leaves = [
+        {"attribute": "Modality", "op": "eq", "value": "CT"},
+        {"attribute": "InstitutionName", "op": "contains", "value": "jürgen", "case_insensitive": True},
+        {"attribute": "PatientName", "op": "regex", "value": "^Müller"},
+        {"attribute": "SliceThickness", "op": "le", "value": 1.5},
+        {"attribute": "PixelSpacing", "op": "eq", "value": 0.68, "match": "all"},
+        {"attribute": "ImageType", "op": "eq", "value": "AXIAL"},
+        {"attribute": "StudyDate", "op": "ge", "value": "2024-01-01"},
+        {"attribute": "AcquisitionTime", "op": "lt", "value": "12:00"},
+        {"attribute": "StationName", "op": "ne", "value": "X"},
+        {"attribute": "EthnicGroup", "op": "exists"},
+        {"attribute": "SourceImageSequence[*].ReferencedSOPInstanceUID", "op": "eq", "value": "1.2.3.1"},
+        {"attribute": '(0019,"ACME CT",12)', "op": "gt", "value": 5},
+        {"attribute": "ContrastBolusAgent", "op": "not_exists"},
+        {"meta": "calling_ae", "op": "eq", "value": "CT01"},
+    ]
+    rules = []
+    for i in range(40):
+        a, b, c = leaves[i % 14], leaves[(i * 5 + 3) % 14], leaves[(i * 3 + 1) % 14]
+        cond = {"all": [a, {"any": [b, {"not": c}]}]} if i % 3 else {"any": [a, {"all": [b, c]}]}
+        rules.append({"name": f"r{i}", "conditions": cond, "destinations": ["d"],
+                      **({"sources": ["other"]} if i % 7 == 0 else {}),
+                      **({"enabled": False} if i % 11 == 0 else {})})
+    return {"rulesets": [
+        {"name": "a", "rules": rules[:20]},
+        {"name": "b", "mode": "first_match", "rules": rules[20:]},
+        {"name": "c", "sources": ["nope"], "rules": [{"name": "x", "destinations": ["d"]}]},
+    ]}
+
+
+@pytest.mark.parametrize("ts", SYNTAXES, ids=lambda t: t.name)
+@pytest.mark.parametrize("charset,name,desc", CASES)
+def test_generated_matcher_equals_interpreted(charset, name, desc, ts):
+    engine = compile_rules(rules_config())
+    engine = pickle.loads(pickle.dumps(engine))  # the generated code is rebuilt after pickling
+    raw = make(charset, name, desc, ts)
+    meta = ArrivalMeta(source="ct-scp", calling_ae="CT01")
+    fast = [r.qualname for r in engine.match(dcmread(BytesIO(raw), stop_before_pixels=True), meta)]
+    traces: list = []
+    slow = [r.qualname for r in engine.match(dcmread(BytesIO(raw), stop_before_pixels=True), meta, traces)]
+    assert fast == slow
+    assert fast  # the fixture matches something
+
+
+def _dump(ds: Dataset) -> list:
+    out = []
+    for elem in ds:
+        if elem.VR == "SQ":
+            out.append((int(elem.tag), [_dump(i) for i in elem.value]))
+        else:
+            v = elem.value
+            out.append((int(elem.tag), elem.VR, list(v) if isinstance(v, list) or type(v).__name__ == "MultiValue" else v))
+    return out
+
+
+def _slow_deid(profile: DeidProfile, ds: Dataset) -> None:
+    """The profile applied to fully converted elements (every fast path skipped)."""
+    for elem in ds.iterall():
+        pass
+    profile.apply(ds)
+
+
+@pytest.mark.parametrize("ts", SYNTAXES, ids=lambda t: t.name)
+@pytest.mark.parametrize("charset,name,desc", CASES)
+@pytest.mark.parametrize("opts", [
+    DeidOptions(retain_long_modified_dates=True, clean_descriptors=True),
+    DeidOptions(),
+    DeidOptions(retain_uids=True, retain_safe_private=True, retain_patient_characteristics=True),
+])
+def test_deid_raw_path_equals_converted_path(charset, name, desc, ts, opts):
+    raw = make(charset, name, desc, ts)
+    profile = DeidProfile("t", opts, UIDMapper(KEY))
+    fast = clone_dataset(dcmread(BytesIO(raw), stop_before_pixels=True))
+    profile.apply(fast)
+    slow = dcmread(BytesIO(raw), stop_before_pixels=True)
+    _slow_deid(profile, slow)
+    assert _dump(fast) == _dump(slow)
+    assert fast.file_meta.MediaStorageSOPInstanceUID == slow.file_meta.MediaStorageSOPInstanceUID
+    # and it writes and reads back the same
+    written = []
+    for d in (fast, slow):
+        buf = BytesIO()
+        dcmwrite(buf, d, enforce_file_format=True)
+        written.append(buf.getvalue())
+    assert written[0] == written[1]
+
+
+def test_deid_multivalued_and_empty_dates_and_uids():
+    ds = Dataset()
+    ds.PatientID = "P1"
+    ds.StudyDate = "20240315"
+    ds.AcquisitionDateTime = "20240315101520.5+0100"
+    ds.ContentDate = ""
+    ds.SeriesDate = "bad"
+    ds.add_new(0x00080020, "DA", "20240315")
+    ds.InstanceCreationDate = "20240315"
+    ds.add_new(0x00181204, "DA", ["20240101", "", "20240301"])  # DateOfLastCalibration: multi-valued
+    ds.SOPInstanceUID = "1.2.3"
+    ds.add_new(0x00081155, "UI", ["1.2.3", "1.2.4"])
+    ds.StudyInstanceUID = ""
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3"
+    buf = BytesIO()
+    dcmwrite(buf, ds, enforce_file_format=True)
+    profile = DeidProfile("t", DeidOptions(retain_long_modified_dates=True), UIDMapper(KEY))
+    fast = dcmread(BytesIO(buf.getvalue()))
+    profile.apply(fast)
+    slow = dcmread(BytesIO(buf.getvalue()))
+    _slow_deid(profile, slow)
+    assert _dump(fast) == _dump(slow)
