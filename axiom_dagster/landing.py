@@ -6,6 +6,7 @@ rename) and its row is in the arrival ledger. Receivers acknowledge only after t
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,6 +73,10 @@ class LandingZone:
         self.root = Path(root)
         self.quarantine_root = Path(quarantine_root)
         self.store = store
+        # Folders whose entry in their parent is known durable (created and parent fsynced by
+        # us, or found existing): mkdir + parent fsync happen once per folder, not per instance.
+        self._durable_dirs: set[Path] = set()
+        self._ledger = GroupCommitLedger(store)
 
     def path_for(self, ids: InstanceIds, arrival_date: str) -> Path:
         # UIDs were validated by InstanceIds.validated: digits and dots only.
@@ -87,22 +92,49 @@ class LandingZone:
         """
         arrival_date = meta.received_at.strftime("%Y-%m-%d")
         final = self.path_for(ids, arrival_date)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._ensure_dir(final.parent, durable)
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
         try:
-            with open(tmp, "wb") as fh:
+            try:
+                fh = open(tmp, "wb")
+            except FileNotFoundError:  # folder removed behind our back (cleanup): forget, redo
+                self._durable_dirs.clear()
+                self._ensure_dir(final.parent, durable)
+                fh = open(tmp, "wb")
+            with fh:
                 write(fh)
+                fh.flush()
+                size = fh.tell()
                 if durable:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            size = tmp.stat().st_size
+                    # fdatasync: data plus the size/allocation needed to read it back reach the
+                    # disk (only timestamps may lag): all an acknowledged instance needs.
+                    os.fdatasync(fh.fileno())
             os.replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         if durable:
+            # The rename is a change of the folder: fsync it before the ledger row points here.
             _fsync_dir(final.parent)
-        return self.store.append_ledger(**self._ledger_values(ids, final, size, meta, arrival_date))
+        return self._ledger.append(self._ledger_values(ids, final, size, meta, arrival_date))
+
+    def _ensure_dir(self, folder: Path, durable: bool) -> None:
+        """mkdir -p `folder` below the root; with durable=True each level's entry in its parent
+        is fsynced once per process (a new study folder must not vanish after a crash with the
+        acknowledged files in it), then remembered so later instances skip mkdir and fsync."""
+        if folder in self._durable_dirs:
+            return
+        levels = [folder, *folder.parents]
+        levels = levels[: levels.index(self.root) + 1] if self.root in levels else [folder]
+        for d in reversed(levels):
+            if d in self._durable_dirs:
+                continue
+            d.mkdir(parents=True, exist_ok=True)
+            if durable:
+                _fsync_dir(d.parent)  # also for a folder found existing: made by whom, synced?
+                if len(self._durable_dirs) > 100_000:
+                    self._durable_dirs.clear()  # bounded memory; a miss costs one mkdir + fsync
+                self._durable_dirs.add(d)
 
     def import_files(self, paths: Iterable[Path], meta: ArrivalMeta) -> "ImportReport":
         """Land existing files (e.g. `axiom land <folder>`); non-DICOM files are quarantined.
@@ -158,6 +190,65 @@ class LandingZone:
             path=str(path), size=size, source=meta.source, calling_ae=meta.calling_ae,
             called_ae=meta.called_ae, source_ip=meta.source_ip, association_id=meta.association_id,
         )
+
+
+class _Pending:
+    __slots__ = ("values", "done", "id", "error")
+
+    def __init__(self, values: dict):
+        self.values = values
+        self.done = False
+        self.id: int | None = None
+        self.error: BaseException | None = None
+
+
+class GroupCommitLedger:
+    """Ledger appends from concurrent receiver threads, several rows per commit.
+
+    Leader/follower group commit, no extra thread and no added wait: a caller that finds no
+    commit in progress commits every row queued so far (its own included) in one transaction;
+    callers arriving meanwhile queue and wait, and the next of them to wake commits the next
+    group. One association alone commits row by row as before. Every caller returns only
+    after the transaction holding its row committed (or raises its error): the durability of
+    each acknowledged row is that of a single-row commit.
+    """
+
+    def __init__(self, store: StateStore):
+        self.store = store
+        self._cv = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._busy = False
+
+    def append(self, values: dict) -> int:
+        req = _Pending(values)
+        with self._cv:
+            self._queue.append(req)
+            while self._busy and not req.done:
+                self._cv.wait()
+            if req.done:
+                return _result(req)
+            self._busy = True
+            batch, self._queue = self._queue, []
+        try:
+            ids = self.store.append_ledger_group([r.values for r in batch])
+            for r, ledger_id in zip(batch, ids):
+                r.id = ledger_id
+        except BaseException as exc:  # the whole group failed: every caller sees the error
+            for r in batch:
+                r.error = exc
+        finally:
+            with self._cv:
+                for r in batch:
+                    r.done = True
+                self._busy = False
+                self._cv.notify_all()
+        return _result(req)
+
+
+def _result(req: _Pending) -> int:
+    if req.error is not None:
+        raise req.error
+    return req.id
 
 
 @dataclass

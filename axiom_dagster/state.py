@@ -72,6 +72,11 @@ class StateStore:
         with self.engine.begin() as conn:
             return conn.execute(_LEDGER_INSERT, values).inserted_primary_key[0]
 
+    def append_ledger_group(self, rows: Sequence[dict]) -> list[int]:
+        """Append rows in one transaction (one commit); returns their ledger ids in order."""
+        with self.engine.begin() as conn:
+            return [conn.execute(_LEDGER_INSERT, values).inserted_primary_key[0] for values in rows]
+
     def append_ledger_many(self, rows: Sequence[dict]) -> None:
         with self.engine.begin() as conn:
             conn.execute(insert(ledger), list(rows))

@@ -7,8 +7,9 @@ One sender (DCMTK storescu, TCP_NODELAY=1, one association) sends the same synth
                    set, same max PDU size as the service (1 MB): the like-for-like baseline
   * minimal-16K  - the same with pynetdicom's default max PDU (16 KB)
   * storescp     - DCMTK storescp writing files (no fsync)
-Rounds are interleaved so disk-speed drift hits every target alike. Then STOW-RS into the
-service (httpx, 50 instances per request). Prints a table and the ratio service/minimal.
+Rounds are interleaved so disk-speed drift hits every target alike. `--associations 1,4` also
+measures 4 concurrent storescu associations (whole studies split over 4 folders). Then STOW-RS
+into the service (httpx, 50 instances per request). Prints a table and the ratio service/minimal.
 """
 from __future__ import annotations
 
@@ -43,14 +44,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def send(port: int, folder: Path, n: int) -> float:
+def send(port: int, folders: list[Path]) -> float:
+    """One storescu association per folder, all started at once; wall time until all end."""
     started = time.perf_counter()
-    r = subprocess.run(["storescu", "-aec", "AXIOM", "+sd", "+r", "127.0.0.1", str(port), str(folder)],
-                       env=DCMTK_ENV, capture_output=True, text=True)
+    procs = [subprocess.Popen(["storescu", "-aec", "AXIOM", "+sd", "+r", "127.0.0.1", str(port), str(folder)],
+                              env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for folder in folders]
+    errors = [p.communicate()[1] for p in procs]
     elapsed = time.perf_counter() - started
-    if r.returncode != 0:
-        raise RuntimeError(f"storescu failed: {r.stderr[-2000:]}")
+    for p, err in zip(procs, errors):
+        if p.returncode != 0:
+            raise RuntimeError(f"storescu failed: {err[-2000:]}")
     return elapsed
+
+
+def split_folders(src: Path, files: list[Path], k: int) -> list[Path]:
+    """k folders of hard links to the files, whole studies per folder (one association each)."""
+    if k == 1:
+        return [src]
+    folders = [src.parent / f"split{k}-{i}" for i in range(k)]
+    studies = sorted({f.parents[1] for f in files})  # src/<patient>/<study>/<series>/<file>
+    for i, study_dir in enumerate(studies):
+        for f in files:
+            if f.parents[1] == study_dir:
+                dest = folders[i % k] / study_dir.name / f.parent.name
+                dest.mkdir(parents=True, exist_ok=True)
+                os.link(f, dest / f.name)
+    return folders
 
 
 class MinimalSCP:
@@ -139,8 +159,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--instances", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--associations", default="1",
+                    help="comma-separated numbers of concurrent storescu associations to run, e.g. 1,4")
+    ap.add_argument("--targets", default="service,minimal-1M,minimal-16K,storescp",
+                    help="comma-separated subset of service,minimal-1M,minimal-16K,storescp")
+    ap.add_argument("--no-stow", action="store_true", help="skip the STOW-RS measurement")
     ap.add_argument("--workdir", type=Path, default=None, help="where files are written (default: the system temp folder)")
     args = ap.parse_args()
+    targets = args.targets.split(",")
+    assoc_counts = [int(k) for k in args.associations.split(",")]
 
     import logging
 
@@ -158,56 +185,70 @@ def main() -> int:
         print(f"{n} instances, {size_mb:.1f} MB ({size_mb / n * 1000:.0f} KB each), generated in {time.perf_counter() - t:.1f}s; "
               f"work dir {work}", flush=True)
 
-        results: dict[str, list[float]] = {k: [] for k in ("service", "minimal-1M", "minimal-16K", "storescp")}
+        folders = {k: split_folders(src, files, k) for k in assoc_counts}
+        results: dict[tuple[str, int], list[float]] = {(t, k): [] for k in assoc_counts for t in targets}
         for rnd in range(args.rounds):
-            # service (fresh state each round: same ledger size for every round)
-            root = work / f"svc{rnd}"
-            svc = Service(root)
-            results["service"].append(send(svc.port, src, n))
+            for k in assoc_counts:
+                tag = f"{k}a{rnd}"
+                if "service" in targets:
+                    # fresh state each round: same ledger size for every round
+                    root = work / f"svc{tag}"
+                    svc = Service(root)
+                    results["service", k].append(send(svc.port, folders[k]))
+                    landed = svc.svc.store.ledger_count()
+                    svc.stop()
+                    assert landed == n, f"service ledger has {landed} rows, expected {n}"
+                    shutil.rmtree(root, ignore_errors=True)
+                for label, pdu in (("minimal-1M", 1_048_576), ("minimal-16K", 16_382)):
+                    if label in targets:
+                        out = work / f"{label}{tag}"
+                        out.mkdir()
+                        scp = MinimalSCP(out, pdu)
+                        results[label, k].append(send(scp.port, folders[k]))
+                        scp.stop()
+                        shutil.rmtree(out, ignore_errors=True)
+                if "storescp" in targets:
+                    out = work / f"storescp{tag}"
+                    out.mkdir()
+                    port = free_port()
+                    proc = subprocess.Popen(["storescp", "-aet", "AXIOM", "-od", str(out), str(port)], env=DCMTK_ENV,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    time.sleep(0.3)
+                    results["storescp", k].append(send(port, folders[k]))
+                    proc.terminate()
+                    proc.wait(10)
+                    shutil.rmtree(out, ignore_errors=True)
+                line = "  ".join(f"{t} {n / results[t, k][-1]:.0f}/s" for t in targets)
+                print(f"round {rnd + 1}, {k} association(s): {line}", flush=True)
+
+        stow_s = None
+        if not args.no_stow and "service" in targets:
+            svc = Service(work / "stow")
+            stow_s = stow(f"http://127.0.0.1:{svc.http_port}/api/v1/dicomweb/studies", svc.key, files)
             landed = svc.svc.store.ledger_count()
             svc.stop()
-            assert landed == n, f"service ledger has {landed} rows, expected {n}"
-            for label, pdu in (("minimal-1M", 1_048_576), ("minimal-16K", 16_382)):
-                out = work / f"{label}{rnd}"
-                out.mkdir()
-                scp = MinimalSCP(out, pdu)
-                results[label].append(send(scp.port, src, n))
-                scp.stop()
-            out = work / f"storescp{rnd}"
-            out.mkdir()
-            port = free_port()
-            proc = subprocess.Popen(["storescp", "-aet", "AXIOM", "-od", str(out), str(port)], env=DCMTK_ENV,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.3)
-            results["storescp"].append(send(port, src, n))
-            proc.terminate()
-            proc.wait(10)
-            line = "  ".join(f"{k} {n / v[-1]:.0f}/s" for k, v in results.items())
-            print(f"round {rnd + 1}: {line}", flush=True)
-            for d in (root / "landing", work / f"minimal-1M{rnd}", work / f"minimal-16K{rnd}", out):
-                shutil.rmtree(d, ignore_errors=True)
-
-        # STOW-RS into the service
-        svc = Service(work / "stow")
-        stow_s = stow(f"http://127.0.0.1:{svc.http_port}/api/v1/dicomweb/studies", svc.key, files)
-        landed = svc.svc.store.ledger_count()
-        svc.stop()
-        assert landed == n, landed
+            assert landed == n, landed
 
         print()
-        print(f"{'target':<34}{'inst/s':>10}{'MB/s':>10}{'best inst/s':>13}")
+        print(f"{'target':<34}{'assocs':>7}{'inst/s':>10}{'MB/s':>10}{'best inst/s':>13}")
         names = {"service": "service (durable: fsync+ledger)", "minimal-1M": "minimal pynetdicom SCP, 1 MB PDU",
                  "minimal-16K": "minimal pynetdicom SCP, 16 KB PDU", "storescp": "DCMTK storescp"}
         med = {}
-        for k, v in results.items():
+        for (t, k), v in results.items():
             m = statistics.median(v)
-            med[k] = m
-            print(f"{names[k]:<34}{n / m:>10.0f}{size_mb / m:>10.1f}{n / min(v):>13.0f}")
-        print(f"{'STOW-RS into service (50/request)':<34}{n / stow_s:>10.0f}{size_mb / stow_s:>10.1f}{'':>13}")
+            med[t, k] = m
+            print(f"{names[t]:<34}{k:>7}{n / m:>10.0f}{size_mb / m:>10.1f}{n / min(v):>13.0f}")
+        if stow_s is not None:
+            print(f"{'STOW-RS into service (50/request)':<34}{1:>7}{n / stow_s:>10.0f}{size_mb / stow_s:>10.1f}{'':>13}")
         print()
-        print(f"ratio service / minimal SCP (same 1 MB PDU):   {med['minimal-1M'] / med['service']:.2f}  (target >= 0.8)")
-        print(f"ratio service / minimal SCP (default 16 KB PDU): {med['minimal-16K'] / med['service']:.2f}")
-        print(f"ratio service / DCMTK storescp:                 {med['storescp'] / med['service']:.2f}")
+        for k in assoc_counts:
+            if "service" not in targets:
+                break
+            for t, what in (("minimal-1M", "minimal SCP (same 1 MB PDU)"), ("minimal-16K", "minimal SCP (default 16 KB PDU)"),
+                            ("storescp", "DCMTK storescp")):
+                if t in targets:
+                    target_note = "  (target >= 0.8)" if t == "minimal-1M" else ""
+                    print(f"{k} association(s): ratio service / {what}: {med[t, k] / med['service', k]:.2f}{target_note}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

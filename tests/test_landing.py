@@ -71,3 +71,24 @@ def test_read_instance_ids_rejects_garbage(tmp_path):
     junk.write_bytes(b"\x00" * 50)
     with pytest.raises(NotLandable):
         read_instance_ids(junk)
+
+
+def test_land_fsyncs_each_new_folder_once(config, store, tmp_path, monkeypatch):
+    import axiom_dagster.landing as landing
+
+    synced = []
+    real = landing._fsync_dir
+    monkeypatch.setattr(landing, "_fsync_dir", lambda d: (synced.append(Path(d)), real(d)))
+    zone = LandingZone(config.landing_path, config.quarantine_path, store)
+    meta = ArrivalMeta(source="unit")
+    for i in range(3):
+        zone.land(InstanceIds.validated("1.2.3", "1.2.3.4", f"1.2.3.4.{i}"), lambda fh: fh.write(b"x"), meta)
+    study_dir = config.landing_path / meta.received_at.strftime("%Y-%m-%d") / "1.2.3"
+    # root's parent, date folder's parent (root), study folder's parent once; the study folder per rename
+    assert synced.count(study_dir.parent) == 1 and synced.count(study_dir) == 3
+    # a folder removed behind the zone's back is made again
+    import shutil
+
+    shutil.rmtree(study_dir.parent)
+    zone.land(InstanceIds.validated("1.2.3", "1.2.3.4", "1.2.3.4.9"), lambda fh: fh.write(b"x"), meta)
+    assert (study_dir / "1.2.3.4.9.dcm").read_bytes() == b"x"

@@ -110,6 +110,58 @@ def test_sigkill_midway_loses_no_acknowledged_instance(tmp_path):
         proc.wait(30)
 
 
+def test_sigkill_with_concurrent_associations_loses_no_acknowledged_instance(tmp_path):
+    """Three associations at once (ledger rows committed in groups): kill -9 midway; every
+    instance any sender saw acknowledged is in the ledger with its file intact."""
+    import threading
+
+    cfg, config = make_config(tmp_path)
+    port = config.listeners[0].port
+    folders = []
+    for k in range(3):
+        folders.append(tmp_path / f"src{k}")
+        generate_archive(folders[-1], SynthSpec(studies=2, series_per_study=2, instances_per_series=50, rows=64, columns=64,
+                                                seed=k + 11))
+    log = tmp_path / "service.log"
+    proc = start_service(cfg, log)
+    lines: list[list[str]] = [[] for _ in folders]
+    successes = [0]
+    lock = threading.Lock()
+    try:
+        wait_dicom(port, proc)
+        senders = [storescu_streaming(port, f) for f in folders]
+
+        def read(k):
+            for line in senders[k].stderr:
+                lines[k].append(line)
+                if "Received Store Response (Success" in line:
+                    with lock:
+                        successes[0] += 1
+                        if successes[0] == 300 and proc.poll() is None:
+                            os.kill(proc.pid, signal.SIGKILL)
+
+        readers = [threading.Thread(target=read, args=(k,)) for k in range(len(folders))]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join(60)
+        for s in senders:
+            s.wait(30)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    acked = [p for per_sender in lines for p in acknowledged(per_sender)]
+    assert 300 <= len(acked) < 600
+    store = StateStore(config.state_store_url)
+    rows = {r.sop_uid: r for r in store.ledger_after(0, 10_000)}
+    for src in acked:
+        sop = dcmread(src, stop_before_pixels=True).SOPInstanceUID
+        assert sop in rows, f"acknowledged {src.name} missing from the ledger"
+        assert dataset_bytes(Path(rows[sop].path)) == dataset_bytes(src)
+    store.dispose()
+
+
 def test_sigterm_finishes_association_in_flight(tmp_path):
     cfg, config = make_config(tmp_path)
     port = config.listeners[0].port

@@ -70,3 +70,47 @@ def test_stale_requested_batches(store: StateStore):
     now = datetime.now(timezone.utc)
     assert store.stale_requested_batches(now - timedelta(hours=1), 10) == []
     assert [b.id for b in store.stale_requested_batches(now + timedelta(seconds=1), 10)] == [batch.id]
+
+
+def test_group_commit_ledger_concurrent_appends(store: StateStore):
+    import threading
+
+    from axiom_dagster.landing import GroupCommitLedger
+
+    ledger = GroupCommitLedger(store)
+    groups = []
+    real = store.append_ledger_group
+
+    def counting(rows):
+        groups.append(len(rows))
+        return real(rows)
+
+    store.append_ledger_group = counting
+    ids: dict[int, int] = {}
+
+    def worker(k):
+        for i in range(25):
+            ids[k * 100 + i] = ledger.append(_row(k * 100 + i))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = store.ledger_after(0, 1000)
+    assert len(rows) == 100 and sorted(ids.values()) == [r.id for r in rows]
+    by_id = {r.id: r for r in rows}
+    assert all(by_id[lid].sop_uid == f"1.2.3.1.{i}" for i, lid in ids.items())
+    assert sum(groups) == 100
+
+
+def test_group_commit_ledger_error_reaches_every_caller_of_the_group(store: StateStore):
+    import pytest
+
+    from axiom_dagster.landing import GroupCommitLedger
+
+    ledger = GroupCommitLedger(store)
+    with pytest.raises(Exception):
+        ledger.append({**_row(0), "study_uid": None})  # NOT NULL violated: nothing committed
+    assert store.ledger_count() == 0
+    assert ledger.append(_row(1)) >= 1  # the writer recovers
