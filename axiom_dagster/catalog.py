@@ -114,3 +114,33 @@ def connect(root: str | Path, database: str = ":memory:") -> duckdb.DuckDBPyConn
            FROM instances GROUP BY study_instance_uid"""
     )
     return con
+
+
+def compact_partition(root: str | Path, table_name: str, arrival_date: str, min_files: int) -> tuple[int, int] | None:
+    """Merge a partition's files into one when it has at least `min_files`.
+
+    Returns (files merged, rows) or None. The merged file is written and renamed into place
+    before the originals are removed: a reader never misses rows (the `instances` view drops
+    the duplicates it may see for that moment). A batch re-run after compaction writes its
+    file again; `instances` still shows each SOP Instance UID once.
+    """
+    folder = Path(root) / table_name / f"arrival_date={arrival_date}"
+    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+    if len(files) < max(min_files, 2):
+        return None
+    merged = pl.read_parquet(files)
+    final = folder / f"compacted-{files[0].stem}-{files[-1].stem}.parquet"
+    tmp = folder / f".{final.name}.tmp"
+    merged.write_parquet(tmp, compression="zstd")
+    os.replace(tmp, final)
+    for path in files:
+        if path != final:
+            path.unlink()
+    return len(files), merged.height
+
+
+def partitions(root: str | Path, table_name: str) -> list[str]:
+    """Arrival dates that have a folder in the catalog, oldest first."""
+    folder = Path(root) / table_name
+    prefix = "arrival_date="
+    return sorted(p.name[len(prefix):] for p in folder.glob(f"{prefix}*") if p.is_dir())

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from dagster import Definitions
 
+from assets.catalog import catalog_compaction, catalog_compaction_job
 from assets.study_pipeline import arrival_ledger, study_pipeline, study_pipeline_job
 from resources import AxiomResource
 from sensors.landing import landing_sensor
+from sensors.schedules import nightly_catalog_compaction
 
 defs = Definitions(
-    assets=[arrival_ledger, study_pipeline],
-    jobs=[study_pipeline_job],
+    assets=[arrival_ledger, study_pipeline, catalog_compaction],
+    jobs=[study_pipeline_job, catalog_compaction_job],
     sensors=[landing_sensor],
+    schedules=[nightly_catalog_compaction],
     resources={"axiom": AxiomResource()},
 )
