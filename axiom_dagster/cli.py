@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-rows", type=int, default=100)
     p.set_defaults(func=cmd_sql)
 
+    p = sub.add_parser("status", help="studies, batches, deliveries and open exceptions by status")
+    p.set_defaults(func=cmd_status)
+
     p = sub.add_parser("migrate", help="create or upgrade the state store schema")
     p.set_defaults(func=cmd_migrate)
 
@@ -140,6 +143,16 @@ def cmd_sql(args) -> int:
     config = _config(args)
     con = connect(config.catalog_path)
     con.sql(args.query).show(max_rows=args.max_rows, max_width=200)
+    return 0
+
+
+def cmd_status(args) -> int:
+    config = _config(args)
+    store = _store(config)
+    print(f"ledger: {store.ledger_count()} instances")
+    for section, counts in store.status_summary().items():
+        shown = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"
+        print(f"{section}: {shown}")
     return 0
 
 

@@ -202,6 +202,23 @@ class StateStore:
         with self.engine.connect() as conn:
             return {status: n for status, n in conn.execute(query)}
 
+    def status_summary(self) -> dict[str, dict]:
+        """Counts for `axiom status`: studies and batches by status, open exceptions by stage,
+        deliveries by destination and status."""
+        def grouped(*columns, where=None):
+            query = select(*columns, func.count()).group_by(*columns)
+            if where is not None:
+                query = query.where(where)
+            with self.engine.connect() as conn:
+                return {" / ".join(map(str, row[:-1])): row[-1] for row in conn.execute(query)}
+
+        return {
+            "studies": grouped(studies.c.status),
+            "batches": grouped(batches.c.status),
+            "open exceptions": grouped(exceptions.c.stage, where=exceptions.c.resolved_at.is_(None)),
+            "deliveries": grouped(deliveries.c.destination, deliveries.c.status),
+        }
+
     # ---- batches ------------------------------------------------------------------------
 
     def create_batch(self, partition: str, study_uids: Sequence[str]) -> Batch:

@@ -26,3 +26,8 @@ def test_synth_land_sql_and_demo(tmp_path, capsys, monkeypatch):
 
     assert main(["--config", config_file, "sql", "SELECT count(*) AS n FROM instances"]) == 0
     assert "10" in capsys.readouterr().out  # 6 landed + 4 from the demo archive
+
+    assert main(["status", "--config", config_file]) == 0
+    out = capsys.readouterr().out
+    assert "ledger: 10 instances" in out and "studies: done: 4" in out
+    assert "deliveries: archive / delivered: 10" in out and "open exceptions: landing: 1" in out
