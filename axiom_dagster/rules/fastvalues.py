@@ -87,58 +87,91 @@ def dataset_codec(ds) -> str | None:
     return None
 
 
-def decode(data: bytes, vr: str, little: bool, codec: str | None) -> list[Any]:
-    """`element_values` of the value pydicom would convert `data` to (VR `vr`)."""
-    if not data:
-        return []
-    fmt = _BINARY.get(vr)
-    if fmt is not None:
-        size = _BINARY_SIZE[fmt]
+def _text(data: bytes, vr: str, codec: str | None) -> str:
+    """The bytes as pydicom decodes them (ASCII always; other bytes only for the
+    character-set VRs in a plain character set)."""
+    if data.isascii():
+        if b"\x1b" in data:
+            raise Fallback
+        return data.decode("ascii")
+    if vr in _CHARSET_VRS and codec is not None:
+        try:
+            return data.decode(codec)
+        except UnicodeDecodeError:
+            raise Fallback from None
+    raise Fallback
+
+
+# One decoder per VR: (data, little endian, codec) -> values, for non-empty data.
+def _split_rstrip_all(data, little, codec, vr="CS"):  # convert_string, convert_UI
+    text = _text(data, vr, codec).rstrip(" \x00")
+    if "\\" not in text:  # the common single value
+        return [text] if text else []
+    return [v for v in text.split("\\") if v != ""]
+
+
+def _split_rstrip_each(data, little, codec, vr="LO"):  # convert_text
+    return [v for v in (v.rstrip("\x00 ") for v in _text(data, vr, codec).split("\\")) if v != ""]
+
+
+def _pn(data, little, codec):
+    return [v for v in _text(data, "PN", codec).rstrip("\x00 ").split("\\") if v != ""]
+
+
+def _single(data, little, codec, vr="LT"):  # convert_single_string
+    text = _text(data, vr, codec).rstrip("\x00 ")
+    return [text] if text else []
+
+
+def _ae(data, little, codec):
+    return [v for v in (v.strip() for v in _text(data, "AE", codec).rstrip(" \x00").split("\\")) if v != ""]
+
+
+def _number_text(data, vr, rx):
+    out = []
+    for v in _text(data, vr, None).strip().rstrip(" \x00").split("\\"):
+        s = v.strip()
+        if not s:
+            if v:
+                raise Fallback  # whitespace-only: pydicom's rules, not ours
+            continue
+        if rx.match(s) is None:
+            raise Fallback
+        out.append(s)
+    return out
+
+
+def _binary(fmt: str):
+    size = _BINARY_SIZE[fmt]
+
+    def unpack(data, little, codec):
         n, rest = divmod(len(data), size)
         if rest:
             raise Fallback
         return list(struct.unpack(("<" if little else ">") + fmt * n, data))
-    if data.isascii():
-        if b"\x1b" in data:
-            raise Fallback
-        text = data.decode("ascii")
-    elif vr in _CHARSET_VRS and codec is not None:
-        try:
-            text = data.decode(codec)
-        except UnicodeDecodeError:
-            raise Fallback from None
-    else:
+    return unpack
+
+
+DECODERS: dict[str, Any] = {
+    **{vr: functools.partial(_split_rstrip_all, vr=vr) for vr in _SPLIT_RSTRIP_ALL},
+    **{vr: functools.partial(_split_rstrip_each, vr=vr) for vr in _SPLIT_RSTRIP_EACH},
+    **{vr: functools.partial(_single, vr=vr) for vr in _SINGLE},
+    "PN": _pn,
+    "AE": _ae,
+    "IS": lambda data, little, codec: _number_text(data, "IS", _IS_RE),
+    "DS": lambda data, little, codec: _number_text(data, "DS", _DS_RE),
+    **{vr: _binary(fmt) for vr, fmt in _BINARY.items()},
+}
+
+
+def decode(data: bytes, vr: str, little: bool, codec: str | None) -> list[Any]:
+    """`element_values` of the value pydicom would convert `data` to (VR `vr`)."""
+    if not data:
+        return []
+    dec = DECODERS.get(vr)
+    if dec is None:
         raise Fallback
-    if vr in _SPLIT_RSTRIP_ALL:
-        if vr == "UI":
-            text = text.rstrip("\x00 ")
-        items = text.rstrip(" \x00").split("\\")
-    elif vr in _SPLIT_RSTRIP_EACH:
-        items = [v.rstrip("\x00 ") for v in text.split("\\")]
-    elif vr == "PN":
-        items = text.rstrip("\x00 ").split("\\")
-    elif vr in _SINGLE:
-        text = text.rstrip("\x00 ")
-        return [text] if text else []
-    elif vr == "AE":
-        items = [v.strip() for v in text.rstrip(" \x00").split("\\")]
-    elif vr in _NUMBER_TEXT:
-        items = text.strip().rstrip(" \x00").split("\\")
-        rx = _IS_RE if vr == "IS" else _DS_RE
-        out = []
-        for v in items:
-            s = v.strip()
-            if not s:
-                if v:
-                    raise Fallback  # whitespace-only: pydicom's rules, not ours
-                continue
-            if rx.match(s) is None:
-                raise Fallback
-            out.append(s)
-        return out
-    else:
-        raise Fallback
-    return [v for v in items if v != ""]
+    return dec(data, little, codec)
 
 
 def element_vr(elem) -> str:
@@ -281,25 +314,37 @@ def creator_block(ds, group: int, creator: str, codec) -> int | None:
     """The first block (0x10..0xFF) of `group` whose private creator is `creator`."""
     d = ds._dict
     base = group << 16
-    # A set intersection compares hashes in C: no Python-level BaseTag comparisons.
-    blocks = sorted(int(t) for t in d.keys() & _creator_tags(base))
-    for t in blocks:
-        elem = d[t]
-        if isinstance(elem, RawDataElement):
-            if elem.value is None:
-                raise Fallback
-            value = elem.value
-            if not value.isascii():
-                raise Fallback
-            text = value.decode("ascii")
-        else:
-            text = elem.value
-            if isinstance(text, bytes):
-                text = text.decode("ascii", "replace")
-        if isinstance(text, str):
-            if "\\" in text:
-                raise Fallback
-            text = text.rstrip("\x00 ")
-        if str(text).strip() == creator:
+    # Blocks are usually reserved from 0x10 upwards without gaps: probe them in order
+    # (cheap int lookups). Past the first free block, look for further creators among
+    # the keys: a set intersection compares hashes in C (no BaseTag comparisons).
+    t = base | 0x10
+    end = base | 0x100
+    while t < end and t in d:
+        if _creator_text(d[t]) == creator:
+            return t & 0xFF
+        t += 1
+    if t == end:
+        return None
+    for t in sorted(k for k in map(int, d.keys() & _creator_tags(base)) if k > t):
+        if _creator_text(d[t]) == creator:
             return t & 0xFF
     return None
+
+
+def _creator_text(elem) -> str:
+    if isinstance(elem, RawDataElement):
+        if elem.value is None:
+            raise Fallback
+        value = elem.value
+        if not value.isascii():
+            raise Fallback
+        text = value.decode("ascii")
+    else:
+        text = elem.value
+        if isinstance(text, bytes):
+            text = text.decode("ascii", "replace")
+    if isinstance(text, str):
+        if "\\" in text:
+            raise Fallback
+        text = text.rstrip("\x00 ")
+    return str(text).strip()
