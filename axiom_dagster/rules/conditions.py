@@ -561,21 +561,22 @@ class Leaf(Node):
         test = self.value_test()
         if self.path is None:
             values = self._values
-            return lambda ctx: test(*values(ctx))
+            return lambda ctx: test(values(ctx))
         read = _reader(self.path)
-        return lambda ctx: test(*read(ctx))
+        return lambda ctx: test(read(ctx))
 
     def value_test(self):
         """(values, present, vr) -> bool, the same as `_eval` on those values."""
         if self.op == "exists":
-            return lambda values, present, vr: present
+            return lambda hit: hit[1]
         if self.op == "not_exists":
-            return lambda values, present, vr: not present
+            return lambda hit: not hit[1]
         empty = self.op in _NEGATIVE
         match_all = self.match_all
         preds: dict[str | None, Any] = {}
 
-        def test(values, present, vr):
+        def test(hit):
+            values, _, vr = hit
             if not values:
                 return empty
             pred = preds.get(vr)

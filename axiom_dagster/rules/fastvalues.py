@@ -87,14 +87,14 @@ def dataset_codec(ds) -> str | None:
     return None
 
 
-def _text(data: bytes, vr: str, codec: str | None) -> str:
-    """The bytes as pydicom decodes them (ASCII always; other bytes only for the
-    character-set VRs in a plain character set)."""
+def _text(data: bytes, charset: bool, codec: str | None) -> str:
+    """The bytes as pydicom decodes them: ASCII always; other bytes only for VRs that
+    use the character set (`charset`), in a plain character set."""
     if data.isascii():
-        if b"\x1b" in data:
+        if 27 in data:  # ESC: ISO 2022 (an int membership test is a memchr; b"\x1b" in costs 5x)
             raise Fallback
         return data.decode("ascii")
-    if vr in _CHARSET_VRS and codec is not None:
+    if charset and codec is not None:
         try:
             return data.decode(codec)
         except UnicodeDecodeError:
@@ -103,63 +103,74 @@ def _text(data: bytes, vr: str, codec: str | None) -> str:
 
 
 # One decoder per VR: (data, little endian, codec) -> values, for non-empty data.
-def _split_rstrip_all(data, little, codec, vr="CS"):  # convert_string, convert_UI
-    text = _text(data, vr, codec).rstrip(" \x00")
-    if "\\" not in text:  # the common single value
-        return [text] if text else []
-    return [v for v in text.split("\\") if v != ""]
+def _split_rstrip_all(charset: bool):  # convert_string, convert_UI
+    def dec(data, little, codec):
+        text = _text(data, charset, codec).rstrip(" \x00")
+        if "\\" not in text:  # the common single value
+            return [text] if text else []
+        return [v for v in text.split("\\") if v != ""]
+    return dec
 
 
-def _split_rstrip_each(data, little, codec, vr="LO"):  # convert_text
-    return [v for v in (v.rstrip("\x00 ") for v in _text(data, vr, codec).split("\\")) if v != ""]
+def _split_rstrip_each(charset: bool):  # convert_text
+    def dec(data, little, codec):
+        return [v for v in (v.rstrip("\x00 ") for v in _text(data, charset, codec).split("\\")) if v != ""]
+    return dec
 
 
 def _pn(data, little, codec):
-    return [v for v in _text(data, "PN", codec).rstrip("\x00 ").split("\\") if v != ""]
+    return [v for v in _text(data, True, codec).rstrip("\x00 ").split("\\") if v != ""]
 
 
-def _single(data, little, codec, vr="LT"):  # convert_single_string
-    text = _text(data, vr, codec).rstrip("\x00 ")
-    return [text] if text else []
+def _single(charset: bool):  # convert_single_string
+    def dec(data, little, codec):
+        text = _text(data, charset, codec).rstrip("\x00 ")
+        return [text] if text else []
+    return dec
 
 
 def _ae(data, little, codec):
-    return [v for v in (v.strip() for v in _text(data, "AE", codec).rstrip(" \x00").split("\\")) if v != ""]
+    return [v for v in (v.strip() for v in _text(data, False, codec).rstrip(" \x00").split("\\")) if v != ""]
 
 
-def _number_text(data, vr, rx):
-    out = []
-    for v in _text(data, vr, None).strip().rstrip(" \x00").split("\\"):
-        s = v.strip()
-        if not s:
-            if v:
-                raise Fallback  # whitespace-only: pydicom's rules, not ours
-            continue
-        if rx.match(s) is None:
-            raise Fallback
-        out.append(s)
-    return out
+def _number_text(rx):
+    def dec(data, little, codec):
+        out = []
+        for v in _text(data, False, None).strip().rstrip(" \x00").split("\\"):
+            s = v.strip()
+            if not s:
+                if v:
+                    raise Fallback  # whitespace-only: pydicom's rules, not ours
+                continue
+            if rx.match(s) is None:
+                raise Fallback
+            out.append(s)
+        return out
+    return dec
 
 
 def _binary(fmt: str):
     size = _BINARY_SIZE[fmt]
+    one = {True: struct.Struct("<" + fmt), False: struct.Struct(">" + fmt)}
 
     def unpack(data, little, codec):
         n, rest = divmod(len(data), size)
         if rest:
             raise Fallback
+        if n == 1:
+            return list(one[little].unpack(data))
         return list(struct.unpack(("<" if little else ">") + fmt * n, data))
     return unpack
 
 
 DECODERS: dict[str, Any] = {
-    **{vr: functools.partial(_split_rstrip_all, vr=vr) for vr in _SPLIT_RSTRIP_ALL},
-    **{vr: functools.partial(_split_rstrip_each, vr=vr) for vr in _SPLIT_RSTRIP_EACH},
-    **{vr: functools.partial(_single, vr=vr) for vr in _SINGLE},
+    **{vr: _split_rstrip_all(vr in _CHARSET_VRS) for vr in _SPLIT_RSTRIP_ALL},
+    **{vr: _split_rstrip_each(vr in _CHARSET_VRS) for vr in _SPLIT_RSTRIP_EACH},
+    **{vr: _single(vr in _CHARSET_VRS) for vr in _SINGLE},
     "PN": _pn,
     "AE": _ae,
-    "IS": lambda data, little, codec: _number_text(data, "IS", _IS_RE),
-    "DS": lambda data, little, codec: _number_text(data, "DS", _DS_RE),
+    "IS": _number_text(_IS_RE),
+    "DS": _number_text(_DS_RE),
     **{vr: _binary(fmt) for vr, fmt in _BINARY.items()},
 }
 
