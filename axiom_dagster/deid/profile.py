@@ -34,7 +34,7 @@ from datetime import date, timedelta
 
 from pydicom import Dataset, Sequence
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.multival import MultiValue
 
 from .table_e1_1 import PRIVATE_SAFE_OPTION, TABLE_EDITION, TableRow, lookup
@@ -277,6 +277,7 @@ class _Run:
         self._scrub_re: re.Pattern[str] | None | bool = False  # False: not built yet
         self._top = ds
         self._offset: int | None = None
+        self._codec: str | None | bool = False  # False: not looked up yet
 
     # -- helpers ----------------------------------------------------------------------
     def offset_days(self) -> int:
@@ -287,13 +288,13 @@ class _Run:
     def scrub_re(self) -> re.Pattern[str] | None:
         if self._scrub_re is False:
             words: set[str] = set()
-            for kw in ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames",
-                       "PatientBirthName", "PatientMotherBirthName", "AccessionNumber",
-                       "PatientBirthDate", "PatientAddress"):
-                elem = self._top.get(kw)
-                if elem is None:
-                    continue
-                values = elem if isinstance(elem, (list, MultiValue)) else [elem]
+            for kw, tag in _SCRUB_SOURCES:
+                values = self._raw_values(tag)  # as read: no conversion
+                if values is None:
+                    elem = self._top.get(kw)
+                    if elem is None:
+                        continue
+                    values = elem if isinstance(elem, (list, MultiValue)) else [elem]
                 for v in values:
                     for w in re.split(r"[\^=\s,]+", str(v)):
                         if len(w) >= 2:
@@ -303,6 +304,26 @@ class _Run:
                 if words else None
             )
         return self._scrub_re  # type: ignore[return-value]
+
+    def _raw_values(self, tag: int) -> list | None:
+        """The values of a top-level element still as read, decoded as pydicom would
+        (empty values left out); None: not a raw element, or a case for pydicom."""
+        fv = _fastvalues()
+        raw = self._top._dict.get(tag)
+        if raw is None:
+            return [] if fv.pydicom_defaults() else None
+        if raw.__class__ is not RawDataElement or not fv.pydicom_defaults():
+            return None
+        try:
+            return fv.raw_values(raw, self.codec())[0]
+        except (fv.Fallback, ValueError):
+            return None
+
+    def codec(self) -> str | None:
+        """The Python codec of the top-level dataset's text, when a plain one."""
+        if self._codec is False:
+            self._codec = _fastvalues().dataset_codec(self._top)
+        return self._codec  # type: ignore[return-value]
 
     # -- traversal --------------------------------------------------------------------
     # One pass over the container's elements (not over the table). Elements that are
@@ -400,6 +421,8 @@ class _Run:
                 return False
             d[tag] = _empty_element(tag, vr)
             return True
+        if code == "C" and vr in _TEXT_VRS:
+            return self._raw_clean_text(ds, raw, vr)
         if not isinstance(raw, RawDataElement) or raw.value is None or vr not in _ASCII_VRS:
             return False
         data = raw.value
@@ -433,6 +456,32 @@ class _Run:
         if vr == "TM":
             return True  # times of day do not move with the date shift
         return False
+
+    def _raw_clean_text(self, ds: Dataset, raw, vr: str) -> bool:
+        """Clean (C) of a text element as read: True when it provably stays unchanged.
+
+        The scrub pattern is a case-insensitive alternation of literal words without
+        backslashes, so if it finds nothing in the whole decoded value it finds nothing
+        in any of pydicom's values (substrings of it): the slow path would change
+        nothing. A match (or PN, which the slow path always rewrites) goes the slow way.
+        """
+        if vr == "PN" or not isinstance(raw, RawDataElement) or raw.value is None:
+            return False
+        data = raw.value
+        if data.isascii():
+            if 27 in data:  # ESC: ISO 2022 code extensions
+                return False
+            text = data.decode("ascii")
+        else:
+            codec = self.codec() if ds is self._top and vr in _CHARSET_VRS else None
+            if codec is None:
+                return False
+            try:
+                text = data.decode(codec)
+            except UnicodeDecodeError:
+                return False
+        rx = self.scrub_re()
+        return rx is None or rx.search(text) is None
 
     def clean(self, ds: Dataset, elem: DataElement) -> None:
         vr = elem.VR
@@ -482,6 +531,27 @@ class _Run:
                 if kept_any:
                     keep.add(creator_tag)
         return keep
+
+
+# Where Clean finds the identifiers to scrub from text (keyword, tag).
+_SCRUB_SOURCES = tuple(
+    (kw, tag_for_keyword(kw))
+    for kw in ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
+               "PatientMotherBirthName", "AccessionNumber", "PatientBirthDate", "PatientAddress")
+)
+# VRs whose text pydicom decodes with the Specific Character Set.
+_CHARSET_VRS = frozenset({"LO", "SH", "UC", "LT", "ST", "UT", "PN"})
+_FV = None
+
+
+def _fastvalues():
+    """axiom_dagster.rules.fastvalues, imported on first use (rules imports deid)."""
+    global _FV
+    if _FV is None:
+        from ..rules import fastvalues
+
+        _FV = fastvalues
+    return _FV
 
 
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})

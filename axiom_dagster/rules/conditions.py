@@ -23,6 +23,7 @@ Conditions compile once into small picklable objects; regexes and paths are comp
 from __future__ import annotations
 
 import ipaddress
+import operator
 import re
 import struct
 from dataclasses import dataclass
@@ -285,11 +286,12 @@ def normaliser(vr: str | None):
 class EvalContext:
     """One instance's evaluation state: the dataset, arrival metadata, a value cache."""
 
-    __slots__ = ("ds", "meta", "_cache", "results")
+    __slots__ = ("ds", "meta", "_cache", "results", "raw_ok")
 
     def __init__(self, ds: Dataset, meta: ArrivalMeta) -> None:
         self.ds = ds
         self.meta = meta
+        self.raw_ok = _fv.pydicom_defaults()  # raw decoding gives what pydicom gives
         self._cache: dict[str, tuple[list[Any], bool, str | None]] = {}
         # Leaf results by leaf object: identical leaves are interned at compile time, so
         # a condition shared by many rules is evaluated once per instance.
@@ -299,7 +301,7 @@ class EvalContext:
         hit = self._cache.get(path.text)
         if hit is None:
             hit = None
-            if _fv.pydicom_defaults():
+            if self.raw_ok:
                 try:
                     hit = self._fast(path)
                 except (_fv.Fallback, struct.error, IndexError, ValueError):
@@ -544,12 +546,168 @@ class Leaf(Node):
             return any(ip in n for n in self.networks)
         raise AssertionError(op)
 
+    # -- specialised form (the generated matcher) ---------------------------------------
+    # `compiled()` gives a closure equal to `_eval` (the reference, kept for explain and
+    # tests): the path read by a reader specialised for single standard tags, and the
+    # operator, case folding and constants resolved once, per VR, into a predicate on
+    # one value. tests/test_rules_fastpath.py compares both on every operator and VR.
+    def compiled(self):
+        """ctx -> bool, the same as `_eval(ctx)`."""
+        if self.op in ("exists", "not_exists"):
+            want = self.op == "exists"
+            if self.path is not None and len(self.path.steps) == 1 and self.path.steps[0].tag is not None:
+                tag = self.path.steps[0].tag  # presence never needs the value
+                return (lambda ctx: tag in ctx.ds._dict) if want else (lambda ctx: tag not in ctx.ds._dict)
+        test = self.value_test()
+        if self.path is None:
+            values = self._values
+            return lambda ctx: test(values(ctx))
+        read = _reader(self.path)
+        return lambda ctx: test(read(ctx))
+
+    def value_test(self):
+        """(values, present, vr) -> bool, the same as `_eval` on those values."""
+        if self.op == "exists":
+            return lambda hit: hit[1]
+        if self.op == "not_exists":
+            return lambda hit: not hit[1]
+        empty = self.op in _NEGATIVE
+        match_all = self.match_all
+        preds: dict[str | None, Any] = {}
+
+        def test(hit):
+            values, _, vr = hit
+            if not values:
+                return empty
+            pred = preds.get(vr)
+            if pred is None:
+                pred = preds[vr] = self._predicate(vr)
+            if len(values) == 1:
+                return pred(values[0])
+            return all(map(pred, values)) if match_all else any(map(pred, values))
+        return test
+
+    def _predicate(self, vr: str | None):
+        """value -> bool, the same as `_test(value, vr)`, for one VR."""
+        op, target = self.op, self.target
+        fold = str.casefold if self.ci else _same
+        if op in ("eq", "ne"):
+            if isinstance(target, (int, float)) and not isinstance(target, bool):
+                ft = float(target)
+
+                def eq(v):
+                    f = _to_float(v)
+                    return f is not None and f == ft
+            elif vr in ("DA", "TM", "DT"):
+                norm = normaliser(vr)
+                b = self._ordered_target(vr, norm)
+                if b is None:
+                    eq = lambda v: fold(str(v)) == target  # noqa: E731
+                else:
+                    eq = lambda v: (a := norm(v)) is not None and a == b  # noqa: E731
+            elif self.ci:
+                eq = lambda v: str(v).strip().casefold() == target  # noqa: E731
+            else:
+                eq = lambda v: str(v).strip() == target  # noqa: E731
+            return eq if op == "eq" else (lambda v: not eq(v))
+        if op in _ORDER:
+            cmp = _ORDER[op]
+            norm = normaliser(vr)
+            if norm is not None:
+                b = self._ordered_target(vr, norm)
+                if b is None:
+                    return lambda v: False
+                return lambda v: (a := norm(v)) is not None and cmp(a, b)
+            bt, st = _to_float(target), str(target)
+
+            def ordered(v):
+                a = _to_float(v)
+                if a is None or bt is None:
+                    return cmp(str(v), st)  # text order when either side is not a number
+                return cmp(a, bt)
+            return ordered
+        if op == "contains":
+            return lambda v: target in fold(str(v))
+        if op == "startswith":
+            return lambda v: fold(str(v)).startswith(target)
+        if op == "endswith":
+            return lambda v: fold(str(v)).endswith(target)
+        if op == "regex":
+            search = self.regex.search
+            return lambda v: search(str(v)) is not None
+        if op in ("in", "not_in"):
+            members = frozenset(target)  # folded strings: set and list membership agree
+            if op == "in":
+                return lambda v: fold(str(v)).strip() in members
+            return lambda v: fold(str(v)).strip() not in members
+        if op == "cidr":
+            # Arrival metadata repeats (a few senders): remember the answer per address.
+            seen: dict[str, bool] = {}
+
+            def cidr(v):
+                key = str(v)
+                hit = seen.get(key)
+                if hit is None:
+                    if len(seen) >= 4096:
+                        seen.clear()
+                    hit = seen[key] = self._test(v, vr)
+                return hit
+            return cidr
+        return lambda v: self._test(v, vr)
+
     def explain(self, ctx):
         if self.eval(ctx):
             return True, []
         values, present, _ = self._values(ctx)
         shown = "missing" if not present else repr(values[:5])
         return False, [f"{self.label} (actual: {shown})"]
+
+
+_ORDER = {"gt": operator.gt, "lt": operator.lt, "ge": operator.ge, "le": operator.le}
+
+
+def _same(s: str) -> str:
+    return s
+
+
+_MISSING = object()
+
+
+def _reader(path: TagPath):
+    """ctx -> (values, present, vr), the same as `ctx.values(path)`.
+
+    Specialised for one standard tag (the common path): reads the raw element and
+    decodes it with the decoder of its VR, sharing the context's cache. Every other case
+    (private and nested paths, converted elements, anything the decoders refuse) goes
+    through `ctx.values`.
+    """
+    steps = path.steps
+    if len(steps) != 1 or steps[0].tag is None or isinstance(steps[0].index, int):
+        return lambda ctx: ctx.values(path)
+    text, tag, dict_vr = path.text, steps[0].tag, path.vr
+    decoders = _fv.DECODERS
+
+    def read(ctx):
+        cache = ctx._cache
+        hit = cache.get(text)
+        if hit is not None:
+            return hit
+        elem = ctx.ds._dict.get(tag)
+        if elem is None:
+            hit = cache[text] = ([], False, dict_vr)
+            return hit
+        if elem.__class__ is RawDataElement and ctx.raw_ok:
+            data = elem.value
+            vr = elem.VR or dict_vr  # implicit VR: the dictionary's
+            dec = decoders.get(vr)  # None for UN, ambiguous VRs and the undecoded ones
+            if dec is not None and data is not None:
+                try:
+                    hit = cache[text] = (dec(data, elem.is_little_endian, ctx._codec()) if data else [], True, vr)
+                    return hit
+                except (_fv.Fallback, struct.error, IndexError, ValueError):
+                    pass
+        return ctx.values(path)
+    return read
 
 
 def _plain_target(v: Any) -> str:

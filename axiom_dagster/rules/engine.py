@@ -236,7 +236,7 @@ class RuleEngine:
         def expr(node) -> str:
             if isinstance(node, Leaf):
                 i = leaves.setdefault(node, len(leaves))
-                return f"(v{i} if v{i} is not None else (v{i} := L[{i}]._eval(ctx)))"
+                return f"(v{i} if v{i} is not None else (v{i} := L[{i}](ctx)))"
             if isinstance(node, All):
                 return "(" + " and ".join(expr(c) for c in node.children) + ")" if node.children else "True"
             if isinstance(node, AnyOf):
@@ -287,7 +287,7 @@ class RuleEngine:
             namespace: dict[str, Any] = {}
             exec(compile("\n".join(lines), "<axiom rules>", "exec"), namespace)
             fn = namespace["_match"]
-            table = tuple(leaves)
+            table = tuple(leaf.compiled() for leaf in leaves)  # specialised Leaf._eval
             consts_t = tuple(consts)
             fast = lambda ctx, meta, when: fn(ctx, meta, when, table, consts_t)  # noqa: E731
         except (SyntaxError, RecursionError, MemoryError, ValueError):

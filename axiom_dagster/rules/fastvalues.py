@@ -87,46 +87,56 @@ def dataset_codec(ds) -> str | None:
     return None
 
 
-def decode(data: bytes, vr: str, little: bool, codec: str | None) -> list[Any]:
-    """`element_values` of the value pydicom would convert `data` to (VR `vr`)."""
-    if not data:
-        return []
-    fmt = _BINARY.get(vr)
-    if fmt is not None:
-        size = _BINARY_SIZE[fmt]
-        n, rest = divmod(len(data), size)
-        if rest:
-            raise Fallback
-        return list(struct.unpack(("<" if little else ">") + fmt * n, data))
+def _text(data: bytes, charset: bool, codec: str | None) -> str:
+    """The bytes as pydicom decodes them: ASCII always; other bytes only for VRs that
+    use the character set (`charset`), in a plain character set."""
     if data.isascii():
-        if b"\x1b" in data:
+        if 27 in data:  # ESC: ISO 2022 (an int membership test is a memchr; b"\x1b" in costs 5x)
             raise Fallback
-        text = data.decode("ascii")
-    elif vr in _CHARSET_VRS and codec is not None:
+        return data.decode("ascii")
+    if charset and codec is not None:
         try:
-            text = data.decode(codec)
+            return data.decode(codec)
         except UnicodeDecodeError:
             raise Fallback from None
-    else:
-        raise Fallback
-    if vr in _SPLIT_RSTRIP_ALL:
-        if vr == "UI":
-            text = text.rstrip("\x00 ")
-        items = text.rstrip(" \x00").split("\\")
-    elif vr in _SPLIT_RSTRIP_EACH:
-        items = [v.rstrip("\x00 ") for v in text.split("\\")]
-    elif vr == "PN":
-        items = text.rstrip("\x00 ").split("\\")
-    elif vr in _SINGLE:
-        text = text.rstrip("\x00 ")
+    raise Fallback
+
+
+# One decoder per VR: (data, little endian, codec) -> values, for non-empty data.
+def _split_rstrip_all(charset: bool):  # convert_string, convert_UI
+    def dec(data, little, codec):
+        text = _text(data, charset, codec).rstrip(" \x00")
+        if "\\" not in text:  # the common single value
+            return [text] if text else []
+        return [v for v in text.split("\\") if v != ""]
+    return dec
+
+
+def _split_rstrip_each(charset: bool):  # convert_text
+    def dec(data, little, codec):
+        return [v for v in (v.rstrip("\x00 ") for v in _text(data, charset, codec).split("\\")) if v != ""]
+    return dec
+
+
+def _pn(data, little, codec):
+    return [v for v in _text(data, True, codec).rstrip("\x00 ").split("\\") if v != ""]
+
+
+def _single(charset: bool):  # convert_single_string
+    def dec(data, little, codec):
+        text = _text(data, charset, codec).rstrip("\x00 ")
         return [text] if text else []
-    elif vr == "AE":
-        items = [v.strip() for v in text.rstrip(" \x00").split("\\")]
-    elif vr in _NUMBER_TEXT:
-        items = text.strip().rstrip(" \x00").split("\\")
-        rx = _IS_RE if vr == "IS" else _DS_RE
+    return dec
+
+
+def _ae(data, little, codec):
+    return [v for v in (v.strip() for v in _text(data, False, codec).rstrip(" \x00").split("\\")) if v != ""]
+
+
+def _number_text(rx):
+    def dec(data, little, codec):
         out = []
-        for v in items:
+        for v in _text(data, False, None).strip().rstrip(" \x00").split("\\"):
             s = v.strip()
             if not s:
                 if v:
@@ -136,9 +146,43 @@ def decode(data: bytes, vr: str, little: bool, codec: str | None) -> list[Any]:
                 raise Fallback
             out.append(s)
         return out
-    else:
+    return dec
+
+
+def _binary(fmt: str):
+    size = _BINARY_SIZE[fmt]
+    one = {True: struct.Struct("<" + fmt), False: struct.Struct(">" + fmt)}
+
+    def unpack(data, little, codec):
+        n, rest = divmod(len(data), size)
+        if rest:
+            raise Fallback
+        if n == 1:
+            return list(one[little].unpack(data))
+        return list(struct.unpack(("<" if little else ">") + fmt * n, data))
+    return unpack
+
+
+DECODERS: dict[str, Any] = {
+    **{vr: _split_rstrip_all(vr in _CHARSET_VRS) for vr in _SPLIT_RSTRIP_ALL},
+    **{vr: _split_rstrip_each(vr in _CHARSET_VRS) for vr in _SPLIT_RSTRIP_EACH},
+    **{vr: _single(vr in _CHARSET_VRS) for vr in _SINGLE},
+    "PN": _pn,
+    "AE": _ae,
+    "IS": _number_text(_IS_RE),
+    "DS": _number_text(_DS_RE),
+    **{vr: _binary(fmt) for vr, fmt in _BINARY.items()},
+}
+
+
+def decode(data: bytes, vr: str, little: bool, codec: str | None) -> list[Any]:
+    """`element_values` of the value pydicom would convert `data` to (VR `vr`)."""
+    if not data:
+        return []
+    dec = DECODERS.get(vr)
+    if dec is None:
         raise Fallback
-    return [v for v in items if v != ""]
+    return dec(data, little, codec)
 
 
 def element_vr(elem) -> str:
@@ -281,25 +325,37 @@ def creator_block(ds, group: int, creator: str, codec) -> int | None:
     """The first block (0x10..0xFF) of `group` whose private creator is `creator`."""
     d = ds._dict
     base = group << 16
-    # A set intersection compares hashes in C: no Python-level BaseTag comparisons.
-    blocks = sorted(int(t) for t in d.keys() & _creator_tags(base))
-    for t in blocks:
-        elem = d[t]
-        if isinstance(elem, RawDataElement):
-            if elem.value is None:
-                raise Fallback
-            value = elem.value
-            if not value.isascii():
-                raise Fallback
-            text = value.decode("ascii")
-        else:
-            text = elem.value
-            if isinstance(text, bytes):
-                text = text.decode("ascii", "replace")
-        if isinstance(text, str):
-            if "\\" in text:
-                raise Fallback
-            text = text.rstrip("\x00 ")
-        if str(text).strip() == creator:
+    # Blocks are usually reserved from 0x10 upwards without gaps: probe them in order
+    # (cheap int lookups). Past the first free block, look for further creators among
+    # the keys: a set intersection compares hashes in C (no BaseTag comparisons).
+    t = base | 0x10
+    end = base | 0x100
+    while t < end and t in d:
+        if _creator_text(d[t]) == creator:
+            return t & 0xFF
+        t += 1
+    if t == end:
+        return None
+    for t in sorted(k for k in map(int, d.keys() & _creator_tags(base)) if k > t):
+        if _creator_text(d[t]) == creator:
             return t & 0xFF
     return None
+
+
+def _creator_text(elem) -> str:
+    if isinstance(elem, RawDataElement):
+        if elem.value is None:
+            raise Fallback
+        value = elem.value
+        if not value.isascii():
+            raise Fallback
+        text = value.decode("ascii")
+    else:
+        text = elem.value
+        if isinstance(text, bytes):
+            text = text.decode("ascii", "replace")
+    if isinstance(text, str):
+        if "\\" in text:
+            raise Fallback
+        text = text.rstrip("\x00 ")
+    return str(text).strip()
