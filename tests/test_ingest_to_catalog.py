@@ -1,5 +1,6 @@
 """The whole path: DCMTK storescu → realtime C-STORE SCP → ledger → landing sensor →
-study pipeline → routed files and catalog rows, with association metadata carried through."""
+study pipeline → routed files and catalog rows, with association metadata carried through,
+on SQLite and on PostgreSQL."""
 import shutil
 import subprocess
 
@@ -17,9 +18,10 @@ from tests.realtime_support import DCMTK_ENV, InProcessService, dataset_bytes, m
 pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK not installed")
 
 
-def test_cstore_to_routed_and_cataloged(tmp_path, monkeypatch):
+def test_cstore_to_routed_and_cataloged(tmp_path, monkeypatch, store_url):
     config_path, config = make_config(
         tmp_path,
+        state_store={"url": store_url},
         destinations=[{"name": "archive", "path": str(tmp_path / "routed")}],
         catalog={"path": str(tmp_path / "catalog")},
         pipeline={"quiet_period_seconds": 3600},
