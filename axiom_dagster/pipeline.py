@@ -18,7 +18,7 @@ from .config import AxiomConfig, PipelineConfig
 from .morph import Morpher, PassThrough
 from .records import LedgerRow
 from .state import StateStore
-from .worker import InstanceResult, RouteTarget, WorkerSettings, process_chunk
+from .worker import InstanceResult, RouteTarget, WorkerSettings, morpher_for, process_chunk
 
 
 @dataclass
@@ -52,7 +52,7 @@ def run_batch(
     if batch is None:
         raise ValueError(f"batch {batch_id} does not exist in the state store")
     manifest = store.batch_manifest(batch_id)
-    morpher_factory()  # compile once here so a bad rule or a missing secret fails the run clearly
+    morpher_for(morpher_factory)  # compile here: a bad rule or missing secret fails the run clearly
     store.start_batch(batch_id, run_id)
     settings = WorkerSettings(
         targets=tuple(

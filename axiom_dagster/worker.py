@@ -54,12 +54,20 @@ class InstanceResult:
 _MORPHERS: dict[bytes, Morpher] = {}
 
 
-def process_chunk(rows: list[LedgerRow], settings: WorkerSettings) -> list[InstanceResult]:
-    # Each chunk arrives unpickled; cache the morpher per factory so rules compile once per process.
-    key = pickle.dumps(settings.morpher_factory)
+def morpher_for(factory: Callable[[], Morpher]) -> Morpher:
+    """The morpher built by `factory`, built once per process.
+
+    Chunks arrive unpickled, so the cache is keyed by the factory's pickle. The run process
+    calls this before starting the pool: forked workers inherit the compiled rules.
+    """
+    key = pickle.dumps(factory)
     if key not in _MORPHERS:
-        _MORPHERS[key] = settings.morpher_factory()
-    morpher = _MORPHERS[key]
+        _MORPHERS[key] = factory()
+    return _MORPHERS[key]
+
+
+def process_chunk(rows: list[LedgerRow], settings: WorkerSettings) -> list[InstanceResult]:
+    morpher = morpher_for(settings.morpher_factory)
     return [process_instance(row, settings, morpher) for row in rows]
 
 
