@@ -127,5 +127,26 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
         d["study_uid"] for d in deliveries if d["status"] == "failed"
     }
     store.finish_batch(batch_id, out.failed_studies)
+    store.record_audit(_study_audit(results, batch_id, run_id))
     out.phase_seconds["record"] = round(time.perf_counter() - phase, 3)
     return out
+
+
+def _study_audit(results: Sequence[InstanceResult], batch_id: int, run_id: str) -> list[dict]:
+    """One audit row per study of the batch: counts, destinations and the rules that matched."""
+    per_study: dict[str, dict] = {}
+    for r in results:
+        entry = per_study.setdefault(
+            r.study_uid, {"batch_id": batch_id, "instances": 0, "failed": 0, "destinations": set(), "rules": set()}
+        )
+        entry["instances"] += 1
+        entry["failed"] += bool(r.exception) or any(d["status"] == "failed" for d in r.deliveries)
+        entry["destinations"].update(d["destination"] for d in r.deliveries if d["status"] == "delivered")
+        entry["rules"].update(r.matched_rules)
+    return [
+        {
+            "actor": "study_pipeline", "action": "study_processed", "study_uid": uid, "run_id": run_id,
+            "detail": {**e, "destinations": sorted(e["destinations"]), "rules": sorted(e["rules"])},
+        }
+        for uid, e in per_study.items()
+    ]

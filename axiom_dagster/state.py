@@ -379,14 +379,42 @@ class StateStore:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def record_audit(self, actor: str, action: str, *, study_uid=None, run_id=None, **detail) -> None:
+    def record_audit(self, rows: Sequence[dict]) -> None:
+        """Append audit rows: actor, action, study_uid, run_id and a `detail` dict (no PHI)."""
+        if not rows:
+            return
+        now = utcnow()
+        values = [
+            {**r, "at": now, "detail": json.dumps(r["detail"], default=str) if r.get("detail") else None}
+            for r in rows
+        ]
         with self.engine.begin() as conn:
-            conn.execute(
-                insert(audit).values(
-                    at=utcnow(), actor=actor, action=action, study_uid=study_uid,
-                    run_id=run_id, detail=json.dumps(detail, default=str) if detail else None,
-                )
-            )
+            conn.execute(insert(audit), values)
+
+    def study_report(self, study_uid: str) -> dict | None:
+        """Everything the state store knows about one study: status, deliveries by
+        destination, exceptions and audit trail (for the API and support)."""
+        study = self.study(study_uid)
+        if study is None:
+            return None
+        with self.engine.connect() as conn:
+            delivered = conn.execute(
+                select(deliveries.c.destination, deliveries.c.status, func.count(), func.max(deliveries.c.attempts))
+                .where(deliveries.c.study_uid == study_uid)
+                .group_by(deliveries.c.destination, deliveries.c.status)
+            ).all()
+            failures = conn.execute(
+                select(exceptions).where(exceptions.c.study_uid == study_uid).order_by(exceptions.c.id)
+            ).all()
+            trail = conn.execute(select(audit).where(audit.c.study_uid == study_uid).order_by(audit.c.id)).all()
+        return {
+            "study": study,
+            "deliveries": [
+                {"destination": d, "status": s, "instances": n, "max_attempts": a} for d, s, n, a in delivered
+            ],
+            "exceptions": [dict(r._mapping) for r in failures],
+            "audit": [{**dict(r._mapping), "detail": json.loads(r.detail) if r.detail else None} for r in trail],
+        }
 
 
 def _make_engine(url: str, echo: bool) -> Engine:

@@ -49,6 +49,7 @@ class InstanceResult:
     catalog_row: dict | None = None
     deliveries: list[dict] = field(default_factory=list)
     exception: dict | None = None
+    matched_rules: list[str] = field(default_factory=list)
 
 
 _MORPHERS: dict[bytes, Morpher] = {}
@@ -108,6 +109,7 @@ def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher)
         outcome = morpher.morph(ds, meta, [t.name for t in settings.targets])
     except Exception as exc:
         return fail("morph", f"morph failed: {type(exc).__name__}: {exc}"[:500])
+    result.matched_rules = outcome.matched_rules
     if outcome.quarantine_reason:
         return fail("morph", outcome.quarantine_reason)
 

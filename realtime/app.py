@@ -141,6 +141,17 @@ def create_app(config: AxiomConfig, zone: LandingZone, metrics: Metrics, dicom_s
             "by_day": [{"arrival_date": d, "source": s, "instances": n, "bytes": int(b or 0)} for d, s, n, b in by_day],
         }
 
+    @app.get("/api/v1/studies/{study_uid}", tags=["monitoring"], summary="Status of one study")
+    def study_status(study_uid: str, _: Principal = Depends(require("monitor"))):
+        """Per-study status (received → queued → processing → done/failed) with its Dagster
+        run and partition, deliveries per destination, exceptions and audit trail."""
+        if not is_valid_uid(study_uid):
+            return JSONResponse({"detail": f"not a valid StudyInstanceUID: {study_uid[:80]!r}"}, status_code=400)
+        report = store.study_report(study_uid)
+        if report is None:
+            return JSONResponse({"detail": "study not known to the state store"}, status_code=404)
+        return report
+
     # ---- STOW-RS ------------------------------------------------------------------------
 
     async def _stow(request: Request, study: str | None) -> Response:

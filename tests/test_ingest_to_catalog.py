@@ -8,6 +8,9 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context
 from pydicom import dcmread
 
+import httpx
+
+from axiom_dagster.apikeys import create_key
 from axiom_dagster.catalog import connect
 from axiom_dagster.definitions import defs
 from axiom_dagster.synth import SynthSpec, generate_archive
@@ -33,17 +36,33 @@ def test_cstore_to_routed_and_cataloged(tmp_path, monkeypatch, store_url):
         cmd = ["storescu", "-aet", "CT01", "-aec", "AXIOM", "+sd", "+r", "127.0.0.1", str(service.port()), str(tmp_path / "src")]
         done = subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
+
+        resource = AxiomResource(config_path=str(config_path))
+        # The association has ended, so the studies are complete long before the quiet hour.
+        with build_sensor_context(resources={"axiom": resource}) as ctx:
+            (request,) = landing_sensor(ctx).run_requests
+        result = defs.resolve_job_def("study_pipeline_job").execute_in_process(
+            run_config=request.run_config, instance=DagsterInstance.ephemeral(), partition_key=request.partition_key
+        )
+        assert result.success
+
+        # The study's status, run, deliveries and audit trail through the API.
+        study_uid = dcmread(sent[0], stop_before_pixels=True).StudyInstanceUID
+        key = create_key(service.store.engine, "viewer", "user")[1]
+        r = httpx.get(f"{service.base_url}/api/v1/studies/{study_uid}", headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 200, r.text
+        report = r.json()
+        assert report["study"]["status"] == "done" and report["study"]["run_id"] == result.run_id
+        assert report["study"]["partition"] == request.partition_key
+        assert report["deliveries"] == [{"destination": "archive", "status": "delivered", "instances": 10, "max_attempts": 1}]
+        (audit,) = report["audit"]
+        assert audit["action"] == "study_processed" and audit["detail"]["instances"] == 10
+        unknown = httpx.get(f"{service.base_url}/api/v1/studies/1.2.3.4", headers={"Authorization": f"Bearer {key}"})
+        assert unknown.status_code == 404
+        bad = httpx.get(f"{service.base_url}/api/v1/studies/..%2Fetc", headers={"Authorization": f"Bearer {key}"})
+        assert bad.status_code in (400, 404)
     finally:
         service.stop()
-
-    resource = AxiomResource(config_path=str(config_path))
-    # The association has ended, so the studies are complete long before the quiet hour.
-    with build_sensor_context(resources={"axiom": resource}) as ctx:
-        (request,) = landing_sensor(ctx).run_requests
-    result = defs.resolve_job_def("study_pipeline_job").execute_in_process(
-        run_config=request.run_config, instance=DagsterInstance.ephemeral(), partition_key=request.partition_key
-    )
-    assert result.success
 
     for src in sent:
         ds = dcmread(src, stop_before_pixels=True)

@@ -88,6 +88,12 @@ def test_rules_route_and_deidentify_per_destination(tmp_path, store_url, monkeyp
     # Two studies in, two (remapped) studies out, each with one pseudonymous patient.
     assert len(study_map) == 2 and all(len(v) == 1 for v in study_map.values())
 
+    # The audit trail names the rule that matched each study.
+    for study_uid in {o.StudyInstanceUID for o in originals.values()}:
+        (audit,) = resource.store.study_report(study_uid)["audit"]
+        assert audit["detail"]["rules"] == ["routing/fix-institution"]
+        assert audit["detail"]["destinations"] == ["clinical", "research"]
+
     con = connect(resource.config.catalog_path)
     assert con.execute("SELECT count(*) FROM instances WHERE list_contains(destinations, 'research')").fetchone()[0] == len(inputs)
 
