@@ -49,3 +49,12 @@ def test_postgres_instance_config(tmp_path, postgres_url, monkeypatch):
         result = materialize([probe], instance=instance)
         assert result.success
         assert instance.get_run_by_id(result.run_id) is not None
+
+
+def test_embedded_instance_config(tmp_path):
+    """make demo/dev use DAGSTER_HOME=.dagster_home, whose dagster.yaml is the root one."""
+    assert (ROOT / ".dagster_home" / "dagster.yaml").resolve() == (ROOT / "dagster.yaml").resolve()
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
