@@ -9,7 +9,6 @@ import os
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 

@@ -5,7 +5,6 @@ OpenAPI docs: /docs and /openapi.json (FastAPI defaults).
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 import uuid

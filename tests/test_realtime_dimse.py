@@ -147,7 +147,6 @@ def test_wrong_called_ae_rejected(service, tmp_path):
 
 
 def test_invalid_uid_refused_nothing_kept(service, tmp_path):
-    from pydicom.uid import ExplicitVRLittleEndian
 
     files = generate_archive(tmp_path / "src", SynthSpec(1, 1, 2, 64, 64))
     ds = dcmread(files[1])  # the last one: storescu stops sending after an error status

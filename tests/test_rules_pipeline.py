@@ -1,7 +1,5 @@
 """The morph step applies configured rules end to end and routes per destination;
 `axiom rules check/test` report on a configuration."""
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml

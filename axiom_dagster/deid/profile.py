@@ -37,7 +37,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.multival import MultiValue
 
-from .table_e1_1 import PRIVATE_SAFE_OPTION, TABLE_EDITION, TableRow, lookup
+from .table_e1_1 import TABLE_EDITION, TableRow, lookup
 from .uidmap import UIDMapper
 
 # CID 7050 De-identification Method codes (coding scheme DCM).
