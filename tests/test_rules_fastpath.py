@@ -329,3 +329,32 @@ def test_deid_clean_text_with_identifiers_in_descriptors(charset, name, desc):
     if charset is None or "2022" not in charset:
         assert first.lower() not in str(fast.StudyDescription).lower()
         assert "0042" not in str(fast.AdmittingDiagnosesDescription)
+
+
+def test_matcher_source_is_inspectable():
+    """The generated matcher's text: compiles, names each leaf and attribute it reads."""
+    engine = compile_rules(rules_config())
+    src = engine.matcher_source()
+    compile(src, "<test>", "exec")
+    assert "def _match(" in src
+    import re
+
+    assert re.search(r"^# v\d+: Modality eq 'CT'$", src, re.M) and re.search(r"^# a\d+: Modality$", src, re.M)
+    assert re.search(r"^# v\d+: InstitutionName contains 'jürgen'$", src, re.M)
+    assert "L[" in src and "T[" in src and "A[" in src  # closures, value tests, attribute reads
+    assert "# ruleset 'b' (first_match)" in src and "elif" in src
+    assert engine._fast_matcher() is not None
+
+
+def test_fast_tag_finds_the_same_elements():
+    from pydicom.tag import BaseTag
+
+    from axiom_dagster.rules.fastvalues import FastTag
+
+    ds = dcmread(BytesIO(make("ISO_IR 100", "Müller^Jürgen", "Straße")), stop_before_pixels=True)
+    d = ds._dict
+    d[0x00091001] = d[0x00080060]  # a plain int key, as a hand-built dict could hold
+    for tag in [*map(int, d), 0x00091001, 0x00100011, 0xFFFFFFFF]:
+        probe = FastTag(tag)
+        assert d.get(probe) is d.get(tag) and (probe in d) == (tag in d), hex(tag)
+        assert probe == BaseTag(tag) and BaseTag(tag) == probe and hash(probe) == hash(tag)

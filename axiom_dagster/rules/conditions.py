@@ -555,8 +555,8 @@ class Leaf(Node):
         """ctx -> bool, the same as `_eval(ctx)`."""
         if self.op in ("exists", "not_exists"):
             want = self.op == "exists"
-            if self.path is not None and len(self.path.steps) == 1 and self.path.steps[0].tag is not None:
-                tag = self.path.steps[0].tag  # presence never needs the value
+            if single_tag(self.path):
+                tag = _fv.FastTag(self.path.steps[0].tag)  # presence never needs the value
                 return (lambda ctx: tag in ctx.ds._dict) if want else (lambda ctx: tag not in ctx.ds._dict)
         test = self.value_test()
         if self.path is None:
@@ -673,41 +673,59 @@ def _same(s: str) -> str:
 _MISSING = object()
 
 
-def _reader(path: TagPath):
-    """ctx -> (values, present, vr), the same as `ctx.values(path)`.
+def single_tag(path: TagPath | None) -> bool:
+    """A path to one standard top-level attribute (what `element_reader` reads)."""
+    return path is not None and len(path.steps) == 1 and path.steps[0].tag is not None
 
-    Specialised for one standard tag (the common path): reads the raw element and
-    decodes it with the decoder of its VR, sharing the context's cache. Every other case
-    (private and nested paths, converted elements, anything the decoders refuse) goes
-    through `ctx.values`.
+
+def element_reader(path: TagPath):
+    """(element or None, ctx) -> (values, present, vr), the same as `ctx.values(path)`,
+    for a `single_tag` path whose element the caller looked up (the generated matcher
+    does the lookups inline, with FastTag constants).
+
+    Decodes a raw element with the decoder of its VR; converted elements, the values
+    the decoders refuse, and non-default pydicom settings go through `ctx.values`.
     """
-    steps = path.steps
-    if len(steps) != 1 or steps[0].tag is None or isinstance(steps[0].index, int):
-        return lambda ctx: ctx.values(path)
-    text, tag, dict_vr = path.text, steps[0].tag, path.vr
+    step = path.steps[0]
+    dict_vr, index = path.vr, step.index
     decoders = _fv.DECODERS
 
-    def read(ctx):
-        cache = ctx._cache
-        hit = cache.get(text)
-        if hit is not None:
-            return hit
-        elem = ctx.ds._dict.get(tag)
+    def read(elem, ctx):
         if elem is None:
-            hit = cache[text] = ([], False, dict_vr)
-            return hit
+            return [], False, dict_vr
         if elem.__class__ is RawDataElement and ctx.raw_ok:
             data = elem.value
             vr = elem.VR or dict_vr  # implicit VR: the dictionary's
             dec = decoders.get(vr)  # None for UN, ambiguous VRs and the undecoded ones
             if dec is not None and data is not None:
                 try:
-                    hit = cache[text] = (dec(data, elem.is_little_endian, ctx._codec()) if data else [], True, vr)
-                    return hit
+                    values = dec(data, elem.is_little_endian, ctx._codec()) if data else []
                 except (_fv.Fallback, struct.error, IndexError, ValueError):
-                    pass
+                    return ctx.values(path)
+                if index is not None and index != "*":
+                    values = values[index : index + 1]
+                return values, True, vr
         return ctx.values(path)
     return read
+
+
+def _reader(path: TagPath):
+    """ctx -> (values, present, vr), the same as `ctx.values(path)`.
+
+    Specialised for one standard tag (`element_reader`, sharing the context's cache);
+    every other path (private, nested) goes through `ctx.values`.
+    """
+    if not single_tag(path):
+        return lambda ctx: ctx.values(path)
+    text, probe, read = path.text, _fv.FastTag(path.steps[0].tag), element_reader(path)
+
+    def cached(ctx):
+        cache = ctx._cache
+        hit = cache.get(text)
+        if hit is None:
+            hit = cache[text] = read(ctx.ds._dict.get(probe), ctx)
+        return hit
+    return cached
 
 
 def _plain_target(v: Any) -> str:

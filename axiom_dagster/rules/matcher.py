@@ -1,0 +1,147 @@
+"""All rules' conditions as one generated Python function (RuleEngine._fast_matcher).
+
+The generated function evaluates the rules in the same order, with the same
+short-circuits and gating (enabled, sources, schedules, first_match) as the interpreted
+path in engine.py, and gives the same matches. `matcher_source(engine)` returns its text
+(tests/test_rules_fastpath.py checks it compiles and names every leaf).
+
+What makes it cheaper than walking the condition trees:
+- each distinct leaf is evaluated at most once per instance (a local `vN`), as the
+  interned-leaf memo of the interpreted path does;
+- a leaf on one standard top-level attribute reads it inline: `d.get(K[k])` with a
+  FastTag constant (a lookup without BaseTag's Python __eq__), decoded once into a local
+  `aN` that every leaf on that attribute shares; the leaf is then a predicate on the
+  decoded values (`Leaf.value_test`). `exists`/`not_exists` are `K[k] in d`;
+- every other leaf (private and nested paths, arrival metadata) is its specialised
+  closure `Leaf.compiled()`.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from . import fastvalues as _fv
+from .conditions import All, AnyOf, Leaf, Node, Not, element_reader, single_tag
+
+
+class _Generator:
+    def __init__(self) -> None:
+        self.leaves: dict[Leaf, int] = {}  # leaf -> N of its result local vN
+        self.attrs: dict[tuple[int, Any], int] = {}  # (tag, index) -> N of its values local aN
+        self.consts: list[Any] = []
+        self.probes: dict[int, str] = {}  # tag -> its FastTag constant
+        self.L: list[Any] = []  # per leaf: ctx -> bool (leaves that read their own path)
+        self.T: list[Any] = []  # per leaf: (values, present, vr) -> bool (on a shared aN)
+        self.A: list[Any] = []  # per attribute: (element or None, ctx) -> (values, present, vr)
+        self.notes: list[str] = []
+
+    def const(self, obj) -> str:
+        self.consts.append(obj)
+        return f"K[{len(self.consts) - 1}]"
+
+    def probe(self, tag: int) -> str:
+        if tag not in self.probes:
+            self.probes[tag] = self.const(_fv.FastTag(tag))
+        return self.probes[tag]
+
+    def leaf(self, leaf: Leaf) -> str:
+        path = leaf.path
+        if single_tag(path) and leaf.op in ("exists", "not_exists"):
+            probe = self.probe(path.steps[0].tag)  # presence needs no value
+            return f"({probe} {'in' if leaf.op == 'exists' else 'not in'} d)"
+        i = self.leaves.get(leaf)
+        if i is None:
+            i = self.leaves[leaf] = len(self.leaves)
+            if single_tag(path):
+                step = path.steps[0]
+                key = (step.tag, step.index)
+                if key not in self.attrs:
+                    self.attrs[key] = len(self.A)
+                    self.A.append(element_reader(path))
+                    self.notes.append(f"a{self.attrs[key]}: {path.text}")
+                self.L.append(None)
+                self.T.append(leaf.value_test())
+            else:
+                self.L.append(leaf.compiled())
+                self.T.append(None)
+            self.notes.append(f"v{i}: {leaf.label}")
+        v = f"v{i}"
+        if self.L[i] is not None:
+            return f"({v} if {v} is not None else ({v} := L[{i}](ctx)))"
+        step = path.steps[0]
+        j = self.attrs[(step.tag, step.index)]
+        probe = self.probe(step.tag)
+        read = f"a{j} if a{j} is not None else (a{j} := A[{j}](d.get({probe}), ctx))"
+        return f"({v} if {v} is not None else ({v} := T[{i}]({read})))"
+
+    def expr(self, node: Node) -> str:
+        if isinstance(node, Leaf):
+            return self.leaf(node)
+        if isinstance(node, All):
+            return "(" + " and ".join(self.expr(c) for c in node.children) + ")" if node.children else "True"
+        if isinstance(node, AnyOf):
+            return "(" + " or ".join(self.expr(c) for c in node.children) + ")" if node.children else "False"
+        if isinstance(node, Not):
+            return f"(not {self.expr(node.child)})"
+        return f"{self.const(node)}.eval(ctx)"
+
+    def gate(self, obj) -> list[str]:
+        g = []
+        if obj.sources is not None:
+            g.append(f"meta.source in {self.const(obj.sources)}")
+        if obj.schedule is not None:
+            g.append(f"{self.const(obj.schedule)}.active(when)")
+        return g
+
+    def source(self, rulesets) -> str:
+        body: list[str] = []
+        for rs in rulesets:
+            if not rs.enabled:
+                continue
+            body.append(f"    # ruleset {rs.name!r} ({rs.mode})")
+            rs_gate = self.gate(rs)
+            ind = "    "
+            if rs_gate:
+                body.append(f"{ind}if {' and '.join(rs_gate)}:")
+                ind += "    "
+            first = True
+            n = 0
+            for rule in rs.rules:
+                if not rule.enabled:
+                    continue
+                parts = self.gate(rule)
+                if rule.condition is not None:
+                    parts.append(self.expr(rule.condition))
+                test = " and ".join(parts) if parts else "True"
+                kw = "elif" if rs.mode == "first_match" and not first else "if"
+                body.append(f"{ind}{kw} {test}:")
+                body.append(f"{ind}    ap({self.const(rule)})  # {rule.name!r}")
+                first = False
+                n += 1
+            if rs_gate and n == 0:
+                body.append(f"{ind}pass")
+        lines = ["# " + note.replace("\n", " ") for note in self.notes]
+        lines += ["def _match(L, T, A, K, ctx, meta, when):", "    d = ctx.ds._dict", "    m = []", "    ap = m.append"]
+        if self.leaves:
+            lines.append("    " + " = ".join(f"v{i}" for i in range(len(self.leaves))) + " = None")
+        if self.attrs:
+            lines.append("    " + " = ".join(f"a{i}" for i in range(len(self.attrs))) + " = None")
+        lines += body
+        lines.append("    return m")
+        return "\n".join(lines) + "\n"
+
+
+def generate(rulesets) -> tuple[str, Callable | None]:
+    """(source, matcher): matcher(ctx, meta, when) -> matched rules, or None when the
+    generated code does not compile (e.g. conditions nested beyond the parser's limits):
+    then the interpreted path runs."""
+    gen = _Generator()
+    src = ""
+    try:
+        src = gen.source(rulesets)
+        namespace: dict[str, Any] = {}
+        exec(compile(src, "<axiom rules>", "exec"), namespace)
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        return src, None
+    tables = (tuple(gen.L), tuple(gen.T), tuple(gen.A), tuple(gen.consts))
+    return src, functools.partial(namespace["_match"], *tables)
