@@ -283,15 +283,19 @@ def normaliser(vr: str | None):
 
 # ---------------------------------------------------------------------------------------
 # Compiled conditions
+_UNSET = object()
+
+
 class EvalContext:
     """One instance's evaluation state: the dataset, arrival metadata, a value cache."""
 
-    __slots__ = ("ds", "meta", "_cache", "results", "raw_ok")
+    __slots__ = ("ds", "meta", "_cache", "results", "raw_ok", "codec")
 
     def __init__(self, ds: Dataset, meta: ArrivalMeta) -> None:
         self.ds = ds
         self.meta = meta
         self.raw_ok = _fv.pydicom_defaults()  # raw decoding gives what pydicom gives
+        self.codec: Any = _UNSET  # the dataset's text codec (`_codec()`), looked up once
         self._cache: dict[str, tuple[list[Any], bool, str | None]] = {}
         # Leaf results by leaf object: identical leaves are interned at compile time, so
         # a condition shared by many rules is evaluated once per instance.
@@ -312,10 +316,10 @@ class EvalContext:
         return hit
 
     def _codec(self) -> str | None:
-        codec = self._cache.get(None, False)
-        if codec is False:
-            codec = self._cache[None] = _fv.dataset_codec(self.ds)
-        return codec  # type: ignore[return-value]
+        codec = self.codec
+        if codec is _UNSET:
+            codec = self.codec = _fv.dataset_codec(self.ds)
+        return codec
 
     def _fast(self, path: TagPath) -> tuple[list[Any], bool, str | None] | None:
         """The values from raw elements (fastvalues.py); None: use pydicom."""
@@ -698,8 +702,11 @@ def element_reader(path: TagPath):
             vr = elem.VR or dict_vr  # implicit VR: the dictionary's
             dec = decoders.get(vr)  # None for UN, ambiguous VRs and the undecoded ones
             if dec is not None and data is not None:
+                codec = ctx.codec
+                if codec is _UNSET:
+                    codec = ctx._codec()
                 try:
-                    values = dec(data, elem.is_little_endian, ctx._codec()) if data else []
+                    values = dec(data, elem.is_little_endian, codec) if data else []
                 except (_fv.Fallback, struct.error, IndexError, ValueError):
                     return ctx.values(path)
                 if index is not None and index != "*":

@@ -68,6 +68,9 @@ class FastTag(BaseTag):
     __hash__ = int.__hash__
 
 
+_CHARSET_PROBE = FastTag(_CHARSET_TAG)
+
+
 def pydicom_defaults() -> bool:
     """False when pydicom is configured to return other value types than the defaults."""
     return not (config.use_DS_numpy or config.use_IS_numpy or config.datetime_conversion
@@ -80,19 +83,24 @@ def dataset_codec(ds) -> str | None:
     None: ISO 2022 code extensions or several character sets (non-ASCII falls back)."""
     read = ds.__dict__.get("_read_charset")
     if read:
-        names = [read] if isinstance(read, str) else list(read)
-    else:  # created in memory: the current Specific Character Set
-        elem = ds._dict.get(_CHARSET_TAG)
-        if elem is None:
-            return "latin_1"
-        value = elem.value
-        if isinstance(value, bytes):
-            if not value.isascii():
-                return None
-            value = value.decode("ascii").strip(" \x00")
-        if not isinstance(value, str) or "\\" in value:
+        return _read_codec(read if isinstance(read, str) else tuple(read))
+    # created in memory: the current Specific Character Set
+    elem = ds._dict.get(_CHARSET_PROBE)
+    if elem is None:
+        return "latin_1"
+    value = elem.value
+    if isinstance(value, bytes):
+        if not value.isascii():
             return None
-        return _CODECS.get(value.strip())
+        value = value.decode("ascii").strip(" \x00")
+    if not isinstance(value, str) or "\\" in value:
+        return None
+    return _CODECS.get(value.strip())
+
+
+@functools.lru_cache(maxsize=64)  # a few character sets per site: look each up once
+def _read_codec(read: str | tuple[str, ...]) -> str | None:
+    names = [read] if isinstance(read, str) else list(read)
     if len(names) != 1:
         return None
     try:
@@ -120,9 +128,11 @@ def _text(data: bytes, charset: bool, codec: str | None) -> str:
 
 
 # One decoder per VR: (data, little endian, codec) -> values, for non-empty data.
+# Each starts with _text's common case inline (plain ASCII): one call less per value.
 def _split_rstrip_all(charset: bool):  # convert_string, convert_UI
     def dec(data, little, codec):
-        text = _text(data, charset, codec).rstrip(" \x00")
+        text = data.decode("ascii") if data.isascii() and 27 not in data else _text(data, charset, codec)
+        text = text.rstrip(" \x00")
         if "\\" not in text:  # the common single value
             return [text] if text else []
         return [v for v in text.split("\\") if v != ""]
@@ -131,17 +141,20 @@ def _split_rstrip_all(charset: bool):  # convert_string, convert_UI
 
 def _split_rstrip_each(charset: bool):  # convert_text
     def dec(data, little, codec):
-        return [v for v in (v.rstrip("\x00 ") for v in _text(data, charset, codec).split("\\")) if v != ""]
+        text = data.decode("ascii") if data.isascii() and 27 not in data else _text(data, charset, codec)
+        return [v for v in (v.rstrip("\x00 ") for v in text.split("\\")) if v != ""]
     return dec
 
 
 def _pn(data, little, codec):
-    return [v for v in _text(data, True, codec).rstrip("\x00 ").split("\\") if v != ""]
+    text = data.decode("ascii") if data.isascii() and 27 not in data else _text(data, True, codec)
+    return [v for v in text.rstrip("\x00 ").split("\\") if v != ""]
 
 
 def _single(charset: bool):  # convert_single_string
     def dec(data, little, codec):
-        text = _text(data, charset, codec).rstrip("\x00 ")
+        text = data.decode("ascii") if data.isascii() and 27 not in data else _text(data, charset, codec)
+        text = text.rstrip("\x00 ")
         return [text] if text else []
     return dec
 
@@ -153,7 +166,8 @@ def _ae(data, little, codec):
 def _number_text(rx):
     def dec(data, little, codec):
         out = []
-        for v in _text(data, False, None).strip().rstrip(" \x00").split("\\"):
+        text = data.decode("ascii") if data.isascii() and 27 not in data else _text(data, False, None)
+        for v in text.strip().rstrip(" \x00").split("\\"):
             s = v.strip()
             if not s:
                 if v:
