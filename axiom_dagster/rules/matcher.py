@@ -8,12 +8,12 @@ path in engine.py, and gives the same matches. `matcher_source(engine)` returns 
 What makes it cheaper than walking the condition trees:
 - each distinct leaf is evaluated at most once per instance (a local `vN`), as the
   interned-leaf memo of the interpreted path does;
-- a leaf on one standard top-level attribute reads it inline: `d.get(K[k])` with a
-  FastTag constant (a lookup without BaseTag's Python __eq__), decoded once into a local
-  `aN` that every leaf on that attribute shares; the leaf is then a predicate on the
-  decoded values (`Leaf.value_test`). `exists`/`not_exists` are `K[k] in d`;
-- every other leaf (private and nested paths, arrival metadata) is its specialised
-  closure `Leaf.compiled()`.
+- each attribute path is read once per instance, into a local `aN` that every leaf on
+  it shares (`conditions.path_reader`: raw decoding, lookups with FastTag constants,
+  i.e. without BaseTag's Python __eq__); a leaf on it is then a predicate on the
+  decoded values (`Leaf.value_test`). `exists`/`not_exists` on a standard attribute
+  are `K[k] in d`;
+- other leaves (deeper paths, arrival metadata) are their closures `Leaf.compiled()`.
 """
 from __future__ import annotations
 
@@ -21,18 +21,18 @@ import functools
 from typing import Any, Callable
 
 from . import fastvalues as _fv
-from .conditions import All, AnyOf, Leaf, Node, Not, element_reader, single_tag
+from .conditions import All, AnyOf, Leaf, Node, Not, path_reader, single_tag
 
 
 class _Generator:
     def __init__(self) -> None:
         self.leaves: dict[Leaf, int] = {}  # leaf -> N of its result local vN
-        self.attrs: dict[tuple[int, Any], int] = {}  # (tag, index) -> N of its values local aN
+        self.attrs: dict[tuple, int] = {}  # path steps -> N of its values local aN
         self.consts: list[Any] = []
         self.probes: dict[int, str] = {}  # tag -> its FastTag constant
         self.L: list[Any] = []  # per leaf: ctx -> bool (leaves that read their own path)
         self.T: list[Any] = []  # per leaf: (values, present, vr) -> bool (on a shared aN)
-        self.A: list[Any] = []  # per attribute: (element or None, ctx) -> (values, present, vr)
+        self.A: list[Any] = []  # per attribute: (ds._dict, ctx) -> (values, present, vr)
         self.notes: list[str] = []
 
     def const(self, obj) -> str:
@@ -52,13 +52,12 @@ class _Generator:
         i = self.leaves.get(leaf)
         if i is None:
             i = self.leaves[leaf] = len(self.leaves)
-            if single_tag(path):
-                step = path.steps[0]
-                key = (step.tag, step.index)
-                if key not in self.attrs:
-                    self.attrs[key] = len(self.A)
-                    self.A.append(element_reader(path))
-                    self.notes.append(f"a{self.attrs[key]}: {path.text}")
+            read = path_reader(path) if path is not None else None
+            if read is not None:
+                if path.steps not in self.attrs:  # same steps, same values: one read
+                    self.attrs[path.steps] = len(self.A)
+                    self.A.append(read)
+                    self.notes.append(f"a{self.attrs[path.steps]}: {path.text}")
                 self.L.append(None)
                 self.T.append(leaf.value_test())
             else:
@@ -68,10 +67,8 @@ class _Generator:
         v = f"v{i}"
         if self.L[i] is not None:
             return f"({v} if {v} is not None else ({v} := L[{i}](ctx)))"
-        step = path.steps[0]
-        j = self.attrs[(step.tag, step.index)]
-        probe = self.probe(step.tag)
-        read = f"a{j} if a{j} is not None else (a{j} := A[{j}](d.get({probe}), ctx))"
+        j = self.attrs[path.steps]
+        read = f"a{j} if a{j} is not None else (a{j} := A[{j}](d, ctx))"
         return f"({v} if {v} is not None else ({v} := T[{i}]({read})))"
 
     def expr(self, node: Node) -> str:
