@@ -239,19 +239,22 @@ def raw_values(elem, codec: str | None) -> tuple[list[Any], str]:
 
 # ---------------------------------------------------------------------------------------
 # Raw sequences (little endian, explicit or implicit VR)
+_TAG_LENGTH = struct.Struct("<HHL").unpack_from  # implicit VR, items and delimiters
+_TAG_VR_LENGTH = struct.Struct("<HH2sH").unpack_from  # explicit VR, 2-byte length
+_LENGTH = struct.Struct("<L").unpack_from
+
+
 def _element_header(buf: bytes, pos: int, implicit: bool) -> tuple[int, bytes | None, int, int]:
     """(tag, explicit VR or None, value length, value offset) of the element at pos."""
-    group, elem = struct.unpack_from("<HH", buf, pos)
-    tag = group << 16 | elem
-    if implicit or group == 0xFFFE:
-        (length,) = struct.unpack_from("<L", buf, pos + 4)
-        return tag, None, length, pos + 8
-    vr = buf[pos + 4 : pos + 6]
+    if implicit:
+        group, elem, length = _TAG_LENGTH(buf, pos)
+        return group << 16 | elem, None, length, pos + 8
+    group, elem, vr, length = _TAG_VR_LENGTH(buf, pos)
+    if group == 0xFFFE:
+        return group << 16 | elem, None, _LENGTH(buf, pos + 4)[0], pos + 8
     if vr in _EXPLICIT_LONG:
-        (length,) = struct.unpack_from("<L", buf, pos + 8)
-        return tag, vr, length, pos + 12
-    (length,) = struct.unpack_from("<H", buf, pos + 6)
-    return tag, vr, length, pos + 8
+        return group << 16 | elem, vr, _LENGTH(buf, pos + 8)[0], pos + 12
+    return group << 16 | elem, vr, length, pos + 8
 
 
 def _skip_undefined(buf: bytes, pos: int, implicit: bool) -> int:
@@ -352,21 +355,27 @@ def _creator_tags(base: int) -> frozenset[int]:
     return frozenset(range(base | 0x10, base | 0x100))
 
 
+@functools.lru_cache(maxsize=64)
+def _creator_probes(base: int) -> tuple[FastTag, ...]:
+    return tuple(FastTag(t) for t in range(base | 0x10, base | 0x100))
+
+
 def creator_block(ds, group: int, creator: str, codec) -> int | None:
     """The first block (0x10..0xFF) of `group` whose private creator is `creator`."""
     d = ds._dict
     base = group << 16
     # Blocks are usually reserved from 0x10 upwards without gaps: probe them in order
-    # (cheap int lookups). Past the first free block, look for further creators among
+    # (FastTag lookups). Past the first free block, look for further creators among
     # the keys: a set intersection compares hashes in C (no BaseTag comparisons).
-    t = base | 0x10
-    end = base | 0x100
-    while t < end and t in d:
-        if _creator_text(d[t]) == creator:
-            return t & 0xFF
-        t += 1
-    if t == end:
+    for probe in _creator_probes(base):
+        elem = d.get(probe)
+        if elem is None:
+            break
+        if _creator_text(elem) == creator:
+            return probe & 0xFF
+    else:
         return None
+    t = int(probe)
     for t in sorted(k for k in map(int, d.keys() & _creator_tags(base)) if k > t):
         if _creator_text(d[t]) == creator:
             return t & 0xFF
