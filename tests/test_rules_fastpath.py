@@ -358,3 +358,50 @@ def test_fast_tag_finds_the_same_elements():
         probe = FastTag(tag)
         assert d.get(probe) is d.get(tag) and (probe in d) == (tag in d), hex(tag)
         assert probe == BaseTag(tag) and BaseTag(tag) == probe and hash(probe) == hash(tag)
+
+
+def test_generated_matcher_random_trees():
+    """Random condition trees (shared leaves in every position, gates, first_match,
+    disabled rules): the generated matcher, which reads the results known to be set
+    without testing them, matches the interpreted path."""
+    import random
+
+    rng = random.Random(7)
+    leaves = [
+        {"attribute": "Modality", "op": "eq", "value": "CT"},
+        {"attribute": "Modality", "op": "eq", "value": "MR"},
+        {"attribute": "StudyDate", "op": "ge", "value": "2024-01-01"},
+        {"attribute": "ImageType", "op": "eq", "value": "AXIAL"},
+        {"attribute": "ImageType[1]", "op": "exists"},
+        {"attribute": "ContrastBolusAgent", "op": "not_exists"},
+        {"attribute": "SourceImageSequence[*].ReferencedSOPInstanceUID", "op": "eq", "value": "1.2.3.1"},
+        {"attribute": "SourceImageSequence[0].ReferencedSOPInstanceUID", "op": "exists"},
+        {"attribute": '(0019,"ACME CT",12)', "op": "gt", "value": 5},
+        {"attribute": '(0019,"ACME CT",14)', "op": "contains", "value": "a", "case_insensitive": True},
+        {"meta": "calling_ae", "op": "eq", "value": "CT01"},
+    ]
+
+    def tree(depth):
+        if depth == 0 or rng.random() < 0.3:
+            return rng.choice(leaves)
+        kind = rng.choice(["all", "any", "not"])
+        if kind == "not":
+            return {"not": tree(depth - 1)}
+        return {kind: [tree(depth - 1) for _ in range(rng.randint(0, 3))]}
+
+    raws = [make(c, n, d, ts) for (c, n, d) in CASES[:3] for ts in SYNTAXES[:2]]
+    for _ in range(25):
+        rulesets = []
+        for k in range(3):
+            rules = [{"name": f"r{k}{i}", "conditions": tree(3), "destinations": ["d"],
+                      **({"sources": ["other"]} if rng.random() < 0.1 else {}),
+                      **({"enabled": False} if rng.random() < 0.1 else {})} for i in range(8)]
+            rulesets.append({"name": f"s{k}", "rules": rules, "mode": rng.choice(["all_matches", "first_match"]),
+                             **({"sources": ["ct-scp"]} if rng.random() < 0.3 else {})})
+        engine = compile_rules({"rulesets": rulesets})
+        assert engine._fast_matcher() is not None
+        for raw in raws:
+            meta = ArrivalMeta(source="ct-scp", calling_ae=rng.choice(["CT01", "X"]))
+            fast = [r.qualname for r in engine.match(dcmread(BytesIO(raw), stop_before_pixels=True), meta)]
+            slow = [r.qualname for r in engine.match(dcmread(BytesIO(raw), stop_before_pixels=True), meta, [])]
+            assert fast == slow, engine.matcher_source()

@@ -44,11 +44,11 @@ class _Generator:
             self.probes[tag] = self.const(_fv.FastTag(tag))
         return self.probes[tag]
 
-    def leaf(self, leaf: Leaf) -> str:
+    def leaf(self, leaf: Leaf, known: set[str]) -> tuple[str, set[str]]:
         path = leaf.path
         if single_tag(path) and leaf.op in ("exists", "not_exists"):
             probe = self.probe(path.steps[0].tag)  # presence needs no value
-            return f"({probe} {'in' if leaf.op == 'exists' else 'not in'} d)"
+            return f"({probe} {'in' if leaf.op == 'exists' else 'not in'} d)", set()
         i = self.leaves.get(leaf)
         if i is None:
             i = self.leaves[leaf] = len(self.leaves)
@@ -66,21 +66,42 @@ class _Generator:
             self.notes.append(f"v{i}: {leaf.label}")
         v = f"v{i}"
         if self.L[i] is not None:
-            return f"({v} if {v} is not None else ({v} := L[{i}](ctx)))"
+            code = v if v in known else f"({v} if {v} is not None else ({v} := L[{i}](ctx)))"
+            return code, {v}
         j = self.attrs[path.steps]
-        read = f"a{j} if a{j} is not None else (a{j} := A[{j}](d, ctx))"
-        return f"({v} if {v} is not None else ({v} := T[{i}]({read})))"
+        a = f"a{j}"
+        if v in known:
+            return v, {v, a}
+        read = a if a in known else f"{a} if {a} is not None else ({a} := A[{j}](d, ctx))"
+        return f"({v} if {v} is not None else ({v} := T[{i}]({read})))", {v, a}
 
-    def expr(self, node: Node) -> str:
+    def expr(self, node: Node, known: set[str]) -> tuple[str, set[str]]:
+        """(code, locals it always sets). `known`: the locals already set wherever
+        this code runs; those are read without the `is not None` test."""
         if isinstance(node, Leaf):
-            return self.leaf(node)
-        if isinstance(node, All):
-            return "(" + " and ".join(self.expr(c) for c in node.children) + ")" if node.children else "True"
-        if isinstance(node, AnyOf):
-            return "(" + " or ".join(self.expr(c) for c in node.children) + ")" if node.children else "False"
+            return self.leaf(node, known)
         if isinstance(node, Not):
-            return f"(not {self.expr(node.child)})"
-        return f"{self.const(node)}.eval(ctx)"
+            code, sets = self.expr(node.child, known)
+            return f"(not {code})", sets
+        if isinstance(node, (All, AnyOf)):
+            if not node.children:
+                return ("True" if isinstance(node, All) else "False"), set()
+            # an operand runs only after all the ones before it have run
+            codes, first, known = [], None, set(known)
+            for child in node.children:
+                code, sets = self.expr(child, known)
+                codes.append(code)
+                known |= sets
+                first = sets if first is None else first
+            return "(" + (" and " if isinstance(node, All) else " or ").join(codes) + ")", first
+        return f"{self.const(node)}.eval(ctx)", set()
+
+    def test(self, rule, known: set[str]) -> tuple[str, set[str]]:
+        parts = self.gate(rule)
+        if rule.condition is None:
+            return " and ".join(parts) or "True", set()
+        code, sets = self.expr(rule.condition, known)
+        return " and ".join(parts + [code]), (set() if parts else sets)  # after a gate: maybe not run
 
     def gate(self, obj) -> list[str]:
         g = []
@@ -92,30 +113,34 @@ class _Generator:
 
     def source(self, rulesets) -> str:
         body: list[str] = []
+        known: set[str] = set()  # locals set on every path through the code so far
         for rs in rulesets:
             if not rs.enabled:
                 continue
             body.append(f"    # ruleset {rs.name!r} ({rs.mode})")
             rs_gate = self.gate(rs)
             ind = "    "
+            inner = known
             if rs_gate:
                 body.append(f"{ind}if {' and '.join(rs_gate)}:")
                 ind += "    "
-            first = True
-            n = 0
-            for rule in rs.rules:
-                if not rule.enabled:
-                    continue
-                parts = self.gate(rule)
-                if rule.condition is not None:
-                    parts.append(self.expr(rule.condition))
-                test = " and ".join(parts) if parts else "True"
-                kw = "elif" if rs.mode == "first_match" and not first else "if"
-                body.append(f"{ind}{kw} {test}:")
+                inner = set(known)  # the block may not run: what it sets stays in it
+            rules = [r for r in rs.rules if r.enabled]
+            chain = set(inner)
+            for k, rule in enumerate(rules):
+                if rs.mode == "first_match":
+                    code, sets = self.test(rule, chain)
+                    chain |= sets  # an elif runs after the tests before it
+                    if k == 0:
+                        inner |= sets
+                    kw = "elif" if k else "if"
+                else:
+                    code, sets = self.test(rule, inner)
+                    inner |= sets
+                    kw = "if"
+                body.append(f"{ind}{kw} {code}:")
                 body.append(f"{ind}    ap({self.const(rule)})  # {rule.name!r}")
-                first = False
-                n += 1
-            if rs_gate and n == 0:
+            if rs_gate and not rules:
                 body.append(f"{ind}pass")
         lines = ["# " + note.replace("\n", " ") for note in self.notes]
         lines += ["def _match(L, T, A, K, ctx, meta, when):", "    d = ctx.ds._dict", "    m = []", "    ap = m.append"]
