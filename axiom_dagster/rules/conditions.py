@@ -259,6 +259,11 @@ def _norm_dt(v: Any) -> datetime | None:
 
 
 def _to_float(v: Any) -> float | None:
+    if v.__class__ is str:  # the common case (float() strips whitespace as str.strip() does)
+        try:
+            return float(v)
+        except ValueError:
+            return None
     if isinstance(v, bool):
         return None
     if isinstance(v, (int, float)):

@@ -142,6 +142,9 @@ def _split_rstrip_all(charset: bool):  # convert_string, convert_UI
 def _split_rstrip_each(charset: bool):  # convert_text
     def dec(data, little, codec):
         text = data.decode("ascii") if data.isascii() and 27 not in data else _text(data, charset, codec)
+        if "\\" not in text:  # the common single value
+            text = text.rstrip("\x00 ")
+            return [text] if text else []
         return [v for v in (v.rstrip("\x00 ") for v in text.split("\\")) if v != ""]
     return dec
 
@@ -167,7 +170,17 @@ def _number_text(rx):
     def dec(data, little, codec):
         out = []
         text = data.decode("ascii") if data.isascii() and 27 not in data else _text(data, False, None)
-        for v in text.strip().rstrip(" \x00").split("\\"):
+        text = text.strip().rstrip(" \x00")
+        if "\\" not in text:  # the common single value: the loop below, once
+            s = text.strip()
+            if not s:
+                if text:
+                    raise Fallback
+                return []
+            if rx.match(s) is None:
+                raise Fallback
+            return [s]
+        for v in text.split("\\"):
             s = v.strip()
             if not s:
                 if v:
