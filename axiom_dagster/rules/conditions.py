@@ -713,22 +713,25 @@ def path_reader(path: TagPath):
 def _standard_reader(path: TagPath):
     step = path.steps[0]
     probe, dict_vr, index = _fv.FastTag(step.tag), path.vr, step.index
-    decoders = _fv.DECODERS
+    decoders, fields = _fv.DECODERS, _fv.VR_VALUE_LITTLE
+    dict_dec = decoders.get(dict_vr)  # None for UN, ambiguous VRs and the undecoded ones
 
     def read(d, ctx):
         elem = d.get(probe)
         if elem is None:
             return [], False, dict_vr
         if elem.__class__ is RawDataElement and ctx.raw_ok:
-            data = elem.value
-            vr = elem.VR or dict_vr  # implicit VR: the dictionary's
-            dec = decoders.get(vr)  # None for UN, ambiguous VRs and the undecoded ones
+            vr, data, little = fields(elem)
+            if not vr or vr == dict_vr:  # implicit VR: the dictionary's
+                vr, dec = dict_vr, dict_dec
+            else:
+                dec = decoders.get(vr)
             if dec is not None and data is not None:
                 codec = ctx.codec
                 if codec is _UNSET:
                     codec = ctx._codec()
                 try:
-                    values = dec(data, elem.is_little_endian, codec) if data else []
+                    values = dec(data, little, codec) if data else []
                 except _READ_ERRORS:
                     return ctx.values(path)
                 if index is not None and index != "*":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import operator
 import re
 import struct
 from typing import Any
@@ -69,6 +70,9 @@ class FastTag(BaseTag):
 
 
 _CHARSET_PROBE = FastTag(_CHARSET_TAG)
+# RawDataElement's (VR, value, is_little_endian) in one C call (three attribute reads
+# cost twice as much), by field name.
+VR_VALUE_LITTLE = operator.itemgetter(*map(RawDataElement._fields.index, ("VR", "value", "is_little_endian")))
 
 
 def pydicom_defaults() -> bool:
@@ -166,7 +170,8 @@ def _ae(data, little, codec):
     return [v for v in (v.strip() for v in _text(data, False, codec).rstrip(" \x00").split("\\")) if v != ""]
 
 
-def _number_text(rx):
+def _number_text(rx, plain):
+    # `plain`: a cheap test for the common spellings `rx` accepts (the text is ASCII)
     def dec(data, little, codec):
         out = []
         text = data.decode("ascii") if data.isascii() and 27 not in data else _text(data, False, None)
@@ -177,7 +182,7 @@ def _number_text(rx):
                 if text:
                     raise Fallback
                 return []
-            if rx.match(s) is None:
+            if not plain(s) and rx.match(s) is None:
                 raise Fallback
             return [s]
         for v in text.split("\\"):
@@ -213,8 +218,8 @@ DECODERS: dict[str, Any] = {
     **{vr: _single(vr in _CHARSET_VRS) for vr in _SINGLE},
     "PN": _pn,
     "AE": _ae,
-    "IS": _number_text(_IS_RE),
-    "DS": _number_text(_DS_RE),
+    "IS": _number_text(_IS_RE, str.isdigit),
+    "DS": _number_text(_DS_RE, lambda s: s.replace(".", "", 1).isdigit()),
     **{vr: _binary(fmt) for vr, fmt in _BINARY.items()},
 }
 
