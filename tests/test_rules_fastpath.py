@@ -14,7 +14,7 @@ from axiom_dagster.arrival import ArrivalMeta
 from axiom_dagster.deid import DeidOptions, DeidProfile, UIDMapper
 from axiom_dagster.rules import compile_rules
 from axiom_dagster.rules.actions import clone_dataset
-from axiom_dagster.rules.conditions import EvalContext, Leaf, TagPath
+from axiom_dagster.rules.conditions import EvalContext, Leaf, TagPath, path_reader
 from axiom_dagster.rules.models import Condition
 
 KEY = b"test-secret-key-0123456789abcdef"
@@ -429,3 +429,70 @@ def test_raw_number_and_text_values_equal_pydicom(vr, tag):
             fast = EvalContext(fresh(), ArrivalMeta()).values(path)
             if slow is not None:
                 assert [str(v) for v in fast[0]] == [str(v) for v in slow[0]] and fast[1:] == slow[1:], text
+
+
+def _seq_bytes(items, defined: bool, implicit: bool) -> bytes:
+    """A raw sequence value: items of (tag, VR, value bytes) or (tag, nested items)."""
+    import struct
+
+    def elem(tag, vr, value):
+        head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+        if implicit:
+            return head + struct.pack("<L", len(value)) + value
+        if vr in ("SQ", "OB", "UN", "UT"):
+            return head + vr.encode() + b"\0\0" + struct.pack("<L", len(value)) + value
+        return head + vr.encode() + struct.pack("<H", len(value)) + value
+
+    out = b""
+    for item in items:
+        body = b""
+        for e in item:
+            if len(e) == 2:  # nested sequence, undefined length
+                tag, sub = e
+                head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+                head += struct.pack("<L", 0xFFFFFFFF) if implicit else b"SQ\0\0" + struct.pack("<L", 0xFFFFFFFF)
+                body += head + _seq_bytes(sub, False, implicit) + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+            else:
+                body += elem(*e)
+        if defined:
+            out += struct.pack("<HHL", 0xFFFE, 0xE000, len(body)) + body
+        else:
+            out += struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF) + body + struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
+    return out
+
+
+@pytest.mark.parametrize("defined", [True, False])
+@pytest.mark.parametrize("implicit", [True, False])
+def test_raw_sequence_walk_equals_pydicom(defined, implicit):
+    """Seq[*].X / Seq[n].X from the raw items (defined and undefined lengths, nested
+    sequences, an item with its own character set) == pydicom's."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import BaseTag
+
+    uid, desc, cs = 0x00081150, 0x00081030, 0x00080005
+    nested = (0x00081115, [[(uid, "UI", b"1.2.9\0")], [(desc, "LO", b"inner ")]])
+    variants = [
+        [[(uid, "UI", b"1.2.3\0"), (desc, "LO", b"a ")], [(desc, "LO", b"b\\c ")], [nested, (uid, "UI", b"1.2.4\0")]],
+        [[nested], [(uid, "UI", b"1.2.5\0"), (cs, "CS", b"ISO_IR 100")]],
+        [[(cs, "CS", b"ISO_IR 100"), (uid, "UI", b"1.2.6\0")]],
+        [[], [(desc, "LO", b"")]],
+    ]
+    paths = [f"ReferencedImageSequence{i}.{kw}" for i in ("[*]", "[0]", "[1]", "[2]", "[5]", "")
+             for kw in ("ReferencedSOPClassUID", "StudyDescription")]
+    seq_tag = 0x00081140
+    for items in variants:
+        buf = _seq_bytes(items, defined, implicit)
+        for text in paths:
+            path = TagPath(text)
+
+            def fresh():
+                ds = Dataset()
+                ds._dict[BaseTag(seq_tag)] = RawDataElement(
+                    BaseTag(seq_tag), None if implicit else "SQ", 0xFFFFFFFF, buf, 0, implicit, True)
+                return ds
+            slow = path.values(fresh())
+            fast = EvalContext(fresh(), ArrivalMeta()).values(path)
+            assert [str(v) for v in fast[0]] == [str(v) for v in slow[0]] and fast[1:] == slow[1:], (text, items)
+            reader = path_reader(path)
+            hit = reader(fresh()._dict, EvalContext(fresh(), ArrivalMeta()))
+            assert [str(v) for v in hit[0]] == [str(v) for v in slow[0]] and hit[1:] == slow[1:], (text, items)

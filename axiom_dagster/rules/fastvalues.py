@@ -289,46 +289,56 @@ def _skip_undefined(buf: bytes, pos: int, implicit: bool) -> int:
     raise Fallback
 
 
-def sequence_items(buf: bytes, implicit: bool) -> list[tuple[int, int]]:
-    """(start, end) of each item's content in a raw sequence value."""
-    items = []
-    pos, n = 0, len(buf)
+def item_hits(buf: bytes, implicit: bool, want: int, index) -> list[tuple[bytes, str | None]]:
+    """The raw value and explicit VR (None: implicit) of tag `want` in each item of a raw
+    sequence value that has it; only item `index` when an int. One pass over the items,
+    with the answers and refusals of listing them first and then searching the ones
+    selected up to their first `want`."""
+    hits = []
+    pos, n, k = 0, len(buf), -1
     while pos < n:
         if n - pos < 8:
             raise Fallback
-        tag, _, length, start = _element_header(buf, pos, True)
+        group, elem, length = _TAG_LENGTH(buf, pos)
+        tag = group << 16 | elem
         if tag == 0xFFFEE0DD:
             break
         if tag != 0xFFFEE000:
             raise Fallback
-        if length == _UNDEFINED:
-            end = _skip_undefined(buf, start, implicit)
-            items.append((start, end - 8))
-            pos = end
-        else:
-            items.append((start, start + length))
-            pos = start + length
-    return items
-
-
-def item_element(buf: bytes, start: int, end: int, implicit: bool, want: int) -> tuple[bytes, str | None] | None:
-    """The raw value and explicit VR (None for implicit) of tag `want` in one item."""
-    pos = start
-    while pos < end:
-        if end - pos < 8:
-            raise Fallback
-        tag, vr, length, vstart = _element_header(buf, pos, implicit)
-        if tag == _CHARSET_TAG:
-            raise Fallback  # the item has its own character set
-        if tag == want:
-            if length == _UNDEFINED:
+        k += 1
+        start = pos + 8
+        undefined = length == _UNDEFINED
+        if isinstance(index, int) and k != index:
+            pos = _skip_undefined(buf, start, implicit) if undefined else start + length
+            continue
+        end = n if undefined else start + length  # undefined: up to the item's delimiter
+        pos = start
+        hit = None
+        while pos < end:
+            if end - pos < 8:
                 raise Fallback
-            return buf[vstart : vstart + length], (vr.decode("ascii") if vr is not None else None)
-        if length == _UNDEFINED:
-            pos = _skip_undefined(buf, vstart, implicit)
+            tag, vr, vlen, vstart = _element_header(buf, pos, implicit)
+            if undefined and (tag == 0xFFFEE00D or tag == 0xFFFEE0DD):
+                pos = vstart
+                break
+            if hit is None:
+                if tag == _CHARSET_TAG:
+                    raise Fallback  # the item has its own character set
+                if tag == want:
+                    if vlen == _UNDEFINED:
+                        raise Fallback
+                    hit = buf[vstart : vstart + vlen], (vr.decode("ascii") if vr is not None else None)
+                    if not undefined:
+                        break
+            pos = _skip_undefined(buf, vstart, implicit) if vlen == _UNDEFINED else vstart + vlen
         else:
-            pos = vstart + length
-    return None
+            if undefined:
+                raise Fallback  # no delimiter
+        if not undefined:
+            pos = end
+        if hit is not None:
+            hits.append(hit)
+    return hits
 
 
 def nested_values(seq_elem, index, want: int, last_index, codec) -> tuple[list[Any], bool, str | None]:
@@ -341,17 +351,10 @@ def nested_values(seq_elem, index, want: int, last_index, codec) -> tuple[list[A
         raise Fallback
     if implicit and seq_elem.VR is None and element_vr(seq_elem) != "SQ":
         raise Fallback
-    items = sequence_items(buf, implicit)
-    if isinstance(index, int):
-        items = items[index : index + 1]
     values: list[Any] = []
     found = False
     vr_out = None
-    for start, end in items:
-        hit = item_element(buf, start, end, implicit, want)
-        if hit is None:
-            continue
-        data, vr = hit
+    for data, vr in item_hits(buf, implicit, want, index):
         if vr is None:
             try:
                 vr = dictionary_VR(want)
