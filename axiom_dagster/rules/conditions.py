@@ -555,11 +555,12 @@ class Leaf(Node):
             return any(ip in n for n in self.networks)
         raise AssertionError(op)
 
-    # -- specialised form (the generated matcher) ---------------------------------------
+    # -- specialised form (the generated matcher, matcher.py) ---------------------------
     # `compiled()` gives a closure equal to `_eval` (the reference, kept for explain and
-    # tests): the path read by a reader specialised for single standard tags, and the
-    # operator, case folding and constants resolved once, per VR, into a predicate on
-    # one value. tests/test_rules_fastpath.py compares both on every operator and VR.
+    # tests): the path read by `path_reader` (standard, private and Seq[..].X paths),
+    # and `value_test`: the operator, case folding and constants resolved once, per VR,
+    # into a predicate on one value. The generated matcher calls `value_test` on values
+    # it reads itself. tests/test_rules_fastpath.py compares them on every operator/VR.
     def compiled(self):
         """ctx -> bool, the same as `_eval(ctx)`."""
         if self.op in ("exists", "not_exists"):
