@@ -407,6 +407,7 @@ def test_generated_matcher_random_trees():
             assert fast == slow, engine.matcher_source()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on the invalid IS/DS spellings
 @pytest.mark.parametrize("vr,tag", [("IS", 0x00200013), ("DS", 0x00180050), ("LO", 0x00081030), ("SH", 0x00081010)])
 def test_raw_number_and_text_values_equal_pydicom(vr, tag):
     """The single-value shortcuts of the decoders (digits, one '.', no backslash)."""
