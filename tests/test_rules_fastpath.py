@@ -14,7 +14,7 @@ from axiom_dagster.arrival import ArrivalMeta
 from axiom_dagster.deid import DeidOptions, DeidProfile, UIDMapper
 from axiom_dagster.rules import compile_rules
 from axiom_dagster.rules.actions import clone_dataset
-from axiom_dagster.rules.conditions import EvalContext, Leaf, TagPath
+from axiom_dagster.rules.conditions import EvalContext, Leaf, TagPath, path_reader
 from axiom_dagster.rules.models import Condition
 
 KEY = b"test-secret-key-0123456789abcdef"
@@ -329,3 +329,171 @@ def test_deid_clean_text_with_identifiers_in_descriptors(charset, name, desc):
     if charset is None or "2022" not in charset:
         assert first.lower() not in str(fast.StudyDescription).lower()
         assert "0042" not in str(fast.AdmittingDiagnosesDescription)
+
+
+def test_matcher_source_is_inspectable():
+    """The generated matcher's text: compiles, names each leaf and attribute it reads."""
+    engine = compile_rules(rules_config())
+    src = engine.matcher_source()
+    compile(src, "<test>", "exec")
+    assert "def _match(" in src
+    import re
+
+    assert re.search(r"^# v\d+: Modality eq 'CT'$", src, re.M) and re.search(r"^# a\d+: Modality$", src, re.M)
+    assert re.search(r"^# v\d+: InstitutionName contains 'jürgen'$", src, re.M)
+    assert "L[" in src and "T[" in src and "A[" in src  # closures, value tests, attribute reads
+    assert "# ruleset 'b' (first_match)" in src and "elif" in src
+    assert engine._fast_matcher() is not None
+
+
+def test_fast_tag_finds_the_same_elements():
+    from pydicom.tag import BaseTag
+
+    from axiom_dagster.rules.fastvalues import FastTag
+
+    ds = dcmread(BytesIO(make("ISO_IR 100", "Müller^Jürgen", "Straße")), stop_before_pixels=True)
+    d = ds._dict
+    d[0x00091001] = d[0x00080060]  # a plain int key, as a hand-built dict could hold
+    for tag in [*map(int, d), 0x00091001, 0x00100011, 0xFFFFFFFF]:
+        probe = FastTag(tag)
+        assert d.get(probe) is d.get(tag) and (probe in d) == (tag in d), hex(tag)
+        assert probe == BaseTag(tag) and BaseTag(tag) == probe and hash(probe) == hash(tag)
+
+
+def test_generated_matcher_random_trees():
+    """Random condition trees (shared leaves in every position, gates, first_match,
+    disabled rules): the generated matcher, which reads the results known to be set
+    without testing them, matches the interpreted path."""
+    import random
+
+    rng = random.Random(7)
+    leaves = [
+        {"attribute": "Modality", "op": "eq", "value": "CT"},
+        {"attribute": "Modality", "op": "eq", "value": "MR"},
+        {"attribute": "StudyDate", "op": "ge", "value": "2024-01-01"},
+        {"attribute": "ImageType", "op": "eq", "value": "AXIAL"},
+        {"attribute": "ImageType[1]", "op": "exists"},
+        {"attribute": "ContrastBolusAgent", "op": "not_exists"},
+        {"attribute": "SourceImageSequence[*].ReferencedSOPInstanceUID", "op": "eq", "value": "1.2.3.1"},
+        {"attribute": "SourceImageSequence[0].ReferencedSOPInstanceUID", "op": "exists"},
+        {"attribute": '(0019,"ACME CT",12)', "op": "gt", "value": 5},
+        {"attribute": '(0019,"ACME CT",14)', "op": "contains", "value": "a", "case_insensitive": True},
+        {"meta": "calling_ae", "op": "eq", "value": "CT01"},
+    ]
+
+    def tree(depth):
+        if depth == 0 or rng.random() < 0.3:
+            return rng.choice(leaves)
+        kind = rng.choice(["all", "any", "not"])
+        if kind == "not":
+            return {"not": tree(depth - 1)}
+        return {kind: [tree(depth - 1) for _ in range(rng.randint(0, 3))]}
+
+    raws = [make(c, n, d, ts) for (c, n, d) in CASES[:3] for ts in SYNTAXES[:2]]
+    for _ in range(25):
+        rulesets = []
+        for k in range(3):
+            rules = [{"name": f"r{k}{i}", "conditions": tree(3), "destinations": ["d"],
+                      **({"sources": ["other"]} if rng.random() < 0.1 else {}),
+                      **({"enabled": False} if rng.random() < 0.1 else {})} for i in range(8)]
+            rulesets.append({"name": f"s{k}", "rules": rules, "mode": rng.choice(["all_matches", "first_match"]),
+                             **({"sources": ["ct-scp"]} if rng.random() < 0.3 else {})})
+        engine = compile_rules({"rulesets": rulesets})
+        assert engine._fast_matcher() is not None
+        for raw in raws:
+            meta = ArrivalMeta(source="ct-scp", calling_ae=rng.choice(["CT01", "X"]))
+            fast = [r.qualname for r in engine.match(dcmread(BytesIO(raw), stop_before_pixels=True), meta)]
+            slow = [r.qualname for r in engine.match(dcmread(BytesIO(raw), stop_before_pixels=True), meta, [])]
+            assert fast == slow, engine.matcher_source()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on the invalid IS/DS spellings
+@pytest.mark.parametrize("vr,tag", [("IS", 0x00200013), ("DS", 0x00180050), ("LO", 0x00081030), ("SH", 0x00081010)])
+def test_raw_number_and_text_values_equal_pydicom(vr, tag):
+    """The single-value shortcuts of the decoders (digits, one '.', no backslash)."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import BaseTag
+
+    texts = [b"120", b"057", b"1.0", b".5", b"1.", b" 12 ", b"1e3", b"+1", b"-2.50", b"1.5", b".", b"1..2",
+             b"12 ", b"  ", b"1\\2", b"1\\", b"\\", b"abc", b"1 2", b"\x001", b"1\x00", b"AB \\ C ", b"x\\\\y"]
+    path = TagPath(f"({tag >> 16:04X},{tag & 0xFFFF:04X})")
+    for text in texts:
+        for little in (True, False):
+            def fresh():
+                ds = Dataset()
+                ds._dict[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, len(text), text, 0, False, little)
+                return ds
+            try:
+                slow = path.values(fresh())
+            except Exception:  # pydicom refuses the value: the fast path must not answer
+                slow = None
+            fast = EvalContext(fresh(), ArrivalMeta()).values(path)
+            if slow is not None:
+                assert [str(v) for v in fast[0]] == [str(v) for v in slow[0]] and fast[1:] == slow[1:], text
+
+
+def _seq_bytes(items, defined: bool, implicit: bool) -> bytes:
+    """A raw sequence value: items of (tag, VR, value bytes) or (tag, nested items)."""
+    import struct
+
+    def elem(tag, vr, value):
+        head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+        if implicit:
+            return head + struct.pack("<L", len(value)) + value
+        if vr in ("SQ", "OB", "UN", "UT"):
+            return head + vr.encode() + b"\0\0" + struct.pack("<L", len(value)) + value
+        return head + vr.encode() + struct.pack("<H", len(value)) + value
+
+    out = b""
+    for item in items:
+        body = b""
+        for e in item:
+            if len(e) == 2:  # nested sequence, undefined length
+                tag, sub = e
+                head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+                head += struct.pack("<L", 0xFFFFFFFF) if implicit else b"SQ\0\0" + struct.pack("<L", 0xFFFFFFFF)
+                body += head + _seq_bytes(sub, False, implicit) + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+            else:
+                body += elem(*e)
+        if defined:
+            out += struct.pack("<HHL", 0xFFFE, 0xE000, len(body)) + body
+        else:
+            out += struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF) + body + struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
+    return out
+
+
+@pytest.mark.parametrize("defined", [True, False])
+@pytest.mark.parametrize("implicit", [True, False])
+def test_raw_sequence_walk_equals_pydicom(defined, implicit):
+    """Seq[*].X / Seq[n].X from the raw items (defined and undefined lengths, nested
+    sequences, an item with its own character set) == pydicom's."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import BaseTag
+
+    uid, desc, cs = 0x00081150, 0x00081030, 0x00080005
+    nested = (0x00081115, [[(uid, "UI", b"1.2.9\0")], [(desc, "LO", b"inner ")]])
+    variants = [
+        [[(uid, "UI", b"1.2.3\0"), (desc, "LO", b"a ")], [(desc, "LO", b"b\\c ")], [nested, (uid, "UI", b"1.2.4\0")]],
+        [[nested], [(uid, "UI", b"1.2.5\0"), (cs, "CS", b"ISO_IR 100")]],
+        [[(cs, "CS", b"ISO_IR 100"), (uid, "UI", b"1.2.6\0")]],
+        [[], [(desc, "LO", b"")]],
+    ]
+    paths = [f"ReferencedImageSequence{i}.{kw}" for i in ("[*]", "[0]", "[1]", "[2]", "[5]", "")
+             for kw in ("ReferencedSOPClassUID", "StudyDescription")]
+    seq_tag = 0x00081140
+    for items in variants:
+        buf = _seq_bytes(items, defined, implicit)
+        for text in paths:
+            path = TagPath(text)
+
+            def fresh():
+                ds = Dataset()
+                ds._dict[BaseTag(seq_tag)] = RawDataElement(
+                    BaseTag(seq_tag), None if implicit else "SQ", 0xFFFFFFFF, buf, 0, implicit, True)
+                return ds
+            slow = path.values(fresh())
+            fast = EvalContext(fresh(), ArrivalMeta()).values(path)
+            assert [str(v) for v in fast[0]] == [str(v) for v in slow[0]] and fast[1:] == slow[1:], (text, items)
+            reader = path_reader(path)
+            hit = reader(fresh()._dict, EvalContext(fresh(), ArrivalMeta()))
+            assert [str(v) for v in hit[0]] == [str(v) for v in slow[0]] and hit[1:] == slow[1:], (text, items)

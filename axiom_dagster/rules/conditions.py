@@ -259,6 +259,11 @@ def _norm_dt(v: Any) -> datetime | None:
 
 
 def _to_float(v: Any) -> float | None:
+    if v.__class__ is str:  # the common case (float() strips whitespace as str.strip() does)
+        try:
+            return float(v)
+        except ValueError:
+            return None
     if isinstance(v, bool):
         return None
     if isinstance(v, (int, float)):
@@ -283,15 +288,19 @@ def normaliser(vr: str | None):
 
 # ---------------------------------------------------------------------------------------
 # Compiled conditions
+_UNSET = object()
+
+
 class EvalContext:
     """One instance's evaluation state: the dataset, arrival metadata, a value cache."""
 
-    __slots__ = ("ds", "meta", "_cache", "results", "raw_ok")
+    __slots__ = ("ds", "meta", "_cache", "results", "raw_ok", "codec")
 
     def __init__(self, ds: Dataset, meta: ArrivalMeta) -> None:
         self.ds = ds
         self.meta = meta
         self.raw_ok = _fv.pydicom_defaults()  # raw decoding gives what pydicom gives
+        self.codec: Any = _UNSET  # the dataset's text codec (`_codec()`), looked up once
         self._cache: dict[str, tuple[list[Any], bool, str | None]] = {}
         # Leaf results by leaf object: identical leaves are interned at compile time, so
         # a condition shared by many rules is evaluated once per instance.
@@ -312,10 +321,10 @@ class EvalContext:
         return hit
 
     def _codec(self) -> str | None:
-        codec = self._cache.get(None, False)
-        if codec is False:
-            codec = self._cache[None] = _fv.dataset_codec(self.ds)
-        return codec  # type: ignore[return-value]
+        codec = self.codec
+        if codec is _UNSET:
+            codec = self.codec = _fv.dataset_codec(self.ds)
+        return codec
 
     def _fast(self, path: TagPath) -> tuple[list[Any], bool, str | None] | None:
         """The values from raw elements (fastvalues.py); None: use pydicom."""
@@ -546,17 +555,18 @@ class Leaf(Node):
             return any(ip in n for n in self.networks)
         raise AssertionError(op)
 
-    # -- specialised form (the generated matcher) ---------------------------------------
+    # -- specialised form (the generated matcher, matcher.py) ---------------------------
     # `compiled()` gives a closure equal to `_eval` (the reference, kept for explain and
-    # tests): the path read by a reader specialised for single standard tags, and the
-    # operator, case folding and constants resolved once, per VR, into a predicate on
-    # one value. tests/test_rules_fastpath.py compares both on every operator and VR.
+    # tests): the path read by `path_reader` (standard, private and Seq[..].X paths),
+    # and `value_test`: the operator, case folding and constants resolved once, per VR,
+    # into a predicate on one value. The generated matcher calls `value_test` on values
+    # it reads itself. tests/test_rules_fastpath.py compares them on every operator/VR.
     def compiled(self):
         """ctx -> bool, the same as `_eval(ctx)`."""
         if self.op in ("exists", "not_exists"):
             want = self.op == "exists"
-            if self.path is not None and len(self.path.steps) == 1 and self.path.steps[0].tag is not None:
-                tag = self.path.steps[0].tag  # presence never needs the value
+            if single_tag(self.path):
+                tag = _fv.FastTag(self.path.steps[0].tag)  # presence never needs the value
                 return (lambda ctx: tag in ctx.ds._dict) if want else (lambda ctx: tag not in ctx.ds._dict)
         test = self.value_test()
         if self.path is None:
@@ -673,41 +683,133 @@ def _same(s: str) -> str:
 _MISSING = object()
 
 
-def _reader(path: TagPath):
-    """ctx -> (values, present, vr), the same as `ctx.values(path)`.
+def single_tag(path: TagPath | None) -> bool:
+    """A path to one standard top-level attribute."""
+    return path is not None and len(path.steps) == 1 and path.steps[0].tag is not None
 
-    Specialised for one standard tag (the common path): reads the raw element and
-    decodes it with the decoder of its VR, sharing the context's cache. Every other case
-    (private and nested paths, converted elements, anything the decoders refuse) goes
-    through `ctx.values`.
+
+_READ_ERRORS = (_fv.Fallback, struct.error, IndexError, ValueError)
+
+
+def path_reader(path: TagPath):
+    """(ds._dict, ctx) -> (values, present, vr), the same as `ctx.values(path)`, for the
+    common paths: one standard attribute, one private attribute, `Seq[*].X` or `Seq[n].X`
+    with standard tags. None for other paths.
+
+    Raw elements are decoded straight from their bytes (fastvalues.py), with FastTag
+    lookups built here once; converted elements, values the decoders refuse, and
+    non-default pydicom settings go through `ctx.values`. No cache: the generated
+    matcher keeps each result in a local (`_reader` adds the context's cache).
     """
     steps = path.steps
-    if len(steps) != 1 or steps[0].tag is None or isinstance(steps[0].index, int):
-        return lambda ctx: ctx.values(path)
-    text, tag, dict_vr = path.text, steps[0].tag, path.vr
-    decoders = _fv.DECODERS
+    if len(steps) == 1 and steps[0].tag is not None:
+        return _standard_reader(path)
+    if len(steps) == 1:
+        return _private_reader(path)
+    if len(steps) == 2 and steps[0].tag is not None and steps[1].tag is not None:
+        return _nested_reader(path)
+    return None
 
-    def read(ctx):
-        cache = ctx._cache
-        hit = cache.get(text)
-        if hit is not None:
-            return hit
-        elem = ctx.ds._dict.get(tag)
+
+def _standard_reader(path: TagPath):
+    step = path.steps[0]
+    probe, dict_vr, index = _fv.FastTag(step.tag), path.vr, step.index
+    decoders, fields = _fv.DECODERS, _fv.VR_VALUE_LITTLE
+    dict_dec = decoders.get(dict_vr)  # None for UN, ambiguous VRs and the undecoded ones
+
+    def read(d, ctx):
+        elem = d.get(probe)
         if elem is None:
-            hit = cache[text] = ([], False, dict_vr)
-            return hit
+            return [], False, dict_vr
         if elem.__class__ is RawDataElement and ctx.raw_ok:
-            data = elem.value
-            vr = elem.VR or dict_vr  # implicit VR: the dictionary's
-            dec = decoders.get(vr)  # None for UN, ambiguous VRs and the undecoded ones
+            vr, data, little = fields(elem)
+            if not vr or vr == dict_vr:  # implicit VR: the dictionary's
+                vr, dec = dict_vr, dict_dec
+            else:
+                dec = decoders.get(vr)
             if dec is not None and data is not None:
+                codec = ctx.codec
+                if codec is _UNSET:
+                    codec = ctx._codec()
                 try:
-                    hit = cache[text] = (dec(data, elem.is_little_endian, ctx._codec()) if data else [], True, vr)
-                    return hit
-                except (_fv.Fallback, struct.error, IndexError, ValueError):
-                    pass
+                    values = dec(data, little, codec) if data else []
+                except _READ_ERRORS:
+                    return ctx.values(path)
+                if index is not None and index != "*":
+                    values = values[index : index + 1]
+                return values, True, vr
         return ctx.values(path)
     return read
+
+
+def _private_reader(path: TagPath):
+    # As EvalContext._fast: the creator's block (shared by the paths of one creator,
+    # in the context's cache), then the element in it.
+    step = path.steps[0]
+    group, creator, offset, index, dict_vr = step.group, step.creator, step.offset, step.index, path.vr
+    key = ("creator", group, creator)
+    probes: dict[int, Any] = {}  # block -> FastTag of the element
+
+    def read(d, ctx):
+        if not ctx.raw_ok:
+            return ctx.values(path)
+        cache = ctx._cache
+        try:
+            block = cache.get(key, False)
+            if block is False:
+                block = cache[key] = _fv.creator_block(ctx.ds, group, creator, None)
+            if block is None:
+                return [], False, dict_vr
+            probe = probes.get(block)
+            if probe is None:
+                probe = probes[block] = _fv.FastTag((group << 16) | (block << 8) | offset)
+            elem = d.get(probe)
+            if elem is None:
+                return [], False, dict_vr
+            if elem.__class__ is not RawDataElement:
+                return ctx.values(path)
+            values, vr = _fv.raw_values(elem, ctx._codec())
+        except _READ_ERRORS:
+            return ctx.values(path)
+        if isinstance(index, int):
+            values = values[index : index + 1]
+        return values, True, vr
+    return read
+
+
+def _nested_reader(path: TagPath):
+    first, last = path.steps
+    probe, want, dict_vr = _fv.FastTag(first.tag), last.tag, path.vr
+
+    def read(d, ctx):
+        elem = d.get(probe)
+        if elem is None:
+            return [], False, dict_vr
+        if elem.__class__ is not RawDataElement or not ctx.raw_ok:
+            return ctx.values(path)
+        try:
+            values, found, vr = _fv.nested_values(elem, first.index, want, last.index, ctx._codec())
+        except _READ_ERRORS:
+            return ctx.values(path)
+        return values, found, (vr if found else dict_vr)
+    return read
+
+
+def _reader(path: TagPath):
+    """ctx -> (values, present, vr), the same as `ctx.values(path)`: `path_reader`
+    with the context's cache, or `ctx.values` for the paths it does not read."""
+    read = path_reader(path)
+    if read is None:
+        return lambda ctx: ctx.values(path)
+    text = path.text
+
+    def cached(ctx):
+        cache = ctx._cache
+        hit = cache.get(text)
+        if hit is None:
+            hit = cache[text] = read(ctx.ds._dict, ctx)
+        return hit
+    return cached
 
 
 def _plain_target(v: Any) -> str:

@@ -48,8 +48,9 @@ from ..deid.profile import DeidOptions, DeidProfile
 from ..deid.uidmap import UIDMapper, check_key, secret_from_env
 from ..morph import DestinationCopy, MorphOutcome
 from .actions import ActionRun, CompiledAction, clone_dataset, compile_action
-from .conditions import All, AnyOf, ConfigError, EvalContext, Leaf, Node, Not, TagPath, compile_condition
+from .conditions import ConfigError, EvalContext, TagPath, compile_condition
 from .crosswalk import FileCrosswalk
+from .matcher import generate
 from .models import RulesConfig
 from .schedules import CompiledSchedule
 
@@ -215,85 +216,16 @@ class RuleEngine:
 
     # -- matching -------------------------------------------------------------------
     def _fast_matcher(self):
-        """All rules' conditions as one generated function (built once, lazily).
-
-        Same order, short-circuits and gating (enabled, sources, schedules, first_match)
-        as the interpreted path below; each distinct leaf is evaluated at most once per
-        instance (a local variable), as the interned-leaf memo does. None when the
-        generated code does not compile (e.g. conditions nested beyond the parser's
-        limits): then the interpreted path runs.
-        """
+        """All rules' conditions as one generated function (matcher.py), built once,
+        lazily; None when it does not compile: then the interpreted path runs."""
         fast = self.__dict__.get("_fast", False)
-        if fast is not False:
-            return fast
-        leaves: dict[Node, int] = {}
-        consts: list[Any] = []
-
-        def const(obj) -> str:
-            consts.append(obj)
-            return f"K[{len(consts) - 1}]"
-
-        def expr(node) -> str:
-            if isinstance(node, Leaf):
-                i = leaves.setdefault(node, len(leaves))
-                return f"(v{i} if v{i} is not None else (v{i} := L[{i}](ctx)))"
-            if isinstance(node, All):
-                return "(" + " and ".join(expr(c) for c in node.children) + ")" if node.children else "True"
-            if isinstance(node, AnyOf):
-                return "(" + " or ".join(expr(c) for c in node.children) + ")" if node.children else "False"
-            if isinstance(node, Not):
-                return f"(not {expr(node.child)})"
-            return f"{const(node)}.eval(ctx)"
-
-        def gate(obj) -> list[str]:
-            g = []
-            if obj.sources is not None:
-                g.append(f"meta.source in {const(obj.sources)}")
-            if obj.schedule is not None:
-                g.append(f"{const(obj.schedule)}.active(when)")
-            return g
-
-        body: list[str] = []
-        for rs in self.rulesets:
-            if not rs.enabled:
-                continue
-            rs_gate = gate(rs)
-            ind = "    "
-            if rs_gate:
-                body.append(f"{ind}if {' and '.join(rs_gate)}:")
-                ind += "    "
-            first = True
-            n = 0
-            for rule in rs.rules:
-                if not rule.enabled:
-                    continue
-                parts = gate(rule)
-                if rule.condition is not None:
-                    parts.append(expr(rule.condition))
-                test = " and ".join(parts) if parts else "True"
-                kw = "elif" if rs.mode == "first_match" and not first else "if"
-                body.append(f"{ind}{kw} {test}:")
-                body.append(f"{ind}    ap({const(rule)})")
-                first = False
-                n += 1
-            if rs_gate and n == 0:
-                body.append(f"{ind}pass")
-        lines = ["def _match(ctx, meta, when, L, K):", "    m = []", "    ap = m.append"]
-        if leaves:
-            lines.append("    " + " = ".join(f"v{i}" for i in range(len(leaves))) + " = None")
-        lines += body
-        lines.append("    return m")
-        try:
-            namespace: dict[str, Any] = {}
-            exec(compile("\n".join(lines), "<axiom rules>", "exec"), namespace)
-            fn = namespace["_match"]
-            table = tuple(leaf.compiled() for leaf in leaves)  # specialised Leaf._eval
-            consts_t = tuple(consts)
-            fast = lambda ctx, meta, when: fn(ctx, meta, when, table, consts_t)  # noqa: E731
-        except (SyntaxError, RecursionError, MemoryError, ValueError):
-            fast = None
-        self.__dict__["_fast"] = fast
+        if fast is False:
+            fast = self.__dict__["_fast"] = generate(self.rulesets)[1]
         return fast
+
+    def matcher_source(self) -> str:
+        """The text of the generated matcher (for inspection and tests)."""
+        return generate(self.rulesets)[0]
 
     def match(self, ds: Dataset, meta: ArrivalMeta, traces: list[RuleTrace] | None = None) -> list[CompiledRule]:
         ctx = EvalContext(ds, meta)

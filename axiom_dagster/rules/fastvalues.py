@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import operator
 import re
 import struct
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 from pydicom import config
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
+from pydicom.tag import BaseTag
 
 # VR -> how pydicom turns the decoded text into values.
 _SPLIT_RSTRIP_ALL = {"AS", "CS", "DA", "DT", "TM", "UI"}  # convert_string / convert_UI
@@ -51,6 +53,28 @@ class Fallback(Exception):
     """Not a case this module handles: use pydicom."""
 
 
+class FastTag(BaseTag):
+    """A tag to look elements up in `Dataset._dict` with: hashes and compares in C.
+
+    The dict's keys are BaseTags, whose __eq__ is Python code, and a dict lookup with a
+    plain int calls it on every hit (~0.15 us). Python calls the right operand's
+    comparison first when its type subclasses the left one's, so a probe of this type
+    is compared with int's own (C) methods: same value and hash, same element found,
+    5x faster. Build them once (compile time): construction costs as much as it saves.
+    """
+
+    __slots__ = ()
+    __eq__, __ne__ = int.__eq__, int.__ne__
+    __lt__, __le__, __gt__, __ge__ = int.__lt__, int.__le__, int.__gt__, int.__ge__
+    __hash__ = int.__hash__
+
+
+_CHARSET_PROBE = FastTag(_CHARSET_TAG)
+# RawDataElement's (VR, value, is_little_endian) in one C call (three attribute reads
+# cost twice as much), by field name.
+VR_VALUE_LITTLE = operator.itemgetter(*map(RawDataElement._fields.index, ("VR", "value", "is_little_endian")))
+
+
 def pydicom_defaults() -> bool:
     """False when pydicom is configured to return other value types than the defaults."""
     return not (config.use_DS_numpy or config.use_IS_numpy or config.datetime_conversion
@@ -63,19 +87,24 @@ def dataset_codec(ds) -> str | None:
     None: ISO 2022 code extensions or several character sets (non-ASCII falls back)."""
     read = ds.__dict__.get("_read_charset")
     if read:
-        names = [read] if isinstance(read, str) else list(read)
-    else:  # created in memory: the current Specific Character Set
-        elem = ds._dict.get(_CHARSET_TAG)
-        if elem is None:
-            return "latin_1"
-        value = elem.value
-        if isinstance(value, bytes):
-            if not value.isascii():
-                return None
-            value = value.decode("ascii").strip(" \x00")
-        if not isinstance(value, str) or "\\" in value:
+        return _read_codec(read if isinstance(read, str) else tuple(read))
+    # created in memory: the current Specific Character Set
+    elem = ds._dict.get(_CHARSET_PROBE)
+    if elem is None:
+        return "latin_1"
+    value = elem.value
+    if isinstance(value, bytes):
+        if not value.isascii():
             return None
-        return _CODECS.get(value.strip())
+        value = value.decode("ascii").strip(" \x00")
+    if not isinstance(value, str) or "\\" in value:
+        return None
+    return _CODECS.get(value.strip())
+
+
+@functools.lru_cache(maxsize=64)  # a few character sets per site: look each up once
+def _read_codec(read: str | tuple[str, ...]) -> str | None:
+    names = [read] if isinstance(read, str) else list(read)
     if len(names) != 1:
         return None
     try:
@@ -103,9 +132,11 @@ def _text(data: bytes, charset: bool, codec: str | None) -> str:
 
 
 # One decoder per VR: (data, little endian, codec) -> values, for non-empty data.
+# Each starts with _text's common case inline (plain ASCII): one call less per value.
 def _split_rstrip_all(charset: bool):  # convert_string, convert_UI
     def dec(data, little, codec):
-        text = _text(data, charset, codec).rstrip(" \x00")
+        text = data.decode("ascii") if data.isascii() and 27 not in data else _text(data, charset, codec)
+        text = text.rstrip(" \x00")
         if "\\" not in text:  # the common single value
             return [text] if text else []
         return [v for v in text.split("\\") if v != ""]
@@ -114,17 +145,23 @@ def _split_rstrip_all(charset: bool):  # convert_string, convert_UI
 
 def _split_rstrip_each(charset: bool):  # convert_text
     def dec(data, little, codec):
-        return [v for v in (v.rstrip("\x00 ") for v in _text(data, charset, codec).split("\\")) if v != ""]
+        text = data.decode("ascii") if data.isascii() and 27 not in data else _text(data, charset, codec)
+        if "\\" not in text:  # the common single value
+            text = text.rstrip("\x00 ")
+            return [text] if text else []
+        return [v for v in (v.rstrip("\x00 ") for v in text.split("\\")) if v != ""]
     return dec
 
 
 def _pn(data, little, codec):
-    return [v for v in _text(data, True, codec).rstrip("\x00 ").split("\\") if v != ""]
+    text = data.decode("ascii") if data.isascii() and 27 not in data else _text(data, True, codec)
+    return [v for v in text.rstrip("\x00 ").split("\\") if v != ""]
 
 
 def _single(charset: bool):  # convert_single_string
     def dec(data, little, codec):
-        text = _text(data, charset, codec).rstrip("\x00 ")
+        text = data.decode("ascii") if data.isascii() and 27 not in data else _text(data, charset, codec)
+        text = text.rstrip("\x00 ")
         return [text] if text else []
     return dec
 
@@ -133,10 +170,22 @@ def _ae(data, little, codec):
     return [v for v in (v.strip() for v in _text(data, False, codec).rstrip(" \x00").split("\\")) if v != ""]
 
 
-def _number_text(rx):
+def _number_text(rx, plain):
+    # `plain`: a cheap test for the common spellings `rx` accepts (the text is ASCII)
     def dec(data, little, codec):
         out = []
-        for v in _text(data, False, None).strip().rstrip(" \x00").split("\\"):
+        text = data.decode("ascii") if data.isascii() and 27 not in data else _text(data, False, None)
+        text = text.strip().rstrip(" \x00")
+        if "\\" not in text:  # the common single value: the loop below, once
+            s = text.strip()
+            if not s:
+                if text:
+                    raise Fallback
+                return []
+            if not plain(s) and rx.match(s) is None:
+                raise Fallback
+            return [s]
+        for v in text.split("\\"):
             s = v.strip()
             if not s:
                 if v:
@@ -169,8 +218,8 @@ DECODERS: dict[str, Any] = {
     **{vr: _single(vr in _CHARSET_VRS) for vr in _SINGLE},
     "PN": _pn,
     "AE": _ae,
-    "IS": _number_text(_IS_RE),
-    "DS": _number_text(_DS_RE),
+    "IS": _number_text(_IS_RE, str.isdigit),
+    "DS": _number_text(_DS_RE, lambda s: s.replace(".", "", 1).isdigit()),
     **{vr: _binary(fmt) for vr, fmt in _BINARY.items()},
 }
 
@@ -208,19 +257,22 @@ def raw_values(elem, codec: str | None) -> tuple[list[Any], str]:
 
 # ---------------------------------------------------------------------------------------
 # Raw sequences (little endian, explicit or implicit VR)
+_TAG_LENGTH = struct.Struct("<HHL").unpack_from  # implicit VR, items and delimiters
+_TAG_VR_LENGTH = struct.Struct("<HH2sH").unpack_from  # explicit VR, 2-byte length
+_LENGTH = struct.Struct("<L").unpack_from
+
+
 def _element_header(buf: bytes, pos: int, implicit: bool) -> tuple[int, bytes | None, int, int]:
     """(tag, explicit VR or None, value length, value offset) of the element at pos."""
-    group, elem = struct.unpack_from("<HH", buf, pos)
-    tag = group << 16 | elem
-    if implicit or group == 0xFFFE:
-        (length,) = struct.unpack_from("<L", buf, pos + 4)
-        return tag, None, length, pos + 8
-    vr = buf[pos + 4 : pos + 6]
+    if implicit:
+        group, elem, length = _TAG_LENGTH(buf, pos)
+        return group << 16 | elem, None, length, pos + 8
+    group, elem, vr, length = _TAG_VR_LENGTH(buf, pos)
+    if group == 0xFFFE:
+        return group << 16 | elem, None, _LENGTH(buf, pos + 4)[0], pos + 8
     if vr in _EXPLICIT_LONG:
-        (length,) = struct.unpack_from("<L", buf, pos + 8)
-        return tag, vr, length, pos + 12
-    (length,) = struct.unpack_from("<H", buf, pos + 6)
-    return tag, vr, length, pos + 8
+        return group << 16 | elem, vr, _LENGTH(buf, pos + 8)[0], pos + 12
+    return group << 16 | elem, vr, length, pos + 8
 
 
 def _skip_undefined(buf: bytes, pos: int, implicit: bool) -> int:
@@ -237,46 +289,56 @@ def _skip_undefined(buf: bytes, pos: int, implicit: bool) -> int:
     raise Fallback
 
 
-def sequence_items(buf: bytes, implicit: bool) -> list[tuple[int, int]]:
-    """(start, end) of each item's content in a raw sequence value."""
-    items = []
-    pos, n = 0, len(buf)
+def item_hits(buf: bytes, implicit: bool, want: int, index) -> list[tuple[bytes, str | None]]:
+    """The raw value and explicit VR (None: implicit) of tag `want` in each item of a raw
+    sequence value that has it; only item `index` when an int. One pass over the items,
+    with the answers and refusals of listing them first and then searching the ones
+    selected up to their first `want`."""
+    hits = []
+    pos, n, k = 0, len(buf), -1
     while pos < n:
         if n - pos < 8:
             raise Fallback
-        tag, _, length, start = _element_header(buf, pos, True)
+        group, elem, length = _TAG_LENGTH(buf, pos)
+        tag = group << 16 | elem
         if tag == 0xFFFEE0DD:
             break
         if tag != 0xFFFEE000:
             raise Fallback
-        if length == _UNDEFINED:
-            end = _skip_undefined(buf, start, implicit)
-            items.append((start, end - 8))
-            pos = end
-        else:
-            items.append((start, start + length))
-            pos = start + length
-    return items
-
-
-def item_element(buf: bytes, start: int, end: int, implicit: bool, want: int) -> tuple[bytes, str | None] | None:
-    """The raw value and explicit VR (None for implicit) of tag `want` in one item."""
-    pos = start
-    while pos < end:
-        if end - pos < 8:
-            raise Fallback
-        tag, vr, length, vstart = _element_header(buf, pos, implicit)
-        if tag == _CHARSET_TAG:
-            raise Fallback  # the item has its own character set
-        if tag == want:
-            if length == _UNDEFINED:
+        k += 1
+        start = pos + 8
+        undefined = length == _UNDEFINED
+        if isinstance(index, int) and k != index:
+            pos = _skip_undefined(buf, start, implicit) if undefined else start + length
+            continue
+        end = n if undefined else start + length  # undefined: up to the item's delimiter
+        pos = start
+        hit = None
+        while pos < end:
+            if end - pos < 8:
                 raise Fallback
-            return buf[vstart : vstart + length], (vr.decode("ascii") if vr is not None else None)
-        if length == _UNDEFINED:
-            pos = _skip_undefined(buf, vstart, implicit)
+            tag, vr, vlen, vstart = _element_header(buf, pos, implicit)
+            if undefined and (tag == 0xFFFEE00D or tag == 0xFFFEE0DD):
+                pos = vstart
+                break
+            if hit is None:
+                if tag == _CHARSET_TAG:
+                    raise Fallback  # the item has its own character set
+                if tag == want:
+                    if vlen == _UNDEFINED:
+                        raise Fallback
+                    hit = buf[vstart : vstart + vlen], (vr.decode("ascii") if vr is not None else None)
+                    if not undefined:
+                        break
+            pos = _skip_undefined(buf, vstart, implicit) if vlen == _UNDEFINED else vstart + vlen
         else:
-            pos = vstart + length
-    return None
+            if undefined:
+                raise Fallback  # no delimiter
+        if not undefined:
+            pos = end
+        if hit is not None:
+            hits.append(hit)
+    return hits
 
 
 def nested_values(seq_elem, index, want: int, last_index, codec) -> tuple[list[Any], bool, str | None]:
@@ -289,17 +351,10 @@ def nested_values(seq_elem, index, want: int, last_index, codec) -> tuple[list[A
         raise Fallback
     if implicit and seq_elem.VR is None and element_vr(seq_elem) != "SQ":
         raise Fallback
-    items = sequence_items(buf, implicit)
-    if isinstance(index, int):
-        items = items[index : index + 1]
     values: list[Any] = []
     found = False
     vr_out = None
-    for start, end in items:
-        hit = item_element(buf, start, end, implicit, want)
-        if hit is None:
-            continue
-        data, vr = hit
+    for data, vr in item_hits(buf, implicit, want, index):
         if vr is None:
             try:
                 vr = dictionary_VR(want)
@@ -321,21 +376,27 @@ def _creator_tags(base: int) -> frozenset[int]:
     return frozenset(range(base | 0x10, base | 0x100))
 
 
+@functools.lru_cache(maxsize=64)
+def _creator_probes(base: int) -> tuple[FastTag, ...]:
+    return tuple(FastTag(t) for t in range(base | 0x10, base | 0x100))
+
+
 def creator_block(ds, group: int, creator: str, codec) -> int | None:
     """The first block (0x10..0xFF) of `group` whose private creator is `creator`."""
     d = ds._dict
     base = group << 16
     # Blocks are usually reserved from 0x10 upwards without gaps: probe them in order
-    # (cheap int lookups). Past the first free block, look for further creators among
+    # (FastTag lookups). Past the first free block, look for further creators among
     # the keys: a set intersection compares hashes in C (no BaseTag comparisons).
-    t = base | 0x10
-    end = base | 0x100
-    while t < end and t in d:
-        if _creator_text(d[t]) == creator:
-            return t & 0xFF
-        t += 1
-    if t == end:
+    for probe in _creator_probes(base):
+        elem = d.get(probe)
+        if elem is None:
+            break
+        if _creator_text(elem) == creator:
+            return probe & 0xFF
+    else:
         return None
+    t = int(probe)
     for t in sorted(k for k in map(int, d.keys() & _creator_tags(base)) if k > t):
         if _creator_text(d[t]) == creator:
             return t & 0xFF

@@ -1,0 +1,169 @@
+"""All rules' conditions as one generated Python function (RuleEngine._fast_matcher).
+
+The generated function evaluates the rules in the same order, with the same
+short-circuits and gating (enabled, sources, schedules, first_match) as the interpreted
+path in engine.py, and gives the same matches. `matcher_source(engine)` returns its text
+(tests/test_rules_fastpath.py checks it compiles and names every leaf).
+
+What makes it cheaper than walking the condition trees:
+- each distinct leaf is evaluated at most once per instance (a local `vN`), as the
+  interned-leaf memo of the interpreted path does;
+- each attribute path is read once per instance, into a local `aN` that every leaf on
+  it shares (`conditions.path_reader`: raw decoding, lookups with FastTag constants,
+  i.e. without BaseTag's Python __eq__); a leaf on it is then a predicate on the
+  decoded values (`Leaf.value_test`). `exists`/`not_exists` on a standard attribute
+  are `K[k] in d`;
+- other leaves (deeper paths, arrival metadata) are their closures `Leaf.compiled()`.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from . import fastvalues as _fv
+from .conditions import All, AnyOf, Leaf, Node, Not, path_reader, single_tag
+
+
+class _Generator:
+    def __init__(self) -> None:
+        self.leaves: dict[Leaf, int] = {}  # leaf -> N of its result local vN
+        self.attrs: dict[tuple, int] = {}  # path steps -> N of its values local aN
+        self.consts: list[Any] = []
+        self.probes: dict[int, str] = {}  # tag -> its FastTag constant
+        self.L: list[Any] = []  # per leaf: ctx -> bool (leaves that read their own path)
+        self.T: list[Any] = []  # per leaf: (values, present, vr) -> bool (on a shared aN)
+        self.A: list[Any] = []  # per attribute: (ds._dict, ctx) -> (values, present, vr)
+        self.notes: list[str] = []
+
+    def const(self, obj) -> str:
+        self.consts.append(obj)
+        return f"K[{len(self.consts) - 1}]"
+
+    def probe(self, tag: int) -> str:
+        if tag not in self.probes:
+            self.probes[tag] = self.const(_fv.FastTag(tag))
+        return self.probes[tag]
+
+    def leaf(self, leaf: Leaf, known: set[str]) -> tuple[str, set[str]]:
+        path = leaf.path
+        if single_tag(path) and leaf.op in ("exists", "not_exists"):
+            probe = self.probe(path.steps[0].tag)  # presence needs no value
+            return f"({probe} {'in' if leaf.op == 'exists' else 'not in'} d)", set()
+        i = self.leaves.get(leaf)
+        if i is None:
+            i = self.leaves[leaf] = len(self.leaves)
+            read = path_reader(path) if path is not None else None
+            if read is not None:
+                if path.steps not in self.attrs:  # same steps, same values: one read
+                    self.attrs[path.steps] = len(self.A)
+                    self.A.append(read)
+                    self.notes.append(f"a{self.attrs[path.steps]}: {path.text}")
+                self.L.append(None)
+                self.T.append(leaf.value_test())
+            else:
+                self.L.append(leaf.compiled())
+                self.T.append(None)
+            self.notes.append(f"v{i}: {leaf.label}")
+        v = f"v{i}"
+        if self.L[i] is not None:
+            code = v if v in known else f"({v} if {v} is not None else ({v} := L[{i}](ctx)))"
+            return code, {v}
+        j = self.attrs[path.steps]
+        a = f"a{j}"
+        if v in known:
+            return v, {v, a}
+        read = a if a in known else f"{a} if {a} is not None else ({a} := A[{j}](d, ctx))"
+        return f"({v} if {v} is not None else ({v} := T[{i}]({read})))", {v, a}
+
+    def expr(self, node: Node, known: set[str]) -> tuple[str, set[str]]:
+        """(code, locals it always sets). `known`: the locals already set wherever
+        this code runs; those are read without the `is not None` test."""
+        if isinstance(node, Leaf):
+            return self.leaf(node, known)
+        if isinstance(node, Not):
+            code, sets = self.expr(node.child, known)
+            return f"(not {code})", sets
+        if isinstance(node, (All, AnyOf)):
+            if not node.children:
+                return ("True" if isinstance(node, All) else "False"), set()
+            # an operand runs only after all the ones before it have run
+            codes, first, known = [], None, set(known)
+            for child in node.children:
+                code, sets = self.expr(child, known)
+                codes.append(code)
+                known |= sets
+                first = sets if first is None else first
+            return "(" + (" and " if isinstance(node, All) else " or ").join(codes) + ")", first
+        return f"{self.const(node)}.eval(ctx)", set()
+
+    def test(self, rule, known: set[str]) -> tuple[str, set[str]]:
+        parts = self.gate(rule)
+        if rule.condition is None:
+            return " and ".join(parts) or "True", set()
+        code, sets = self.expr(rule.condition, known)
+        return " and ".join(parts + [code]), (set() if parts else sets)  # after a gate: maybe not run
+
+    def gate(self, obj) -> list[str]:
+        g = []
+        if obj.sources is not None:
+            g.append(f"meta.source in {self.const(obj.sources)}")
+        if obj.schedule is not None:
+            g.append(f"{self.const(obj.schedule)}.active(when)")
+        return g
+
+    def source(self, rulesets) -> str:
+        body: list[str] = []
+        known: set[str] = set()  # locals set on every path through the code so far
+        for rs in rulesets:
+            if not rs.enabled:
+                continue
+            body.append(f"    # ruleset {rs.name!r} ({rs.mode})")
+            rs_gate = self.gate(rs)
+            ind = "    "
+            inner = known
+            if rs_gate:
+                body.append(f"{ind}if {' and '.join(rs_gate)}:")
+                ind += "    "
+                inner = set(known)  # the block may not run: what it sets stays in it
+            rules = [r for r in rs.rules if r.enabled]
+            chain = set(inner)
+            for k, rule in enumerate(rules):
+                if rs.mode == "first_match":
+                    code, sets = self.test(rule, chain)
+                    chain |= sets  # an elif runs after the tests before it
+                    if k == 0:
+                        inner |= sets
+                    kw = "elif" if k else "if"
+                else:
+                    code, sets = self.test(rule, inner)
+                    inner |= sets
+                    kw = "if"
+                body.append(f"{ind}{kw} {code}:")
+                body.append(f"{ind}    ap({self.const(rule)})  # {rule.name!r}")
+            if rs_gate and not rules:
+                body.append(f"{ind}pass")
+        lines = ["# " + note.replace("\n", " ") for note in self.notes]
+        lines += ["def _match(L, T, A, K, ctx, meta, when):", "    d = ctx.ds._dict", "    m = []", "    ap = m.append"]
+        if self.leaves:
+            lines.append("    " + " = ".join(f"v{i}" for i in range(len(self.leaves))) + " = None")
+        if self.attrs:
+            lines.append("    " + " = ".join(f"a{i}" for i in range(len(self.attrs))) + " = None")
+        lines += body
+        lines.append("    return m")
+        return "\n".join(lines) + "\n"
+
+
+def generate(rulesets) -> tuple[str, Callable | None]:
+    """(source, matcher): matcher(ctx, meta, when) -> matched rules, or None when the
+    generated code does not compile (e.g. conditions nested beyond the parser's limits):
+    then the interpreted path runs."""
+    gen = _Generator()
+    src = ""
+    try:
+        src = gen.source(rulesets)
+        namespace: dict[str, Any] = {}
+        exec(compile(src, "<axiom rules>", "exec"), namespace)
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        return src, None
+    tables = (tuple(gen.L), tuple(gen.T), tuple(gen.A), tuple(gen.consts))
+    return src, functools.partial(namespace["_match"], *tables)
