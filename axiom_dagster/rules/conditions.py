@@ -843,3 +843,101 @@ def compile_condition(cond: Condition | None, where: str, interned: dict | None 
         if str(exc).startswith(where):
             raise
         raise ConfigError(f"{where}.attribute: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------
+# Fused leaves: read + decode + test in one call, for the most common leaves
+_FUSED_TEXT_VRS = _fv._SPLIT_RSTRIP_ALL | _fv._SPLIT_RSTRIP_EACH | _fv._SINGLE | {"PN"}
+_RAW_VR = RawDataElement._fields.index("VR")
+_RAW_VALUE = RawDataElement._fields.index("value")
+
+
+def fused_test(leaf: Leaf):
+    """(ds._dict, ctx) -> bool, the same as `leaf.value_test()` on `ctx.values(leaf.path)`,
+    for a value leaf on one standard attribute of a text VR (CS, LO, UI, DA, PN, ...) or
+    IS/DS; None for other leaves.
+
+    Its fast case is the common one: a raw element of the dictionary VR (or implicit),
+    one ASCII value (no backslash, no ESC): the value is its text with the padding
+    stripped, as the decoder gives it, tested by the leaf's predicate for that VR (eq,
+    ne, in and not_in on text inline). Anything else (converted elements, non-ASCII,
+    several values, numbers in other spellings, non-default pydicom settings) takes the
+    reader and value test of the shared path (`_reader`, the context's cache)."""
+    path = leaf.path
+    if leaf.op in ("exists", "not_exists") or not single_tag(path):
+        return None
+    step = path.steps[0]
+    dict_vr = path.vr
+    if step.index not in (None, "*", 0):
+        return None
+    if dict_vr in _FUSED_TEXT_VRS:
+        number = None
+    elif dict_vr == "IS":
+        number = str.isdigit
+    elif dict_vr == "DS":
+        number = _plain_ds
+    else:
+        return None
+    probe = _fv.FastTag(step.tag)
+    test, slow_read = leaf.value_test(), _reader(path)
+    empty = leaf.op in _NEGATIVE
+    pred = leaf._predicate(dict_vr)
+    op, target = leaf.op, leaf.target
+    inline = None
+    if number is None and not leaf.ci and dict_vr not in ("DA", "TM", "DT"):
+        if op in ("eq", "ne") and isinstance(target, str):
+            inline = op
+        elif op in ("in", "not_in"):
+            inline, target = op, frozenset(target)
+    raw_class, i_vr, i_value = RawDataElement, _RAW_VR, _RAW_VALUE
+
+    def slow(ctx):
+        return test(slow_read(ctx))
+
+    if number is not None:
+        def fused_number(d, ctx):
+            e = d.get(probe)
+            if e is None:
+                return empty
+            if e.__class__ is raw_class and ctx.raw_ok:
+                data = e[i_value]
+                vr = e[i_vr]
+                if (vr == dict_vr or not vr) and data is not None:
+                    if not data:
+                        return empty
+                    if data.isascii() and 27 not in data and 92 not in data:
+                        s = data.decode("ascii").strip().rstrip(" \x00").strip()
+                        if s and number(s):  # the decoder's single plain value
+                            return pred(s)
+            return slow(ctx)
+        return fused_number
+
+    def fused_text(d, ctx):
+        e = d.get(probe)
+        if e is None:
+            return empty
+        if e.__class__ is raw_class and ctx.raw_ok:
+            data = e[i_value]
+            vr = e[i_vr]
+            if (vr == dict_vr or not vr) and data is not None:
+                if not data:
+                    return empty
+                if data.isascii() and 27 not in data and 92 not in data:
+                    s = data.decode("ascii").rstrip(" \x00")
+                    if not s:
+                        return empty
+                    if inline is None:
+                        return pred(s)
+                    if inline == "eq":
+                        return s.strip() == target
+                    if inline == "ne":
+                        return s.strip() != target
+                    if inline == "in":
+                        return s.strip() in target
+                    return s.strip() not in target
+        return slow(ctx)
+    return fused_text
+
+
+def _plain_ds(s: str) -> bool:
+    return s.replace(".", "", 1).isdigit()

@@ -21,7 +21,7 @@ import functools
 from typing import Any, Callable
 
 from . import fastvalues as _fv
-from .conditions import All, AnyOf, Leaf, Node, Not, path_reader, single_tag
+from .conditions import All, AnyOf, Leaf, Node, Not, fused_test, path_reader, single_tag
 
 
 class _Generator:
@@ -33,6 +33,7 @@ class _Generator:
         self.L: list[Any] = []  # per leaf: ctx -> bool (leaves that read their own path)
         self.T: list[Any] = []  # per leaf: (values, present, vr) -> bool (on a shared aN)
         self.A: list[Any] = []  # per attribute: (ds._dict, ctx) -> (values, present, vr)
+        self.F: list[Any] = []  # per leaf: (ds._dict, ctx) -> bool (fused read and test)
         self.notes: list[str] = []
 
     def const(self, obj) -> str:
@@ -52,8 +53,13 @@ class _Generator:
         i = self.leaves.get(leaf)
         if i is None:
             i = self.leaves[leaf] = len(self.leaves)
-            read = path_reader(path) if path is not None else None
-            if read is not None:
+            fused = fused_test(leaf) if path is not None else None
+            read = path_reader(path) if path is not None and fused is None else None
+            self.F.append(fused)
+            if fused is not None:
+                self.L.append(None)
+                self.T.append(None)
+            elif read is not None:
                 if path.steps not in self.attrs:  # same steps, same values: one read
                     self.attrs[path.steps] = len(self.A)
                     self.A.append(read)
@@ -65,6 +71,9 @@ class _Generator:
                 self.T.append(None)
             self.notes.append(f"v{i}: {leaf.label}")
         v = f"v{i}"
+        if self.F[i] is not None:
+            code = v if v in known else f"({v} if {v} is not None else ({v} := F[{i}](d, ctx)))"
+            return code, {v}
         if self.L[i] is not None:
             code = v if v in known else f"({v} if {v} is not None else ({v} := L[{i}](ctx)))"
             return code, {v}
@@ -143,7 +152,7 @@ class _Generator:
             if rs_gate and not rules:
                 body.append(f"{ind}pass")
         lines = ["# " + note.replace("\n", " ") for note in self.notes]
-        lines += ["def _match(L, T, A, K, ctx, meta, when):", "    d = ctx.ds._dict", "    m = []", "    ap = m.append"]
+        lines += ["def _match(F, L, T, A, K, ctx, meta, when):", "    d = ctx.ds._dict", "    m = []", "    ap = m.append"]
         if self.leaves:
             lines.append("    " + " = ".join(f"v{i}" for i in range(len(self.leaves))) + " = None")
         if self.attrs:
@@ -165,5 +174,5 @@ def generate(rulesets) -> tuple[str, Callable | None]:
         exec(compile(src, "<axiom rules>", "exec"), namespace)
     except (SyntaxError, RecursionError, MemoryError, ValueError):
         return src, None
-    tables = (tuple(gen.L), tuple(gen.T), tuple(gen.A), tuple(gen.consts))
+    tables = (tuple(gen.F), tuple(gen.L), tuple(gen.T), tuple(gen.A), tuple(gen.consts))
     return src, functools.partial(namespace["_match"], *tables)
