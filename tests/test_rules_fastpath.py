@@ -499,3 +499,76 @@ def test_raw_sequence_walk_equals_pydicom(defined, implicit):
             reader = path_reader(path)
             hit = reader(fresh()._dict, EvalContext(fresh(), ArrivalMeta()))
             assert [str(v) for v in hit[0]] == [str(v) for v in slow[0]] and hit[1:] == slow[1:], (text, items)
+
+
+FUSED_OPS = COMPILED_OPS + [("in", ["ORIGINAL", "X"]), ("not_in", ["ORIGINAL"]), ("ne", "ORIGINAL"),
+                            ("eq", "ORIGINAL"), ("eq", "Doe^John"), ("in", ["  CT "]), ("ne", "")]
+
+
+@pytest.mark.parametrize("ts", SYNTAXES, ids=lambda t: t.name)
+@pytest.mark.parametrize("charset,name,desc", CASES)
+def test_fused_leaf_equals_eval(charset, name, desc, ts):
+    """conditions.fused_test (read, decode and test in one call; single ASCII values
+    inline) == Leaf._eval, per path, op and option, on raw and on converted elements."""
+    from axiom_dagster.rules.conditions import fused_test
+
+    raw = make(charset, name, desc, ts)
+    meta = ArrivalMeta()
+    converted = dcmread(BytesIO(raw), stop_before_pixels=True)
+    for _ in converted:  # every element converted: the shared reader's pydicom path
+        pass
+    n = 0
+    for text in PATHS + ["PatientAge", "PatientName[0]", "ImageType[0]", "ImageType[5]", "Columns"]:
+        for op, value in FUSED_OPS:
+            for extra in ({}, {"case_insensitive": True}, {"match": "all"}):
+                leaf = Leaf(Condition(attribute=text, op=op, value=value, **extra), "t")
+                fused = fused_test(leaf)
+                if fused is None:
+                    continue
+                n += 1
+                ds = dcmread(BytesIO(raw), stop_before_pixels=True)
+                fast = fused(ds._dict, EvalContext(ds, meta))
+                slow = leaf._eval(EvalContext(dcmread(BytesIO(raw), stop_before_pixels=True), meta))
+                assert fast == slow, (text, op, value, extra)
+                assert fused(converted._dict, EvalContext(converted, meta)) == slow, (text, op, value, extra)
+    assert n > 500
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on the invalid IS/DS spellings
+@pytest.mark.parametrize("vr,tag", [("IS", 0x00200013), ("DS", 0x00180050), ("LO", 0x00081030), ("SH", 0x00081010),
+                                    ("CS", 0x00080060), ("PN", 0x00100010), ("LT", 0x00204000), ("AE", 0x00081010)])
+def test_fused_leaf_on_odd_raw_values(vr, tag):
+    """fused_test's single-value shortcuts vs Leaf._eval on the spellings the decoders
+    care about (padding, backslashes, empty values, numbers pydicom refuses), both byte
+    orders, the dictionary VR and another explicit VR."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import BaseTag
+
+    from axiom_dagster.rules.conditions import fused_test
+
+    texts = [b"120", b"057", b"1.0", b".5", b"1.", b" 12 ", b"1e3", b"+1", b"-2.50", b"1.5", b".", b"1..2",
+             b"12 ", b"  ", b"1\\2", b"1\\", b"\\", b"abc", b"1 2", b"\x001", b"1\x00", b"AB \\ C ", b"x\\\\y",
+             b"CT", b"CT ", b" CT", b"CT\x00", b"", b"\x1b$B", b"CT\\MR", b"\tCT"]
+    path = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    ops = [("eq", "CT"), ("ne", "CT"), ("in", ["CT", "12"]), ("not_in", ["CT"]), ("gt", 5), ("le", 12),
+           ("eq", 12), ("startswith", "C"), ("eq", "AB"), ("regex", r"^\d")]
+    for text in texts:
+        for little in (True, False):
+            for elem_vr in (vr, None, "UN"):
+                def fresh():
+                    ds = Dataset()
+                    ds._dict[BaseTag(tag)] = RawDataElement(BaseTag(tag), elem_vr, len(text), text, 0,
+                                                            elem_vr is None, little)
+                    return ds
+                for op, value in ops:
+                    for extra in ({}, {"match": "all"}, {"case_insensitive": True}):
+                        for suffix in ("", "[0]", "[1]"):
+                            leaf = Leaf(Condition(attribute=path + suffix, op=op, value=value, **extra), "t")
+                            fused = fused_test(leaf)
+                            assert fused is not None
+                            try:
+                                slow = leaf._eval(EvalContext(fresh(), ArrivalMeta()))
+                            except Exception:  # pydicom refuses the value
+                                continue
+                            ds = fresh()
+                            assert fused(ds._dict, EvalContext(ds, ArrivalMeta())) == slow, (text, elem_vr, op, extra, suffix)

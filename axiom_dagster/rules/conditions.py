@@ -850,51 +850,72 @@ def compile_condition(cond: Condition | None, where: str, interned: dict | None 
 _FUSED_TEXT_VRS = _fv._SPLIT_RSTRIP_ALL | _fv._SPLIT_RSTRIP_EACH | _fv._SINGLE | {"PN"}
 _RAW_VR = RawDataElement._fields.index("VR")
 _RAW_VALUE = RawDataElement._fields.index("value")
+_RAW_LITTLE = RawDataElement._fields.index("is_little_endian")
 
 
 def fused_test(leaf: Leaf):
     """(ds._dict, ctx) -> bool, the same as `leaf.value_test()` on `ctx.values(leaf.path)`,
-    for a value leaf on one standard attribute of a text VR (CS, LO, UI, DA, PN, ...) or
-    IS/DS; None for other leaves.
+    for a value leaf on one standard attribute whose dictionary VR has a raw decoder
+    (fastvalues.DECODERS); None for other leaves.
 
-    Its fast case is the common one: a raw element of the dictionary VR (or implicit),
-    one ASCII value (no backslash, no ESC): the value is its text with the padding
-    stripped, as the decoder gives it, tested by the leaf's predicate for that VR (eq,
-    ne, in and not_in on text inline). Anything else (converted elements, non-ASCII,
-    several values, numbers in other spellings, non-default pydicom settings) takes the
-    reader and value test of the shared path (`_reader`, the context's cache)."""
+    A raw element of the dictionary VR (or implicit) is decoded here, by the VR's
+    decoder, and its values tested by the leaf's predicate for that VR. For text VRs
+    and IS/DS, one ASCII value (no backslash, no ESC, a plain number) is the common
+    case: its text with the padding stripped, as the decoder gives it, without the
+    decoder call; eq, ne, in and not_in on text are then inline. Anything else
+    (converted elements, another VR, values the decoder refuses, non-default pydicom
+    settings) takes the shared reader and value test (`_reader`, the context's cache).
+    """
     path = leaf.path
     if leaf.op in ("exists", "not_exists") or not single_tag(path):
         return None
     step = path.steps[0]
-    dict_vr = path.vr
-    if step.index not in (None, "*", 0):
+    dict_vr, index = path.vr, step.index
+    dec = _fv.DECODERS.get(dict_vr)
+    if dec is None:
         return None
+    if index == "*":
+        index = None
     if dict_vr in _FUSED_TEXT_VRS:
-        number = None
+        kind, number = "text", None
     elif dict_vr == "IS":
-        number = str.isdigit
+        kind, number = "number", str.isdigit
     elif dict_vr == "DS":
-        number = _plain_ds
+        kind, number = "number", _plain_ds
     else:
-        return None
+        kind, number = "other", None
     probe = _fv.FastTag(step.tag)
     test, slow_read = leaf.value_test(), _reader(path)
-    empty = leaf.op in _NEGATIVE
+    empty, match_all = leaf.op in _NEGATIVE, leaf.match_all
     pred = leaf._predicate(dict_vr)
     op, target = leaf.op, leaf.target
     inline = None
-    if number is None and not leaf.ci and dict_vr not in ("DA", "TM", "DT"):
+    if kind == "text" and not leaf.ci and dict_vr not in ("DA", "TM", "DT"):
         if op in ("eq", "ne") and isinstance(target, str):
             inline = op
         elif op in ("in", "not_in"):
             inline, target = op, frozenset(target)
-    raw_class, i_vr, i_value = RawDataElement, _RAW_VR, _RAW_VALUE
+    one = index is None or index == 0  # a single value is the one selected
+    raw_class, i_vr, i_value, i_little = RawDataElement, _RAW_VR, _RAW_VALUE, _RAW_LITTLE
 
-    def slow(ctx):
-        return test(slow_read(ctx))
+    def decoded(e, data, ctx):
+        """The leaf's result on the element's decoded values (the decoder call)."""
+        codec = ctx.codec
+        if codec is _UNSET:
+            codec = ctx._codec()
+        try:
+            values = dec(data, e[i_little], codec)
+        except _READ_ERRORS:
+            return test(slow_read(ctx))
+        if index is not None:
+            values = values[index : index + 1]
+        if not values:
+            return empty
+        if len(values) == 1:
+            return pred(values[0])
+        return all(map(pred, values)) if match_all else any(map(pred, values))
 
-    if number is not None:
+    if kind == "number":
         def fused_number(d, ctx):
             e = d.get(probe)
             if e is None:
@@ -905,12 +926,26 @@ def fused_test(leaf: Leaf):
                 if (vr == dict_vr or not vr) and data is not None:
                     if not data:
                         return empty
-                    if data.isascii() and 27 not in data and 92 not in data:
+                    if one and data.isascii() and 27 not in data and 92 not in data:
                         s = data.decode("ascii").strip().rstrip(" \x00").strip()
                         if s and number(s):  # the decoder's single plain value
                             return pred(s)
-            return slow(ctx)
+                    return decoded(e, data, ctx)
+            return test(slow_read(ctx))
         return fused_number
+
+    if kind == "other":
+        def fused(d, ctx):
+            e = d.get(probe)
+            if e is None:
+                return empty
+            if e.__class__ is raw_class and ctx.raw_ok:
+                data = e[i_value]
+                vr = e[i_vr]
+                if (vr == dict_vr or not vr) and data is not None:
+                    return decoded(e, data, ctx) if data else empty
+            return test(slow_read(ctx))
+        return fused
 
     def fused_text(d, ctx):
         e = d.get(probe)
@@ -922,20 +957,21 @@ def fused_test(leaf: Leaf):
             if (vr == dict_vr or not vr) and data is not None:
                 if not data:
                     return empty
-                if data.isascii() and 27 not in data and 92 not in data:
-                    s = data.decode("ascii").rstrip(" \x00")
-                    if not s:
-                        return empty
-                    if inline is None:
-                        return pred(s)
-                    if inline == "eq":
-                        return s.strip() == target
-                    if inline == "ne":
-                        return s.strip() != target
-                    if inline == "in":
-                        return s.strip() in target
-                    return s.strip() not in target
-        return slow(ctx)
+                if not (one and data.isascii() and 27 not in data and 92 not in data):
+                    return decoded(e, data, ctx)
+                s = data.decode("ascii").rstrip(" \x00")
+                if not s:
+                    return empty
+                if inline is None:
+                    return pred(s)
+                if inline == "eq":
+                    return s.strip() == target
+                if inline == "ne":
+                    return s.strip() != target
+                if inline == "in":
+                    return s.strip() in target
+                return s.strip() not in target
+        return test(slow_read(ctx))
     return fused_text
 
 
