@@ -572,3 +572,50 @@ def test_fused_leaf_on_odd_raw_values(vr, tag):
                                 continue
                             ds = fresh()
                             assert fused(ds._dict, EvalContext(ds, ArrivalMeta())) == slow, (text, elem_vr, op, extra, suffix)
+
+
+def test_fused_private_and_meta_leaves_equal_eval():
+    """fused_test on private attributes (creator in block 0x10, later, missing; raw and
+    converted; both syntaxes) and on arrival metadata == Leaf._eval."""
+    from axiom_dagster.rules.conditions import fused_test
+
+    metas = [ArrivalMeta(calling_ae="CT01", source_ip="10.1.2.3"), ArrivalMeta(calling_ae="", source_ip=None),
+             ArrivalMeta(calling_ae=" ct01 ", source_ip="192.168.1.1")]
+    for cond in (Condition(meta="source_ip", op="cidr", value=["10.0.0.0/8"]),
+                 Condition(meta="calling_ae", op="eq", value="ct01", case_insensitive=True),
+                 Condition(meta="calling_ae", op="ne", value="CT01"),
+                 Condition(meta="calling_ae", op="not_in", value=["CT01"])):
+        leaf = Leaf(cond, "t")
+        fused = fused_test(leaf)
+        for meta in metas:
+            for _ in range(2):
+                ds = Dataset()
+                assert fused(ds._dict, EvalContext(ds, meta)) == leaf._eval(EvalContext(ds, meta)), (cond, meta)
+    raws = [make(c, n, d, ts) for (c, n, d) in CASES for ts in SYNTAXES]
+    gap = Dataset()  # the creator after another block
+    gap.add_new(0x00190010, "LO", "OTHER")
+    gap.add_new(0x00190011, "LO", "ACME CT")
+    gap.add_new(0x00191112, "DS", "7")
+    gap.add_new(0x00191012, "DS", "1")
+    gap.file_meta = FileMetaDataset()
+    gap.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    gap.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    gap.file_meta.MediaStorageSOPInstanceUID = "1.2.3"
+    buf = BytesIO()
+    dcmwrite(buf, gap, enforce_file_format=True)
+    raws.append(buf.getvalue())
+    for raw in raws:
+        for text in ('(0019,"ACME CT",12)', '(0019,"ACME CT",14)', '(0019,"NOPE",12)', '(0019,"ACME CT",12)[0]',
+                     '(0019,"ACME CT",12)[1]'):
+            for op, value in FUSED_OPS:
+                for extra in ({}, {"case_insensitive": True}, {"match": "all"}):
+                    leaf = Leaf(Condition(attribute=text, op=op, value=value, **extra), "t")
+                    fused = fused_test(leaf)
+                    if fused is None:
+                        continue
+                    slow = leaf._eval(EvalContext(dcmread(BytesIO(raw), stop_before_pixels=True), ArrivalMeta()))
+                    ds = dcmread(BytesIO(raw), stop_before_pixels=True)
+                    assert fused(ds._dict, EvalContext(ds, ArrivalMeta())) == slow, (text, op, value, extra)
+                    for _ in ds:
+                        pass
+                    assert fused(ds._dict, EvalContext(ds, ArrivalMeta())) == slow, (text, op, value, extra)

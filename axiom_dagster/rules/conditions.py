@@ -867,7 +867,13 @@ def fused_test(leaf: Leaf):
     settings) takes the shared reader and value test (`_reader`, the context's cache).
     """
     path = leaf.path
-    if leaf.op in ("exists", "not_exists") or not single_tag(path):
+    if leaf.op in ("exists", "not_exists"):
+        return None
+    if path is None:
+        return _fused_meta(leaf)
+    if len(path.steps) == 1 and path.steps[0].tag is None:
+        return _fused_private(leaf)
+    if not single_tag(path):
         return None
     step = path.steps[0]
     dict_vr, index = path.vr, step.index
@@ -973,6 +979,63 @@ def fused_test(leaf: Leaf):
                 return s.strip() not in target
         return test(slow_read(ctx))
     return fused_text
+
+
+def _fused_meta(leaf: Leaf):
+    """A value leaf on arrival metadata: `_eval` with the value read inline."""
+    name, empty, pred = leaf.meta, leaf.op in _NEGATIVE, leaf._predicate(None)
+
+    def fused_meta(d, ctx):
+        v = getattr(ctx.meta, name)
+        if v is None or v == "":  # no values (as `v in (None, "")`)
+            return empty
+        return pred(v)
+    return fused_meta
+
+
+def _fused_private(leaf: Leaf):
+    """A value leaf on a private attribute: the common case (the creator in block
+    0x10 of a raw dataset, its element raw with an explicit decodable VR) read here;
+    everything else through the shared private reader (`_reader`)."""
+    path = leaf.path
+    step = path.steps[0]
+    group, creator, offset, index = step.group, step.creator, step.offset, step.index
+    if index == "*":
+        index = None
+    first = _fv.FastTag((group << 16) | 0x10)  # the first block's creator
+    probe = _fv.FastTag((group << 16) | 0x1000 | offset)  # the element in that block
+    test, slow_read = leaf.value_test(), _reader(path)
+    empty = leaf.op in _NEGATIVE
+    decoders = _fv.DECODERS
+    raw_class, i_vr, i_value, i_little = RawDataElement, _RAW_VR, _RAW_VALUE, _RAW_LITTLE
+
+    def fused_private(d, ctx):
+        if ctx.raw_ok:
+            c = d.get(first)
+            if c is not None and c.__class__ is raw_class:
+                text = c[i_value]  # as fastvalues._creator_text on a raw element
+                if (text is not None and text.isascii() and 92 not in text
+                        and text.decode("ascii").rstrip("\x00 ").strip() == creator):
+                    e = d.get(probe)
+                    if e is None:
+                        return empty
+                    if e.__class__ is raw_class:
+                        vr = e[i_vr]
+                        data = e[i_value]
+                        dec = decoders.get(vr) if vr else None
+                        if dec is not None and data is not None:
+                            codec = ctx.codec
+                            if codec is _UNSET:
+                                codec = ctx._codec()
+                            try:
+                                values = dec(data, e[i_little], codec) if data else []
+                            except _READ_ERRORS:
+                                return test(slow_read(ctx))
+                            if index is not None:
+                                values = values[index : index + 1]
+                            return test((values, True, vr))
+        return test(slow_read(ctx))
+    return fused_private
 
 
 def _plain_ds(s: str) -> bool:

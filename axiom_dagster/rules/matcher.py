@@ -53,7 +53,7 @@ class _Generator:
         i = self.leaves.get(leaf)
         if i is None:
             i = self.leaves[leaf] = len(self.leaves)
-            fused = fused_test(leaf) if path is not None else None
+            fused = fused_test(leaf)
             read = path_reader(path) if path is not None and fused is None else None
             self.F.append(fused)
             if fused is not None:
