@@ -227,9 +227,12 @@ def _norm_da(v: Any) -> str | None:
 
 
 def _norm_tm(v: Any) -> str | None:
-    if isinstance(v, time):
+    if v.__class__ is str:  # the common case
+        s = v.strip().replace(":", "")
+    elif isinstance(v, time):
         return v.strftime("%H%M%S.%f")
-    s = str(v).strip().replace(":", "")
+    else:
+        s = str(v).strip().replace(":", "")
     main, _, frac = s.partition(".")
     if not main.isdigit() or len(main) not in (2, 4, 6) or (frac and not frac.isdigit()):
         return None
@@ -902,13 +905,26 @@ def fused_test(leaf: Leaf):
         elif op in ("in", "not_in"):
             inline, target = op, frozenset(target)
     one = index is None or index == 0  # a single value is the one selected
+    is_int = number is str.isdigit  # the decoders' plain spellings: IS digits, DS one '.' too
+    any_text = inline in ("eq", "in") and not match_all  # several text values, tested inline
+    # IS/DS: a plain number's text always converts, so `pred` is a float comparison
+    fcmp = fb = None
+    if kind == "number":
+        if op in _ORDER:
+            fb = leaf._ordered_target(dict_vr, _to_float)  # normaliser(IS/DS) is _to_float
+            fcmp = _ORDER[op] if fb is not None else None
+        elif op in ("eq", "ne") and isinstance(target, (int, float)) and not isinstance(target, bool):
+            fcmp, fb = (operator.eq if op == "eq" else operator.ne), float(target)
+    need_codec = dict_vr in _fv._CHARSET_VRS  # the other decoders never use the codec
     raw_class, i_vr, i_value, i_little = RawDataElement, _RAW_VR, _RAW_VALUE, _RAW_LITTLE
 
     def decoded(e, data, ctx):
         """The leaf's result on the element's decoded values (the decoder call)."""
-        codec = ctx.codec
-        if codec is _UNSET:
-            codec = ctx._codec()
+        codec = None
+        if need_codec:
+            codec = ctx.codec
+            if codec is _UNSET:
+                codec = ctx._codec()
         try:
             values = dec(data, e[i_little], codec)
         except _READ_ERRORS:
@@ -919,6 +935,10 @@ def fused_test(leaf: Leaf):
             return empty
         if len(values) == 1:
             return pred(values[0])
+        if any_text:  # (text decoders give str values)
+            if inline == "eq":
+                return target in [v.strip() for v in values]
+            return not target.isdisjoint([v.strip() for v in values])
         return all(map(pred, values)) if match_all else any(map(pred, values))
 
     if kind == "number":
@@ -934,8 +954,8 @@ def fused_test(leaf: Leaf):
                         return empty
                     if one and data.isascii() and 27 not in data and 92 not in data:
                         s = data.decode("ascii").strip().rstrip(" \x00").strip()
-                        if s and number(s):  # the decoder's single plain value
-                            return pred(s)
+                        if s and (s.isdigit() if is_int else s.replace(".", "", 1).isdigit()):  # plain
+                            return pred(s) if fcmp is None else fcmp(float(s), fb)
                     return decoded(e, data, ctx)
             return test(slow_read(ctx))
         return fused_number
