@@ -13,11 +13,18 @@ What makes it cheaper than walking the condition trees:
   i.e. without BaseTag's Python __eq__); a leaf on it is then a predicate on the
   decoded values (`Leaf.value_test`). `exists`/`not_exists` on a standard attribute
   are `K[k] in d`;
-- other leaves (deeper paths, arrival metadata) are their closures `Leaf.compiled()`.
+- a value leaf on one standard attribute with a raw decoder, on a private attribute,
+  or on arrival metadata is one call `F[i](d, ctx)` (`conditions.fused_test`: read,
+  decode and test together; the common single ASCII value inline), falling back to
+  the shared reader and value test;
+- other leaves (deeper paths, exists on them) are their closures `Leaf.compiled()`;
+- an all_matches ruleset is one tuple of its rules' tests, in order, and the matched
+  rules are picked by itertools.compress (no branch and append per rule).
 """
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import Any, Callable
 
 from . import fastvalues as _fv
@@ -135,6 +142,16 @@ class _Generator:
                 ind += "    "
                 inner = set(known)  # the block may not run: what it sets stays in it
             rules = [r for r in rs.rules if r.enabled]
+            if rs.mode != "first_match" and len(rules) > 1:
+                # every rule's test, in order, into one tuple; the matched rules picked
+                # by compress (one C call instead of a branch and an append per rule)
+                body.append(f"{ind}ext(compress({self.const(tuple(rules))}, (")
+                for rule in rules:
+                    code, sets = self.test(rule, inner)
+                    inner |= sets
+                    body.append(f"{ind}    {code},  # {rule.name!r}")
+                body.append(f"{ind})))")
+                continue
             chain = set(inner)
             for k, rule in enumerate(rules):
                 if rs.mode == "first_match":
@@ -152,7 +169,7 @@ class _Generator:
             if rs_gate and not rules:
                 body.append(f"{ind}pass")
         lines = ["# " + note.replace("\n", " ") for note in self.notes]
-        lines += ["def _match(F, L, T, A, K, ctx, meta, when):", "    d = ctx.ds._dict", "    m = []", "    ap = m.append"]
+        lines += ["def _match(F, L, T, A, K, ctx, meta, when):", "    d = ctx.ds._dict", "    m = []", "    ap = m.append", "    ext = m.extend"]
         if self.leaves:
             lines.append("    " + " = ".join(f"v{i}" for i in range(len(self.leaves))) + " = None")
         if self.attrs:
@@ -170,7 +187,7 @@ def generate(rulesets) -> tuple[str, Callable | None]:
     src = ""
     try:
         src = gen.source(rulesets)
-        namespace: dict[str, Any] = {}
+        namespace: dict[str, Any] = {"compress": itertools.compress}
         exec(compile(src, "<axiom rules>", "exec"), namespace)
     except (SyntaxError, RecursionError, MemoryError, ValueError):
         return src, None
