@@ -341,9 +341,20 @@ def test_matcher_source_is_inspectable():
 
     assert re.search(r"^# v\d+: Modality eq 'CT'$", src, re.M)
     assert re.search(r"^# v\d+: InstitutionName contains 'jürgen'$", src, re.M)
-    # fused leaves (standard, private, metadata), value tests and attribute reads (sequences)
-    assert "F[" in src and "T[" in src and "A[" in src
-    assert re.search(r"^# a\d+: SourceImageSequence", src, re.M)
+    assert "F[" in src  # fused leaves (standard, private, metadata, unshared sequence paths)
+    # a sequence path read by two leaves: one shared read (aN), a value test per leaf
+    seq = "SourceImageSequence[*].ReferencedSOPInstanceUID"
+    shared = compile_rules({"rulesets": [{"name": "s", "rules": [
+        {"name": "a", "conditions": {"attribute": seq, "op": "eq", "value": "1.2.3.1"}, "destinations": ["d"]},
+        {"name": "b", "conditions": {"attribute": seq, "op": "contains", "value": "3"}, "destinations": ["d"]},
+        {"name": "c", "conditions": {"attribute": seq, "op": "exists"}, "destinations": ["d"]}]}]})
+    src2 = shared.matcher_source()
+    assert "T[" in src2 and "A[" in src2 and "F[" not in src2
+    assert re.search(r"^# a\d+: SourceImageSequence", src2, re.M)
+    for raw in (make(None, "Doe^John", "Thorax"), make(None, "Doe^John", "Thorax", ImplicitVRLittleEndian)):
+        fast = [r.name for r in shared.match(dcmread(BytesIO(raw), stop_before_pixels=True), ArrivalMeta())]
+        slow = [r.name for r in shared.match(dcmread(BytesIO(raw), stop_before_pixels=True), ArrivalMeta(), [])]
+        assert fast == slow
     assert "# ruleset 'b' (first_match)" in src and "elif" in src
     assert engine._fast_matcher() is not None
 

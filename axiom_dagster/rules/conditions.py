@@ -856,7 +856,7 @@ _RAW_VALUE = RawDataElement._fields.index("value")
 _RAW_LITTLE = RawDataElement._fields.index("is_little_endian")
 
 
-def fused_test(leaf: Leaf):
+def fused_test(leaf: Leaf, shared: bool = False):
     """(ds._dict, ctx) -> bool, the same as `leaf.value_test()` on `ctx.values(leaf.path)`,
     for a value leaf on one standard attribute whose dictionary VR has a raw decoder
     (fastvalues.DECODERS); None for other leaves.
@@ -876,6 +876,9 @@ def fused_test(leaf: Leaf):
         return _fused_meta(leaf)
     if len(path.steps) == 1 and path.steps[0].tag is None:
         return _fused_private(leaf)
+    if len(path.steps) == 2 and path.steps[0].tag is not None and path.steps[1].tag is not None:
+        # a sequence walk: fused only when no other leaf reads the path (`shared`)
+        return None if shared else _fused_nested(leaf)
     if not single_tag(path):
         return None
     step = path.steps[0]
@@ -1056,6 +1059,33 @@ def _fused_private(leaf: Leaf):
                             return test((values, True, vr))
         return test(slow_read(ctx))
     return fused_private
+
+
+def _fused_nested(leaf: Leaf):
+    """A value leaf on `Seq[*].X` / `Seq[n].X` (standard tags): `_nested_reader` and
+    the value test in one call."""
+    path = leaf.path
+    first, last = path.steps
+    probe, want, dict_vr, index, last_index = _fv.FastTag(first.tag), last.tag, path.vr, first.index, last.index
+    test, slow_read = leaf.value_test(), _reader(path)
+    empty = leaf.op in _NEGATIVE
+    nested_values, raw_class = _fv.nested_values, RawDataElement
+
+    def fused_nested(d, ctx):
+        e = d.get(probe)
+        if e is None:
+            return empty
+        if e.__class__ is raw_class and ctx.raw_ok:
+            codec = ctx.codec
+            if codec is _UNSET:
+                codec = ctx._codec()
+            try:
+                values, found, vr = nested_values(e, index, want, last_index, codec)
+            except _READ_ERRORS:
+                return test(slow_read(ctx))
+            return test((values, found, (vr if found else dict_vr)))
+        return test(slow_read(ctx))
+    return fused_nested
 
 
 def _plain_ds(s: str) -> bool:

@@ -42,6 +42,7 @@ class _Generator:
         self.A: list[Any] = []  # per attribute: (ds._dict, ctx) -> (values, present, vr)
         self.F: list[Any] = []  # per leaf: (ds._dict, ctx) -> bool (fused read and test)
         self.notes: list[str] = []
+        self.readers: dict[tuple, int] = {}  # path steps -> how many distinct leaves read it
 
     def const(self, obj) -> str:
         self.consts.append(obj)
@@ -60,7 +61,7 @@ class _Generator:
         i = self.leaves.get(leaf)
         if i is None:
             i = self.leaves[leaf] = len(self.leaves)
-            fused = fused_test(leaf)
+            fused = fused_test(leaf, shared=self.readers.get(path.steps if path else None, 0) > 1)
             read = path_reader(path) if path is not None and fused is None else None
             self.F.append(fused)
             if fused is not None:
@@ -127,7 +128,23 @@ class _Generator:
             g.append(f"{self.const(obj.schedule)}.active(when)")
         return g
 
+    def count_readers(self, node, seen: set) -> None:
+        if isinstance(node, Leaf):
+            if node not in seen and node.path is not None:
+                seen.add(node)
+                self.readers[node.path.steps] = self.readers.get(node.path.steps, 0) + 1
+        elif isinstance(node, Not):
+            self.count_readers(node.child, seen)
+        elif isinstance(node, (All, AnyOf)):
+            for child in node.children:
+                self.count_readers(child, seen)
+
     def source(self, rulesets) -> str:
+        seen: set = set()
+        for rs in rulesets:
+            for rule in rs.rules:
+                if rule.condition is not None:
+                    self.count_readers(rule.condition, seen)
         body: list[str] = []
         known: set[str] = set()  # locals set on every path through the code so far
         for rs in rulesets:
