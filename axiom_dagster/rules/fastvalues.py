@@ -317,7 +317,14 @@ def item_hits(buf: bytes, implicit: bool, want: int, index) -> list[tuple[bytes,
         while pos < end:
             if end - pos < 8:
                 raise Fallback
-            tag, vr, vlen, vstart = _element_header(buf, pos, implicit)
+            if implicit:
+                tag, vr, vlen, vstart = _element_header(buf, pos, True)
+            else:  # _element_header's common explicit case inline: a 2-byte length
+                group, elem, vr, vlen = _TAG_VR_LENGTH(buf, pos)
+                if group == 0xFFFE or vr in _EXPLICIT_LONG:
+                    tag, vr, vlen, vstart = _element_header(buf, pos, False)
+                else:
+                    tag, vstart = group << 16 | elem, pos + 8
             if undefined and (tag == 0xFFFEE00D or tag == 0xFFFEE0DD):
                 pos = vstart
                 break
