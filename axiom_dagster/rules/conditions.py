@@ -1028,7 +1028,8 @@ def _fused_private(leaf: Leaf):
     first = _fv.FastTag((group << 16) | 0x10)  # the first block's creator
     probe = _fv.FastTag((group << 16) | 0x1000 | offset)  # the element in that block
     test, slow_read = leaf.value_test(), _reader(path)
-    empty = leaf.op in _NEGATIVE
+    empty, match_all = leaf.op in _NEGATIVE, leaf.match_all
+    preds: dict[str, Any] = {}  # VR -> the leaf's predicate
     decoders = _fv.DECODERS
     raw_class, i_vr, i_value, i_little = RawDataElement, _RAW_VR, _RAW_VALUE, _RAW_LITTLE
 
@@ -1056,7 +1057,14 @@ def _fused_private(leaf: Leaf):
                                 return test(slow_read(ctx))
                             if index is not None:
                                 values = values[index : index + 1]
-                            return test((values, True, vr))
+                            if not values:  # value_test on (values, True, vr), inline
+                                return empty
+                            pred = preds.get(vr)
+                            if pred is None:
+                                pred = preds[vr] = leaf._predicate(vr)
+                            if len(values) == 1:
+                                return pred(values[0])
+                            return all(map(pred, values)) if match_all else any(map(pred, values))
         return test(slow_read(ctx))
     return fused_private
 
