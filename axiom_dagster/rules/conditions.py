@@ -910,6 +910,7 @@ def fused_test(leaf: Leaf, shared: bool = False):
     one = index is None or index == 0  # a single value is the one selected
     is_int = number is str.isdigit  # the decoders' plain spellings: IS digits, DS one '.' too
     any_text = inline in ("eq", "in") and not match_all  # several text values, tested inline
+    split_any = any_text and index is None and dict_vr in _fv._SPLIT_RSTRIP_ALL
     # IS/DS: a plain number's text always converts, so `pred` is a float comparison
     fcmp = fb = None
     if kind == "number":
@@ -987,6 +988,13 @@ def fused_test(leaf: Leaf, shared: bool = False):
                 if not data:
                     return empty
                 if not (one and data.isascii() and 27 not in data and 92 not in data):
+                    if split_any and data.isascii() and 27 not in data:
+                        # several ASCII values of a CS/UI/AS (the decoder: the text
+                        # right-stripped, split, empty values dropped), eq/in inline
+                        vals = [v.strip() for v in data.decode("ascii").rstrip(" \x00").split("\\") if v != ""]
+                        if not vals:
+                            return empty
+                        return target in vals if inline == "eq" else not target.isdisjoint(vals)
                     return decoded(e, data, ctx)
                 s = data.decode("ascii").rstrip(" \x00")
                 if not s:
