@@ -547,7 +547,8 @@ def test_fused_leaf_equals_eval(charset, name, desc, ts):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on the invalid IS/DS spellings
 @pytest.mark.parametrize("vr,tag", [("IS", 0x00200013), ("DS", 0x00180050), ("LO", 0x00081030), ("SH", 0x00081010),
-                                    ("CS", 0x00080060), ("PN", 0x00100010), ("LT", 0x00204000), ("AE", 0x00081010)])
+                                    ("CS", 0x00080060), ("PN", 0x00100010), ("LT", 0x00204000), ("AE", 0x00081010),
+                                    ("US", 0x00280010), ("FD", 0x00189345)])
 def test_fused_leaf_on_odd_raw_values(vr, tag):
     """fused_test's single-value shortcuts vs Leaf._eval on the spellings the decoders
     care about (padding, backslashes, empty values, numbers pydicom refuses), both byte

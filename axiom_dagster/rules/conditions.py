@@ -894,6 +894,8 @@ def fused_test(leaf: Leaf, shared: bool = False):
         kind, number = "number", str.isdigit
     elif dict_vr == "DS":
         kind, number = "number", _plain_ds
+    elif dict_vr in _fv._BINARY:
+        kind, number = "binary", None
     else:
         kind, number = "other", None
     probe = _fv.FastTag(step.tag)
@@ -913,7 +915,7 @@ def fused_test(leaf: Leaf, shared: bool = False):
     split_any = any_text and index is None and dict_vr in _fv._SPLIT_RSTRIP_ALL
     # IS/DS: a plain number's text always converts, so `pred` is a float comparison
     fcmp = fb = None
-    if kind == "number":
+    if kind in ("number", "binary"):  # normaliser(vr) is _to_float for both
         if op in _ORDER:
             fb = leaf._ordered_target(dict_vr, _to_float)  # normaliser(IS/DS) is _to_float
             fcmp = _ORDER[op] if fb is not None else None
@@ -963,6 +965,26 @@ def fused_test(leaf: Leaf, shared: bool = False):
                     return decoded(e, data, ctx)
             return test(slow_read(ctx))
         return fused_number
+
+    if kind == "binary":
+        fmt = _fv._BINARY[dict_vr]
+        size = _fv._BINARY_SIZE[fmt]
+        unpack = {True: struct.Struct("<" + fmt).unpack, False: struct.Struct(">" + fmt).unpack}
+
+        def fused_binary(d, ctx):
+            e = d.get(probe)
+            if e is None:
+                return empty
+            if e.__class__ is raw_class and ctx.raw_ok:
+                data = e[i_value]
+                vr = e[i_vr]
+                if (vr == dict_vr or not vr) and data is not None:
+                    if one and len(data) == size:  # the decoder's single value
+                        v = unpack[e[i_little]](data)[0]
+                        return pred(v) if fcmp is None else fcmp(float(v), fb)
+                    return decoded(e, data, ctx) if data else empty
+            return test(slow_read(ctx))
+        return fused_binary
 
     if kind == "other":
         def fused(d, ctx):
