@@ -6,7 +6,6 @@ rename) and its row is in the arrival ledger. Receivers acknowledge only after t
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
 from .arrival import ArrivalMeta
+from .group_commit import GroupCommitLedger
 from .quarantine import quarantine_file
 from .state import StateStore
 from .uids import InvalidUID, require_uid
@@ -81,46 +81,28 @@ class LandingZone:
         # UIDs were validated by InstanceIds.validated: digits and dots only.
         return self.root / arrival_date / ids.study_uid / f"{ids.sop_uid}.dcm"
 
-    def land(
-        self, ids: InstanceIds, write: Callable[[object], None], meta: ArrivalMeta, *, durable: bool = True
-    ) -> int:
+    def land(self, ids: InstanceIds, write: Callable[[object], None], meta: ArrivalMeta) -> int:
         """Write one instance with `write(fileobj)`, make it durable, append the ledger row.
 
-        Returns the ledger id. With durable=False the fsync is left to the caller (bulk
-        imports call os.sync() once before their ledger rows are written).
+        Returns the ledger id; the caller acknowledges the instance only after that.
         """
         arrival_date = meta.received_at.strftime("%Y-%m-%d")
         final = self.path_for(ids, arrival_date)
-        self._ensure_dir(final.parent, durable)
-        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+        self._ensure_dir(final.parent)
         try:
-            try:
-                fh = open(tmp, "wb")
-            except FileNotFoundError:  # folder removed behind our back (cleanup): forget, redo
-                self._durable_dirs.clear()
-                self._ensure_dir(final.parent, durable)
-                fh = open(tmp, "wb")
-            with fh:
-                write(fh)
-                fh.flush()
-                size = fh.tell()
-                if durable:
-                    # fdatasync: data plus the size/allocation needed to read it back reach the
-                    # disk (only timestamps may lag): all an acknowledged instance needs.
-                    os.fdatasync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        if durable:
-            # The rename is a change of the folder: fsync it before the ledger row points here.
-            _fsync_dir(final.parent)
+            size = _write_atomically(final, write, sync=True)
+        except FileNotFoundError:  # folder removed behind our back (cleanup): forget, redo
+            self._durable_dirs.clear()
+            self._ensure_dir(final.parent)
+            size = _write_atomically(final, write, sync=True)
+        # The rename is a change of the folder: fsync it before the ledger row points here.
+        _fsync_dir(final.parent)
         return self._ledger.append(self._ledger_values(ids, final, size, meta, arrival_date))
 
-    def _ensure_dir(self, folder: Path, durable: bool) -> None:
-        """mkdir -p `folder` below the root; with durable=True each level's entry in its parent
-        is fsynced once per process (a new study folder must not vanish after a crash with the
-        acknowledged files in it), then remembered so later instances skip mkdir and fsync."""
+    def _ensure_dir(self, folder: Path) -> None:
+        """mkdir -p `folder` below the root, each level's entry in its parent fsynced once per
+        process (a new study folder must not vanish after a crash with the acknowledged files
+        in it), then remembered so later instances skip mkdir and fsync."""
         if folder in self._durable_dirs:
             return
         levels = [folder, *folder.parents]
@@ -129,11 +111,10 @@ class LandingZone:
             if d in self._durable_dirs:
                 continue
             d.mkdir(parents=True, exist_ok=True)
-            if durable:
-                _fsync_dir(d.parent)  # also for a folder found existing: made by whom, synced?
-                if len(self._durable_dirs) > 100_000:
-                    self._durable_dirs.clear()  # bounded memory; a miss costs one mkdir + fsync
-                self._durable_dirs.add(d)
+            _fsync_dir(d.parent)  # also for a folder found existing: made by whom, synced?
+            if len(self._durable_dirs) > 100_000:
+                self._durable_dirs.clear()  # bounded memory; a miss costs one mkdir + fsync
+            self._durable_dirs.add(d)
 
     def import_files(self, paths: Iterable[Path], meta: ArrivalMeta) -> "ImportReport":
         """Land existing files (e.g. `axiom land <folder>`); non-DICOM files are quarantined.
@@ -158,10 +139,8 @@ class LandingZone:
             arrival_date = meta.received_at.strftime("%Y-%m-%d")
             final = self.path_for(ids, arrival_date)
             final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-            _copy(path, tmp)
-            os.replace(tmp, final)
-            pending.append(self._ledger_values(ids, final, final.stat().st_size, meta, arrival_date))
+            size = _write_atomically(final, lambda fh, src=path: _sendfile(src, fh), sync=False)
+            pending.append(self._ledger_values(ids, final, size, meta, arrival_date))
             report.landed += 1
             report.bytes += pending[-1]["size"]
             if len(pending) >= 500:
@@ -191,65 +170,6 @@ class LandingZone:
         )
 
 
-class _Pending:
-    __slots__ = ("values", "done", "id", "error")
-
-    def __init__(self, values: dict):
-        self.values = values
-        self.done = False
-        self.id: int | None = None
-        self.error: BaseException | None = None
-
-
-class GroupCommitLedger:
-    """Ledger appends from concurrent receiver threads, several rows per commit.
-
-    Leader/follower group commit, no extra thread and no added wait: a caller that finds no
-    commit in progress commits every row queued so far (its own included) in one transaction;
-    callers arriving meanwhile queue and wait, and the next of them to wake commits the next
-    group. One association alone commits row by row as before. Every caller returns only
-    after the transaction holding its row committed (or raises its error): the durability of
-    each acknowledged row is that of a single-row commit.
-    """
-
-    def __init__(self, store: StateStore):
-        self.store = store
-        self._cv = threading.Condition()
-        self._queue: list[_Pending] = []
-        self._busy = False
-
-    def append(self, values: dict) -> int:
-        req = _Pending(values)
-        with self._cv:
-            self._queue.append(req)
-            while self._busy and not req.done:
-                self._cv.wait()
-            if req.done:
-                return _result(req)
-            self._busy = True
-            batch, self._queue = self._queue, []
-        try:
-            ids = self.store.append_ledger_group([r.values for r in batch])
-            for r, ledger_id in zip(batch, ids):
-                r.id = ledger_id
-        except BaseException as exc:  # the whole group failed: every caller sees the error
-            for r in batch:
-                r.error = exc
-        finally:
-            with self._cv:
-                for r in batch:
-                    r.done = True
-                self._busy = False
-                self._cv.notify_all()
-        return _result(req)
-
-
-def _result(req: _Pending) -> int:
-    if req.error is not None:
-        raise req.error
-    return req.id
-
-
 @dataclass
 class ImportReport:
     landed: int = 0
@@ -266,9 +186,29 @@ def iter_files(folder: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
-def _copy(src: Path, dst: Path) -> None:
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        os.sendfile(fout.fileno(), fin.fileno(), 0, os.fstat(fin.fileno()).st_size)
+def _write_atomically(final: Path, write: Callable[[object], None], *, sync: bool) -> int:
+    """Write to a temp file beside `final`, optionally fdatasync it, rename it into place;
+    return the size. A failure leaves no file behind."""
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            size = fh.tell()
+            if sync:
+                # fdatasync: data plus the size/allocation needed to read it back reach the
+                # disk (only timestamps may lag): all an acknowledged instance needs.
+                os.fdatasync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size
+
+
+def _sendfile(src: Path, fh) -> None:
+    with open(src, "rb") as fin:
+        os.sendfile(fh.fileno(), fin.fileno(), 0, os.fstat(fin.fileno()).st_size)
 
 
 def _fsync_dir(folder: Path) -> None:

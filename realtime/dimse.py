@@ -261,7 +261,7 @@ class DicomListenerService:
                                source_ip=state.ip, association_id=state.id,
                                received_at=datetime.now(timezone.utc))
             try:
-                ledger_id = self.zone.land(ids, write, meta, durable=True)
+                ledger_id = self.zone.land(ids, write, meta)
             except OSError as exc:
                 reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io_error"
                 return self._fail(state, STATUS_OUT_OF_RESOURCES, reason, f"{reason}: {exc.strerror}")

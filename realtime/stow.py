@@ -201,7 +201,7 @@ def _land_one(zone, metrics, part: Part, index: int, url_study, client_ip, assoc
     meta = ArrivalMeta(source=SOURCE, source_ip=client_ip, association_id=assoc_id,
                        received_at=datetime.now(timezone.utc))
     try:
-        zone.land(ids, write, meta, durable=True)
+        zone.land(ids, write, meta)
     except OSError as exc:
         return fail(FAILURE_OUT_OF_RESOURCES, "io_error", f"cannot write: {exc.strerror}", ids)
     except SQLAlchemyError as exc:

@@ -75,7 +75,7 @@ def test_stale_requested_batches(store: StateStore):
 def test_group_commit_ledger_concurrent_appends(store: StateStore):
     import threading
 
-    from axiom_dagster.landing import GroupCommitLedger
+    from axiom_dagster.group_commit import GroupCommitLedger
 
     ledger = GroupCommitLedger(store)
     groups = []
@@ -107,7 +107,7 @@ def test_group_commit_ledger_concurrent_appends(store: StateStore):
 def test_group_commit_ledger_error_reaches_every_caller_of_the_group(store: StateStore):
     import pytest
 
-    from axiom_dagster.landing import GroupCommitLedger
+    from axiom_dagster.group_commit import GroupCommitLedger
 
     ledger = GroupCommitLedger(store)
     with pytest.raises(Exception):
