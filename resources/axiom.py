@@ -1,6 +1,5 @@
 """The Dagster resource that hands assets and sensors the configuration and state store."""
 
-
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
@@ -8,13 +7,24 @@ from axiom_dagster.config import AxiomConfig
 from axiom_dagster.settings import load_default_config
 from axiom_dagster.state import StateStore
 
+# One store (engine, connection pool) per URL per process, migrated once: Dagster builds a
+# new resource for every sensor tick and run, which must not mean a new pool and migration.
+_STORES: dict[str, StateStore] = {}
+
+
+def shared_store(url: str) -> StateStore:
+    if url not in _STORES:
+        store = StateStore(url)
+        store.migrate()
+        _STORES[url] = store
+    return _STORES[url]
+
 
 class AxiomResource(ConfigurableResource):
     """config_path: the YAML configuration; empty means $AXIOM_CONFIG or config/axiom.yaml."""
 
     config_path: str = ""
     _config: AxiomConfig | None = PrivateAttr(default=None)
-    _store: StateStore | None = PrivateAttr(default=None)
 
     @property
     def config(self) -> AxiomConfig:
@@ -24,7 +34,4 @@ class AxiomResource(ConfigurableResource):
 
     @property
     def store(self) -> StateStore:
-        if self._store is None:
-            self._store = StateStore(self.config.state_store_url)
-            self._store.migrate()
-        return self._store
+        return shared_store(self.config.state_store_url)

@@ -43,15 +43,19 @@ def test_batches_studies_and_second_tick_requests_nothing(tmp_path, store_url):
     assert second.cursor == first.cursor
 
 
+def _land_on_open_association(tmp_path, config, store, assoc_id: str) -> None:
+    """One instance from a sender that is still connected: its association stays open."""
+    src = small_archive(tmp_path / "in", studies=1, series=1, instances=1)[0]
+    store.open_association(assoc_id, "ct-scanner", "CT1", "AXIOM", "127.0.0.1")
+    zone = LandingZone(config.landing_path, config.quarantine_path, store)
+    meta = ArrivalMeta(source="ct-scanner", calling_ae="CT1", association_id=assoc_id)
+    zone.land(read_instance_ids(src), lambda fh: fh.write(src.read_bytes()), meta)
+
+
 def test_incomplete_study_waits_for_quiet_period(tmp_path, store_url):
     config, resource = _resource(tmp_path, store_url, quiet_period_seconds=1.0)
-    src = small_archive(tmp_path / "in", studies=1, series=1, instances=2)
     store = resource.store
-    # A sender that is still connected: its association stays open.
-    store.open_association("assoc-1", "ct-scanner", "CT1", "AXIOM", "127.0.0.1")
-    zone = LandingZone(config.landing_path, config.quarantine_path, store)
-    meta = ArrivalMeta(source="ct-scanner", calling_ae="CT1", association_id="assoc-1")
-    zone.land(read_instance_ids(src[0]), lambda fh: fh.write(src[0].read_bytes()), meta)
+    _land_on_open_association(tmp_path, config, store, "assoc-1")
 
     first = _tick(resource)
     assert first.run_requests == [] and first.cursor == "1"
@@ -65,11 +69,8 @@ def test_incomplete_study_waits_for_quiet_period(tmp_path, store_url):
 
 def test_closed_association_completes_study_before_quiet_period(tmp_path, store_url):
     config, resource = _resource(tmp_path, store_url, quiet_period_seconds=3600)
-    src = small_archive(tmp_path / "in", studies=1, series=1, instances=1)
     store = resource.store
-    store.open_association("assoc-2", "mr", "MR1", "AXIOM", "127.0.0.1")
-    zone = LandingZone(config.landing_path, config.quarantine_path, store)
-    zone.land(read_instance_ids(src[0]), lambda fh: fh.write(src[0].read_bytes()), ArrivalMeta(association_id="assoc-2"))
+    _land_on_open_association(tmp_path, config, store, "assoc-2")
     assert _tick(resource).run_requests == []
     store.close_association("assoc-2", 1)
     assert len(_tick(resource, "1").run_requests) == 1
