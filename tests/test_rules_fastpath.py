@@ -519,9 +519,9 @@ FUSED_OPS = COMPILED_OPS + [("in", ["ORIGINAL", "X"]), ("not_in", ["ORIGINAL"]),
 @pytest.mark.parametrize("ts", SYNTAXES, ids=lambda t: t.name)
 @pytest.mark.parametrize("charset,name,desc", CASES)
 def test_fused_leaf_equals_eval(charset, name, desc, ts):
-    """conditions.fused_test (read, decode and test in one call; single ASCII values
+    """fused.fused_test (read, decode and test in one call; single ASCII values
     inline) == Leaf._eval, per path, op and option, on raw and on converted elements."""
-    from axiom_dagster.rules.conditions import fused_test
+    from axiom_dagster.rules.fused import fused_test
 
     raw = make(charset, name, desc, ts)
     meta = ArrivalMeta()
@@ -556,7 +556,7 @@ def test_fused_leaf_on_odd_raw_values(vr, tag):
     from pydicom.dataelem import RawDataElement
     from pydicom.tag import BaseTag
 
-    from axiom_dagster.rules.conditions import fused_test
+    from axiom_dagster.rules.fused import fused_test
 
     texts = [b"120", b"057", b"1.0", b".5", b"1.", b" 12 ", b"1e3", b"+1", b"-2.50", b"1.5", b".", b"1..2",
              b"12 ", b"  ", b"1\\2", b"1\\", b"\\", b"abc", b"1 2", b"\x001", b"1\x00", b"AB \\ C ", b"x\\\\y",
@@ -589,7 +589,7 @@ def test_fused_leaf_on_odd_raw_values(vr, tag):
 def test_fused_private_and_meta_leaves_equal_eval():
     """fused_test on private attributes (creator in block 0x10, later, missing; raw and
     converted; both syntaxes) and on arrival metadata == Leaf._eval."""
-    from axiom_dagster.rules.conditions import fused_test
+    from axiom_dagster.rules.fused import fused_test
 
     metas = [ArrivalMeta(calling_ae="CT01", source_ip="10.1.2.3"), ArrivalMeta(calling_ae="", source_ip=None),
              ArrivalMeta(calling_ae=" ct01 ", source_ip="192.168.1.1")]

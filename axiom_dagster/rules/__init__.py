@@ -1,5 +1,5 @@
 """DICOM rule engine: conditions, routing and tag morphing over pydicom (no Dagster)."""
-from .conditions import ConfigError, TagPath
+from .paths import ConfigError, TagPath
 from .crosswalk import CrosswalkLookup, FileCrosswalk
 from .engine import RuleEngine, RuleTrace, compile_rules
 from .models import (

@@ -27,7 +27,7 @@ from pydicom.multival import MultiValue
 
 from ..deid.profile import DeidProfile, shift_dates
 from ..deid.uidmap import UIDMapper
-from .conditions import ConfigError, TagPath, element_values
+from .paths import ConfigError, TagPath, element_values
 from .crosswalk import normalise_key
 from .models import Action
 

@@ -14,7 +14,7 @@ What makes it cheaper than walking the condition trees:
   decoded values (`Leaf.value_test`). `exists`/`not_exists` on a standard attribute
   are `K[k] in d`;
 - a value leaf on one standard attribute with a raw decoder, on a private attribute,
-  or on arrival metadata is one call `F[i](d, ctx)` (`conditions.fused_test`: read,
+  or on arrival metadata is one call `F[i](d, ctx)` (`fused.fused_test`: read,
   decode and test together; the common single ASCII value inline), falling back to
   the shared reader and value test;
 - other leaves (deeper paths, exists on them) are their closures `Leaf.compiled()`;
@@ -28,7 +28,8 @@ import itertools
 from typing import Any, Callable
 
 from . import fastvalues as _fv
-from .conditions import All, AnyOf, Leaf, Node, Not, fused_test, path_reader, single_tag
+from .conditions import All, AnyOf, Leaf, Node, Not, path_reader, single_tag
+from .fused import fused_test
 
 
 class _Generator:
