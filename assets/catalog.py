@@ -11,7 +11,7 @@ from dagster import (
     define_asset_job,
 )
 
-from axiom_dagster.catalog import compact_partition, connect, partitions
+from axiom_dagster.catalog.tables import compact_partition, connect, partitions
 from resources import AxiomResource
 
 

@@ -20,9 +20,9 @@ from dagster import (
     multi_asset,
 )
 
-from axiom_dagster.catalog import REQUIRED_COLUMNS
-from axiom_dagster.morphers import morpher_factory
-from axiom_dagster.pipeline import BatchResult, run_batch
+from axiom_dagster.catalog.tables import REQUIRED_COLUMNS
+from axiom_dagster.pipeline.morphers import morpher_factory
+from axiom_dagster.pipeline.run import BatchResult, run_batch
 from resources import AxiomResource
 
 arrival_partitions = DailyPartitionsDefinition(start_date="2024-01-01", end_offset=1)

@@ -7,8 +7,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from .config import ConfigError
-from .deid.uidmap import MissingSecretError
+from axiom_dagster.config.models import ConfigError
+from axiom_dagster.deid.uidmap import MissingSecretError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,13 +96,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _config(args):
-    from .settings import load_default_config
+    from axiom_dagster.config.settings import load_default_config
 
     return load_default_config(args.config)
 
 
 def _store(config):
-    from .state import StateStore
+    from axiom_dagster.store.state import StateStore
 
     store = StateStore(config.state_store_url)
     store.migrate()
@@ -110,7 +110,7 @@ def _store(config):
 
 
 def cmd_synth(args) -> int:
-    from .synth import SynthSpec, generate_archive
+    from axiom_dagster.synth import SynthSpec, generate_archive
 
     spec = SynthSpec(args.studies, args.series, args.instances, args.rows, args.columns, args.seed, args.start_date, args.days)
     started = time.perf_counter()
@@ -120,8 +120,8 @@ def cmd_synth(args) -> int:
 
 
 def cmd_land(args) -> int:
-    from .arrival import ArrivalMeta
-    from .landing import LandingZone, iter_files
+    from axiom_dagster.ingest.arrival import ArrivalMeta
+    from axiom_dagster.ingest.landing import LandingZone, iter_files
 
     config = _config(args)
     zone = LandingZone(config.landing_path, config.quarantine_path, _store(config))
@@ -138,7 +138,7 @@ def cmd_land(args) -> int:
 
 
 def cmd_sql(args) -> int:
-    from .catalog import connect
+    from axiom_dagster.catalog.tables import connect
 
     config = _config(args)
     con = connect(config.catalog_path)
@@ -167,9 +167,9 @@ def _compiled_rules(config_file: Path):
     """Load a configuration and compile its rules; errors name the file, line and field."""
     import yaml
 
-    from .config import load_config, locate, parse_field_path
-    from .rules import ConfigError as RulesError
-    from .rules import compile_rules
+    from axiom_dagster.config.models import load_config, locate, parse_field_path
+    from axiom_dagster.rules import ConfigError as RulesError
+    from axiom_dagster.rules import compile_rules
 
     config = load_config(config_file)
     try:
@@ -191,8 +191,8 @@ def cmd_rules_check(args) -> int:
 def cmd_rules_test(args) -> int:
     from pydicom import dcmread
 
-    from .arrival import ArrivalMeta
-    from .rules.explain import explain
+    from axiom_dagster.ingest.arrival import ArrivalMeta
+    from axiom_dagster.rules.explain import explain
 
     config, engine = _compiled_rules(args.config_file)
     ds = dcmread(args.dicom_file)
@@ -202,7 +202,7 @@ def cmd_rules_test(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from axiom_dagster.demo import run_demo
 
     return run_demo(_config(args), args.config, studies=args.studies, series=args.series, instances=args.instances)
 
@@ -214,7 +214,7 @@ def cmd_realtime(args) -> int:
 
 
 def cmd_apikey_create(args) -> int:
-    from .apikeys import create_key
+    from axiom_dagster.store.apikeys import create_key
 
     try:
         key, secret = create_key(_store(_config(args)).engine, args.name, args.role)
@@ -227,7 +227,7 @@ def cmd_apikey_create(args) -> int:
 
 
 def cmd_apikey_revoke(args) -> int:
-    from .apikeys import revoke_key
+    from axiom_dagster.store.apikeys import revoke_key
 
     if revoke_key(_store(_config(args)).engine, args.name):
         print(f"revoked {args.name}")
@@ -237,7 +237,7 @@ def cmd_apikey_revoke(args) -> int:
 
 
 def cmd_apikey_list(args) -> int:
-    from .apikeys import list_keys
+    from axiom_dagster.store.apikeys import list_keys
 
     for k in list_keys(_store(_config(args)).engine):
         state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"

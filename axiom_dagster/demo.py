@@ -6,12 +6,12 @@ import os
 import time
 from pathlib import Path
 
-from .arrival import ArrivalMeta
-from .catalog import connect
-from .config import AxiomConfig
-from .landing import LandingZone, iter_files
-from .state import StateStore
-from .synth import SynthSpec, generate_archive
+from axiom_dagster.ingest.arrival import ArrivalMeta
+from axiom_dagster.catalog.tables import connect
+from axiom_dagster.config.models import AxiomConfig
+from axiom_dagster.ingest.landing import LandingZone, iter_files
+from axiom_dagster.store.state import StateStore
+from axiom_dagster.synth import SynthSpec, generate_archive
 
 
 def run_demo(config: AxiomConfig, config_path: str | None, *, studies: int, series: int, instances: int) -> int:
@@ -20,7 +20,7 @@ def run_demo(config: AxiomConfig, config_path: str | None, *, studies: int, seri
     from resources import AxiomResource
     from sensors.landing import landing_sensor
 
-    from .definitions import defs
+    from axiom_dagster.definitions import defs
 
     started = time.perf_counter()
     spec = SynthSpec(studies=studies, series_per_study=series, instances_per_series=instances, seed=7)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
-from axiom_dagster.config import parse_config  # noqa: E402
+from axiom_dagster.config.models import parse_config  # noqa: E402
 from axiom_dagster.synth import SynthSpec, generate_archive  # noqa: E402
 
 DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
@@ -108,7 +108,7 @@ class Service:
         from realtime.service import RealtimeService, _Server
         import uvicorn
 
-        from axiom_dagster.apikeys import create_key
+        from axiom_dagster.store.apikeys import create_key
 
         self.port, self.http_port = free_port(), free_port()
         data = {

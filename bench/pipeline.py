@@ -23,10 +23,10 @@ from pydicom import dcmread
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from axiom_dagster.arrival import ArrivalMeta  # noqa: E402
-from axiom_dagster.config import AxiomConfig, FilesystemDestination, PipelineConfig  # noqa: E402
-from axiom_dagster.landing import LandingZone  # noqa: E402
-from axiom_dagster.state import StateStore  # noqa: E402
+from axiom_dagster.ingest.arrival import ArrivalMeta  # noqa: E402
+from axiom_dagster.config.models import AxiomConfig, FilesystemDestination, PipelineConfig  # noqa: E402
+from axiom_dagster.ingest.landing import LandingZone  # noqa: E402
+from axiom_dagster.store.state import StateStore  # noqa: E402
 from axiom_dagster.synth import SynthSpec, generate_archive  # noqa: E402
 
 

@@ -24,7 +24,7 @@ from pydicom.dataset import FileMetaDataset  # noqa: E402
 from pydicom.filewriter import dcmwrite  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 
-from axiom_dagster.arrival import ArrivalMeta  # noqa: E402
+from axiom_dagster.ingest.arrival import ArrivalMeta  # noqa: E402
 from axiom_dagster.deid import DeidOptions, DeidProfile, UIDMapper  # noqa: E402
 from axiom_dagster.rules import compile_rules  # noqa: E402
 from axiom_dagster.rules.actions import clone_dataset  # noqa: E402

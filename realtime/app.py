@@ -15,10 +15,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import func, select, text
 from starlette.concurrency import run_in_threadpool
 
-from axiom_dagster.config import AxiomConfig
-from axiom_dagster.landing import LandingZone
-from axiom_dagster.schema import associations, ledger
-from axiom_dagster.uids import is_valid_uid
+from axiom_dagster.config.models import AxiomConfig
+from axiom_dagster.ingest.landing import LandingZone
+from axiom_dagster.store.schema import associations, ledger
+from axiom_dagster.dicom.uids import is_valid_uid
 
 from . import stow
 from .auth import Authenticator, Principal, requirer

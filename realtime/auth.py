@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import jwt
 from fastapi import HTTPException, Request
 
-from axiom_dagster.apikeys import KEY_PREFIX, ROLES, has_permission, verify_key
-from axiom_dagster.listeners_config import AuthConfig
+from axiom_dagster.store.apikeys import KEY_PREFIX, ROLES, has_permission, verify_key
+from axiom_dagster.config.listeners import AuthConfig
 
 
 @dataclass(frozen=True)

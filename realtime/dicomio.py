@@ -16,8 +16,8 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from axiom_dagster.landing import InstanceIds
-from axiom_dagster.uids import InvalidUID
+from axiom_dagster.ingest.landing import InstanceIds
+from axiom_dagster.dicom.uids import InvalidUID
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"

@@ -26,10 +26,10 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
 
-from axiom_dagster.arrival import ArrivalMeta
-from axiom_dagster.landing import LandingZone
-from axiom_dagster.listeners_config import DicomListener, TLSConfig
-from axiom_dagster.uids import InvalidUID
+from axiom_dagster.ingest.arrival import ArrivalMeta
+from axiom_dagster.ingest.landing import LandingZone
+from axiom_dagster.config.listeners import DicomListener, TLSConfig
+from axiom_dagster.dicom.uids import InvalidUID
 
 from .dicomio import Unreadable, dataset_uids, instance_ids, part10_prefix
 from .logs import correlation_id

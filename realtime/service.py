@@ -18,9 +18,9 @@ from pathlib import Path
 
 import uvicorn
 
-from axiom_dagster.config import AxiomConfig
-from axiom_dagster.landing import LandingZone
-from axiom_dagster.state import StateStore
+from axiom_dagster.config.models import AxiomConfig
+from axiom_dagster.ingest.landing import LandingZone
+from axiom_dagster.store.state import StateStore
 
 from .app import create_app
 from .dimse import DicomListenerService
@@ -142,7 +142,7 @@ class RealtimeService:
 def close_stale_associations(store: StateStore, sources: list[str]) -> int:
     from sqlalchemy import update
 
-    from axiom_dagster.schema import associations
+    from axiom_dagster.store.schema import associations
 
     with store.engine.begin() as conn:
         return conn.execute(

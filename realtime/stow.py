@@ -19,9 +19,9 @@ from pathlib import Path
 from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy.exc import SQLAlchemyError
 
-from axiom_dagster.arrival import ArrivalMeta
-from axiom_dagster.landing import InstanceIds, LandingZone
-from axiom_dagster.uids import InvalidUID
+from axiom_dagster.ingest.arrival import ArrivalMeta
+from axiom_dagster.ingest.landing import InstanceIds, LandingZone
+from axiom_dagster.dicom.uids import InvalidUID
 
 from .dicomio import Unreadable, part10_ids, part10_prefix
 from .metrics import Metrics

@@ -3,9 +3,9 @@
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
-from axiom_dagster.config import AxiomConfig
-from axiom_dagster.settings import load_default_config
-from axiom_dagster.state import StateStore
+from axiom_dagster.config.models import AxiomConfig
+from axiom_dagster.config.settings import load_default_config
+from axiom_dagster.store.state import StateStore
 
 # One store (engine, connection pool) per URL per process, migrated once: Dagster builds a
 # new resource for every sensor tick and run, which must not mean a new pool and migration.

@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
 
 from assets.study_pipeline import study_pipeline_job
-from axiom_dagster.batching import plan_tick
-from axiom_dagster.state import Batch
+from axiom_dagster.pipeline.batching import plan_tick
+from axiom_dagster.store.state import Batch
 from resources import AxiomResource
 
 

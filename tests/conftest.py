@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from axiom_dagster.config import AxiomConfig, FilesystemDestination, PipelineConfig
-from axiom_dagster.state import StateStore
+from axiom_dagster.config.models import AxiomConfig
+from axiom_dagster.store.state import StateStore
+from tests.helpers import make_config
 
 PG_ADMIN_URL = os.environ.get("AXIOM_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
@@ -63,25 +64,6 @@ def store(store_url):
     s.dispose()
 
 
-def make_config(root: Path, store_url: str, **pipeline) -> AxiomConfig:
-    settings = {"quiet_period_seconds": 0, "workers": 2, **pipeline}
-    return AxiomConfig(
-        landing={"path": root / "landing", "quarantine_path": root / "quarantine"},
-        state_store={"url": store_url},
-        catalog={"path": str(root / "catalog")},
-        pipeline=PipelineConfig(**settings),
-        destinations=[FilesystemDestination(name="archive", path=root / "routed")],
-        base_dir=root,
-    )
-
-
 @pytest.fixture
 def config(tmp_path, store_url) -> AxiomConfig:
     return make_config(tmp_path, store_url)
-
-
-def write_config_file(config: AxiomConfig, path: Path) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    return path

@@ -5,10 +5,12 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from axiom_dagster.arrival import ArrivalMeta
-from axiom_dagster.config import AxiomConfig
-from axiom_dagster.landing import ImportReport, LandingZone, iter_files
-from axiom_dagster.state import StateStore
+from axiom_dagster.ingest.arrival import ArrivalMeta
+import yaml
+
+from axiom_dagster.config.models import AxiomConfig, FilesystemDestination, PipelineConfig
+from axiom_dagster.ingest.landing import ImportReport, LandingZone, iter_files
+from axiom_dagster.store.state import StateStore
 from axiom_dagster.synth import SynthSpec, generate_archive
 
 
@@ -38,3 +40,20 @@ def retagged(src: Path, dst: Path, **attrs) -> Path:
 def land_folder(config: AxiomConfig, store: StateStore, folder: Path, source="test") -> ImportReport:
     zone = LandingZone(config.landing_path, config.quarantine_path, store)
     return zone.import_files(iter_files(folder), ArrivalMeta(source=source))
+
+
+def make_config(root: Path, store_url: str, **pipeline) -> AxiomConfig:
+    settings = {"quiet_period_seconds": 0, "workers": 2, **pipeline}
+    return AxiomConfig(
+        landing={"path": root / "landing", "quarantine_path": root / "quarantine"},
+        state_store={"url": store_url},
+        catalog={"path": str(root / "catalog")},
+        pipeline=PipelineConfig(**settings),
+        destinations=[FilesystemDestination(name="archive", path=root / "routed")],
+        base_dir=root,
+    )
+
+
+def write_config_file(config: AxiomConfig, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    return path

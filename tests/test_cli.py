@@ -1,7 +1,7 @@
 """The `axiom` commands a newcomer runs: synth, land, sql, migrate, demo."""
 from axiom_dagster.cli import main
 
-from .conftest import make_config, write_config_file
+from tests.helpers import make_config, write_config_file
 
 
 def test_synth_land_sql_and_demo(tmp_path, capsys, monkeypatch):

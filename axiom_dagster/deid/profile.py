@@ -37,8 +37,9 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.multival import MultiValue
 
-from .table_e1_1 import TABLE_EDITION, TableRow, lookup
-from .uidmap import UIDMapper
+from axiom_dagster.dicom import fastvalues
+from axiom_dagster.deid.table_e1_1 import TABLE_EDITION, TableRow, lookup
+from axiom_dagster.deid.uidmap import UIDMapper
 
 # CID 7050 De-identification Method codes (coding scheme DCM).
 CID_7050 = {
@@ -179,7 +180,7 @@ class DeidProfile:
     _codes: dict[int, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from .table_e1_1 import TABLE
+        from axiom_dagster.deid.table_e1_1 import TABLE
 
         self._codes = {tag: resolve_code(row, self.options, self.keep_references) for tag, row in TABLE.items()}
         for tag in self.keep:
@@ -308,7 +309,7 @@ class _Run:
     def _raw_values(self, tag: int) -> list | None:
         """The values of a top-level element still as read, decoded as pydicom would
         (empty values left out); None: not a raw element, or a case for pydicom."""
-        fv = _fastvalues()
+        fv = fastvalues
         raw = self._top._dict.get(tag)
         if raw is None:
             return [] if fv.pydicom_defaults() else None
@@ -322,7 +323,7 @@ class _Run:
     def codec(self) -> str | None:
         """The Python codec of the top-level dataset's text, when a plain one."""
         if self._codec is False:
-            self._codec = _fastvalues().dataset_codec(self._top)
+            self._codec = fastvalues.dataset_codec(self._top)
         return self._codec  # type: ignore[return-value]
 
     # -- traversal --------------------------------------------------------------------
@@ -541,17 +542,6 @@ _SCRUB_SOURCES = tuple(
 )
 # VRs whose text pydicom decodes with the Specific Character Set.
 _CHARSET_VRS = frozenset({"LO", "SH", "UC", "LT", "ST", "UT", "PN"})
-_FV = None
-
-
-def _fastvalues():
-    """axiom_dagster.rules.fastvalues, imported on first use (rules imports deid)."""
-    global _FV
-    if _FV is None:
-        from ..rules import fastvalues
-
-        _FV = fastvalues
-    return _FV
 
 
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})

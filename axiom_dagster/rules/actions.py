@@ -25,11 +25,11 @@ from pydicom import Dataset, Sequence
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.multival import MultiValue
 
-from ..deid.profile import DeidProfile, shift_dates
-from ..deid.uidmap import UIDMapper
-from .paths import ConfigError, TagPath, element_values
-from .crosswalk import normalise_key
-from .models import Action
+from axiom_dagster.deid.profile import DeidProfile, shift_dates
+from axiom_dagster.deid.uidmap import UIDMapper
+from axiom_dagster.rules.paths import ConfigError, TagPath, element_values
+from axiom_dagster.crosswalks.files import normalise_key
+from axiom_dagster.config.rules import Action
 
 _INT_VRS = {"IS", "US", "UL", "SS", "SL", "SV", "UV", "AT"}
 _FLOAT_VRS = {"DS", "FL", "FD"}

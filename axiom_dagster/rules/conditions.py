@@ -23,10 +23,10 @@ from typing import Any
 from pydicom import Dataset
 from pydicom.dataelem import RawDataElement
 
-from ..arrival import ArrivalMeta
-from . import fastvalues as _fv
-from .models import Condition
-from .paths import ConfigError, TagPath, element_values
+from axiom_dagster.ingest.arrival import ArrivalMeta
+from axiom_dagster.dicom import fastvalues as _fv
+from axiom_dagster.config.rules import Condition
+from axiom_dagster.rules.paths import ConfigError, TagPath, element_values
 
 
 # ---------------------------------------------------------------------------------------

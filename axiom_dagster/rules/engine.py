@@ -43,16 +43,16 @@ from pydicom import Dataset
 from pydicom import Sequence as DicomSequence
 from pydicom.dataelem import DataElement
 
-from ..arrival import ArrivalMeta
-from ..deid.profile import DeidOptions, DeidProfile
-from ..deid.uidmap import UIDMapper, check_key, secret_from_env
-from ..morph import DestinationCopy, MorphOutcome
-from .actions import ActionRun, CompiledAction, clone_dataset, compile_action
-from .conditions import ConfigError, EvalContext, TagPath, compile_condition
-from .crosswalk import FileCrosswalk
-from .matcher import generate
-from .models import RulesConfig
-from .schedules import CompiledSchedule
+from axiom_dagster.ingest.arrival import ArrivalMeta
+from axiom_dagster.deid.profile import DeidOptions, DeidProfile
+from axiom_dagster.deid.uidmap import UIDMapper, check_key, secret_from_env
+from axiom_dagster.rules.morph import DestinationCopy, MorphOutcome
+from axiom_dagster.rules.actions import ActionRun, CompiledAction, clone_dataset, compile_action
+from axiom_dagster.rules.conditions import ConfigError, EvalContext, TagPath, compile_condition
+from axiom_dagster.crosswalks.files import FileCrosswalk
+from axiom_dagster.rules.matcher import generate
+from axiom_dagster.config.rules import RulesConfig
+from axiom_dagster.rules.schedules import CompiledSchedule
 
 _ORIGINAL_ATTRIBUTES_SEQUENCE = 0x04000561
 

@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 from pydicom import Dataset
 
-from ..arrival import ArrivalMeta
-from .engine import RuleEngine, RuleTrace
+from axiom_dagster.ingest.arrival import ArrivalMeta
+from axiom_dagster.rules.engine import RuleEngine, RuleTrace
 
 
 @dataclass

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydicom.dataelem import RawDataElement
 
-from . import fastvalues as _fv
-from .conditions import _NEGATIVE, _ORDER, _READ_ERRORS, _UNSET, Leaf, _reader, _to_float, single_tag
+from axiom_dagster.dicom import fastvalues as _fv
+from axiom_dagster.rules.conditions import _NEGATIVE, _ORDER, _READ_ERRORS, _UNSET, Leaf, _reader, _to_float, single_tag
 
 _FUSED_TEXT_VRS = _fv._SPLIT_RSTRIP_ALL | _fv._SPLIT_RSTRIP_EACH | _fv._SINGLE | {"PN"}
 _RAW_VR = RawDataElement._fields.index("VR")

@@ -27,9 +27,9 @@ import functools
 import itertools
 from typing import Any, Callable
 
-from . import fastvalues as _fv
-from .conditions import All, AnyOf, Leaf, Node, Not, path_reader, single_tag
-from .fused import fused_test
+from axiom_dagster.dicom import fastvalues as _fv
+from axiom_dagster.rules.conditions import All, AnyOf, Leaf, Node, Not, path_reader, single_tag
+from axiom_dagster.rules.fused import fused_test
 
 
 class _Generator:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from .models import Schedule
+from axiom_dagster.config.rules import Schedule
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

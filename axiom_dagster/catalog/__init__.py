@@ -1,0 +1,3 @@
+"""Metadata catalog: per-batch Parquet tables and the DuckDB views over them.
+Imports config, dicom and store only.
+"""

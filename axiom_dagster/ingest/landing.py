@@ -1,0 +1,219 @@
+"""The landing zone: every ingest path ends here.
+
+An instance is landed when its file is on disk under its final name (temp file, fsync,
+rename) and its row is in the arrival ledger. Receivers acknowledge only after that.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
+from axiom_dagster.ingest.arrival import ArrivalMeta
+from axiom_dagster.ingest.group_commit import GroupCommitLedger
+from axiom_dagster.ingest.quarantine import quarantine_file
+from axiom_dagster.store.state import StateStore
+from axiom_dagster.dicom.uids import InvalidUID, require_uid
+
+HEADER_TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"]
+
+
+@dataclass(frozen=True)
+class InstanceIds:
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str | None = None
+    transfer_syntax_uid: str | None = None
+
+    @classmethod
+    def validated(cls, study, series, sop, sop_class=None, transfer_syntax=None) -> "InstanceIds":
+        return cls(
+            require_uid(study, "StudyInstanceUID"),
+            require_uid(series, "SeriesInstanceUID"),
+            require_uid(sop, "SOPInstanceUID"),
+            require_uid(sop_class, "SOPClassUID") if sop_class else None,
+            require_uid(transfer_syntax, "TransferSyntaxUID") if transfer_syntax else None,
+        )
+
+
+class NotLandable(ValueError):
+    """The input cannot be landed (not DICOM, or its identifying UIDs are missing/invalid)."""
+
+
+def read_instance_ids(path: Path) -> InstanceIds:
+    """Read and validate the identifying UIDs of a Part 10 file without its pixel data."""
+    try:
+        ds = dcmread(path, stop_before_pixels=True, specific_tags=HEADER_TAGS)
+    except InvalidDicomError as exc:
+        raise NotLandable(f"not a DICOM Part 10 file: {exc}") from None
+    except Exception as exc:  # pydicom raises many types on damaged headers
+        raise NotLandable(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from None
+    meta = getattr(ds, "file_meta", None)
+    try:
+        return InstanceIds.validated(
+            ds.get("StudyInstanceUID"),
+            ds.get("SeriesInstanceUID"),
+            ds.get("SOPInstanceUID"),
+            ds.get("SOPClassUID"),
+            meta.get("TransferSyntaxUID") if meta is not None else None,
+        )
+    except InvalidUID as exc:
+        raise NotLandable(str(exc)) from None
+
+
+class LandingZone:
+    def __init__(self, root: Path, quarantine_root: Path, store: StateStore):
+        self.root = Path(root)
+        self.quarantine_root = Path(quarantine_root)
+        self.store = store
+        # Folders whose entry in their parent is known durable (created and parent fsynced by
+        # us, or found existing): mkdir + parent fsync happen once per folder, not per instance.
+        self._durable_dirs: set[Path] = set()
+        self._ledger = GroupCommitLedger(store)
+
+    def path_for(self, ids: InstanceIds, arrival_date: str) -> Path:
+        # UIDs were validated by InstanceIds.validated: digits and dots only.
+        return self.root / arrival_date / ids.study_uid / f"{ids.sop_uid}.dcm"
+
+    def land(self, ids: InstanceIds, write: Callable[[object], None], meta: ArrivalMeta) -> int:
+        """Write one instance with `write(fileobj)`, make it durable, append the ledger row.
+
+        Returns the ledger id; the caller acknowledges the instance only after that.
+        """
+        arrival_date = meta.received_at.strftime("%Y-%m-%d")
+        final = self.path_for(ids, arrival_date)
+        self._ensure_dir(final.parent)
+        try:
+            size = _write_atomically(final, write, sync=True)
+        except FileNotFoundError:  # folder removed behind our back (cleanup): forget, redo
+            self._durable_dirs.clear()
+            self._ensure_dir(final.parent)
+            size = _write_atomically(final, write, sync=True)
+        # The rename is a change of the folder: fsync it before the ledger row points here.
+        _fsync_dir(final.parent)
+        return self._ledger.append(self._ledger_values(ids, final, size, meta, arrival_date))
+
+    def _ensure_dir(self, folder: Path) -> None:
+        """mkdir -p `folder` below the root, each level's entry in its parent fsynced once per
+        process (a new study folder must not vanish after a crash with the acknowledged files
+        in it), then remembered so later instances skip mkdir and fsync."""
+        if folder in self._durable_dirs:
+            return
+        levels = [folder, *folder.parents]
+        levels = levels[: levels.index(self.root) + 1] if self.root in levels else [folder]
+        for d in reversed(levels):
+            if d in self._durable_dirs:
+                continue
+            d.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(d.parent)  # also for a folder found existing: made by whom, synced?
+            if len(self._durable_dirs) > 100_000:
+                self._durable_dirs.clear()  # bounded memory; a miss costs one mkdir + fsync
+            self._durable_dirs.add(d)
+
+    def import_files(self, paths: Iterable[Path], meta: ArrivalMeta) -> "ImportReport":
+        """Land existing files (e.g. `axiom land <folder>`); non-DICOM files are quarantined.
+
+        The sources stay where they are, so one os.sync() per chunk replaces per-file fsync.
+        """
+        report = ImportReport()
+        assoc_id = meta.association_id or f"import-{uuid.uuid4().hex}"
+        meta = ArrivalMeta(
+            source=meta.source, calling_ae=meta.calling_ae, called_ae=meta.called_ae,
+            source_ip=meta.source_ip, association_id=assoc_id, received_at=meta.received_at,
+        )
+        self.store.open_association(assoc_id, meta.source, meta.calling_ae, meta.called_ae, meta.source_ip)
+        pending: list[dict] = []
+        for path in paths:
+            try:
+                ids = read_instance_ids(path)
+            except NotLandable as exc:
+                self._quarantine_unlandable(path, str(exc), meta)
+                report.rejected.append((path, str(exc)))
+                continue
+            arrival_date = meta.received_at.strftime("%Y-%m-%d")
+            final = self.path_for(ids, arrival_date)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            size = _write_atomically(final, lambda fh, src=path: _sendfile(src, fh), sync=False)
+            pending.append(self._ledger_values(ids, final, size, meta, arrival_date))
+            report.landed += 1
+            report.bytes += pending[-1]["size"]
+            if len(pending) >= 500:
+                self._flush(pending)
+        self._flush(pending)
+        self.store.close_association(assoc_id, report.landed)
+        return report
+
+    def _flush(self, pending: list[dict]) -> None:
+        if pending:
+            os.sync()
+            self.store.append_ledger_many(pending)
+            pending.clear()
+
+    def _quarantine_unlandable(self, path: Path, reason: str, meta: ArrivalMeta) -> None:
+        target = quarantine_file(self.quarantine_root, "landing", path, reason, name=f"{uuid.uuid4().hex}-{path.name}")
+        self.store.record_exceptions([{"stage": "landing", "reason": reason, "quarantine_path": str(target)}])
+
+    @staticmethod
+    def _ledger_values(ids: InstanceIds, path: Path, size: int, meta: ArrivalMeta, arrival_date: str) -> dict:
+        return dict(
+            received_at=meta.received_at, arrival_date=arrival_date,
+            study_uid=ids.study_uid, series_uid=ids.series_uid, sop_uid=ids.sop_uid,
+            sop_class_uid=ids.sop_class_uid, transfer_syntax_uid=ids.transfer_syntax_uid,
+            path=str(path), size=size, source=meta.source, calling_ae=meta.calling_ae,
+            called_ae=meta.called_ae, source_ip=meta.source_ip, association_id=meta.association_id,
+        )
+
+
+@dataclass
+class ImportReport:
+    landed: int = 0
+    bytes: int = 0
+    rejected: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def iter_files(folder: Path) -> Iterator[Path]:
+    """Every regular file below `folder`, in a stable order, skipping hidden files."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def _write_atomically(final: Path, write: Callable[[object], None], *, sync: bool) -> int:
+    """Write to a temp file beside `final`, optionally fdatasync it, rename it into place;
+    return the size. A failure leaves no file behind."""
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            size = fh.tell()
+            if sync:
+                # fdatasync: data plus the size/allocation needed to read it back reach the
+                # disk (only timestamps may lag): all an acknowledged instance needs.
+                os.fdatasync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size
+
+
+def _sendfile(src: Path, fh) -> None:
+    with open(src, "rb") as fin:
+        os.sendfile(fh.fileno(), fin.fileno(), 0, os.fstat(fin.fileno()).st_size)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,208 @@
+"""Per-instance work done inside the pipeline's worker processes: read once, validate,
+morph, write each destination's copy, and return small result records.
+
+Imports only pydicom and the domain core, so worker processes start quickly.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Callable
+
+from pydicom import Dataset, dcmread
+
+from axiom_dagster.ingest.arrival import ArrivalMeta
+from axiom_dagster.rules.morph import Morpher, PassThrough
+from axiom_dagster.destinations.paths import render_path
+from axiom_dagster.ingest.quarantine import quarantine_file
+from axiom_dagster.store.records import LedgerRow
+from axiom_dagster.pipeline.validation import validate_instance
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    name: str
+    root: Path
+    path_template: str
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    targets: tuple[RouteTarget, ...]
+    quarantine_root: Path
+    batch_id: int
+    run_id: str
+    # Builds the morpher inside each worker (rule engines are compiled once per process).
+    morpher_factory: Callable[[], Morpher] = PassThrough
+
+
+@dataclass
+class InstanceResult:
+    ledger_id: int
+    study_uid: str
+    sop_uid: str
+    bytes: int = 0
+    catalog_row: dict | None = None
+    deliveries: list[dict] = field(default_factory=list)
+    exception: dict | None = None
+    matched_rules: list[str] = field(default_factory=list)
+
+
+_MORPHERS: dict[bytes, Morpher] = {}
+
+
+def morpher_for(factory: Callable[[], Morpher]) -> Morpher:
+    """The morpher built by `factory`, built once per process.
+
+    Chunks arrive unpickled, so the cache is keyed by the factory's pickle. The run process
+    calls this before starting the pool: forked workers inherit the compiled rules.
+    """
+    key = pickle.dumps(factory)
+    if key not in _MORPHERS:
+        _MORPHERS[key] = factory()
+    return _MORPHERS[key]
+
+
+def process_chunk(rows: list[LedgerRow], settings: WorkerSettings) -> list[InstanceResult]:
+    morpher = morpher_for(settings.morpher_factory)
+    return [process_instance(row, settings, morpher) for row in rows]
+
+
+def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher) -> InstanceResult:
+    result = InstanceResult(row.id, row.study_uid, row.sop_uid)
+    path = Path(row.path)
+
+    def fail(stage: str, reason: str) -> InstanceResult:
+        target = quarantine_file(
+            settings.quarantine_root, stage, path, reason,
+            name=f"ledger-{row.id}.dcm", overwrite=True, ledger_id=row.id, study_uid=row.study_uid,
+        )
+        result.exception = dict(
+            stage=stage, reason=reason, ledger_id=row.id, study_uid=row.study_uid,
+            sop_uid=row.sop_uid, quarantine_path=str(target),
+            batch_id=settings.batch_id, run_id=settings.run_id,
+        )
+        return result
+
+    try:
+        data = path.read_bytes()
+        ds = dcmread(io.BytesIO(data))
+        ds.PixelData  # noqa: B018 - make sure the whole data set parsed
+    except FileNotFoundError:
+        return fail("validate", "landed file is missing")
+    except Exception as exc:
+        return fail("validate", f"unreadable DICOM: {type(exc).__name__}: {exc}"[:500])
+    result.bytes = len(data)
+    problems = validate_instance(ds, expected_sop_uid=row.sop_uid)
+    if problems:
+        return fail("validate", "; ".join(problems))
+
+    meta = ArrivalMeta(
+        source=row.source, calling_ae=row.calling_ae, called_ae=row.called_ae,
+        source_ip=row.source_ip, association_id=row.association_id, received_at=row.received_at,
+    )
+    try:
+        outcome = morpher.morph(ds, meta, [t.name for t in settings.targets])
+    except Exception as exc:
+        return fail("morph", f"morph failed: {type(exc).__name__}: {exc}"[:500])
+    result.matched_rules = outcome.matched_rules
+    if outcome.quarantine_reason:
+        return fail("morph", outcome.quarantine_reason)
+
+    targets = {t.name: t for t in settings.targets}
+    for copy in outcome.copies:
+        target = targets[copy.destination]
+        try:
+            location = _write(target, copy.dataset, None if copy.changed else data)
+            result.deliveries.append(_delivery(row, settings, copy.destination, "delivered", str(location)))
+        except Exception as exc:
+            result.deliveries.append(
+                _delivery(row, settings, copy.destination, "failed", None, f"{type(exc).__name__}: {exc}"[:500])
+            )
+    result.catalog_row = catalog_row(ds, row, settings, [d["destination"] for d in result.deliveries if d["status"] == "delivered"])
+    return result
+
+
+def _write(target: RouteTarget, ds: Dataset, unchanged: bytes | None) -> Path:
+    """Write atomically (temp + rename); an unchanged instance is copied byte for byte."""
+    final = render_path(target.root, target.path_template, ds)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    if unchanged is not None:
+        tmp.write_bytes(unchanged)
+    else:
+        ds.save_as(tmp, enforce_file_format=True)
+    os.replace(tmp, final)
+    return final
+
+
+def _delivery(row: LedgerRow, settings: WorkerSettings, destination: str, status: str, location, error=None) -> dict:
+    return dict(
+        ledger_id=row.id, destination=destination, study_uid=row.study_uid, sop_uid=row.sop_uid,
+        status=status, location=location, error=error, batch_id=settings.batch_id, run_id=settings.run_id,
+    )
+
+
+def _dicom_date(value) -> date | None:
+    text = str(value or "").strip()
+    if len(text) == 8 and text.isdigit():
+        try:
+            return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        except ValueError:
+            return None
+    return None
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _str(value) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def catalog_row(ds: Dataset, row: LedgerRow, settings: WorkerSettings, destinations: list[str]) -> dict:
+    g = ds.get
+    return {
+        "sop_instance_uid": str(ds.SOPInstanceUID),
+        "sop_class_uid": str(ds.SOPClassUID),
+        "study_instance_uid": str(ds.StudyInstanceUID),
+        "series_instance_uid": str(ds.SeriesInstanceUID),
+        "patient_id": _str(g("PatientID")),
+        "patient_name": _str(g("PatientName")),
+        "patient_sex": _str(g("PatientSex")),
+        "patient_birth_date": _dicom_date(g("PatientBirthDate")),
+        "study_date": _dicom_date(g("StudyDate")),
+        "study_time": _str(g("StudyTime")),
+        "accession_number": _str(g("AccessionNumber")),
+        "study_description": _str(g("StudyDescription")),
+        "series_description": _str(g("SeriesDescription")),
+        "modality": _str(g("Modality")),
+        "body_part_examined": _str(g("BodyPartExamined")),
+        "institution_name": _str(g("InstitutionName")),
+        "station_name": _str(g("StationName")),
+        "manufacturer": _str(g("Manufacturer")),
+        "series_number": _int(g("SeriesNumber")),
+        "instance_number": _int(g("InstanceNumber")),
+        "rows": _int(g("Rows")),
+        "columns": _int(g("Columns")),
+        "number_of_frames": _int(g("NumberOfFrames")),
+        "transfer_syntax_uid": _str(getattr(ds.file_meta, "TransferSyntaxUID", None)),
+        "file_size": row.size,
+        "source": row.source,
+        "calling_ae": row.calling_ae,
+        "received_at": row.received_at,
+        "ledger_id": row.id,
+        "batch_id": settings.batch_id,
+        "run_id": settings.run_id,
+        "destinations": destinations,
+    }
+
+

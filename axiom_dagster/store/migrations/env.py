@@ -1,0 +1,9 @@
+"""Alembic environment: runs on the connection that StateStore.migrate() hands over."""
+from alembic import context
+
+from axiom_dagster.store.schema import metadata
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()
