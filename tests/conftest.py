@@ -67,3 +67,16 @@ def store(store_url):
 @pytest.fixture
 def config(tmp_path, store_url) -> AxiomConfig:
     return make_config(tmp_path, store_url)
+
+
+@pytest.fixture
+def orthanc(tmp_path):
+    """A started Orthanc on free 127.0.0.1 ports; add modalities with `orthanc.modalities` and
+    `orthanc.restart()`."""
+    from tests.peers.orthanc import Orthanc, orthanc_available
+
+    if not orthanc_available():
+        pytest.skip("Orthanc with the DICOMweb plugin is not installed")
+    server = Orthanc(tmp_path / "orthanc").start()
+    yield server
+    server.stop()
