@@ -39,8 +39,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 KEY_PREFIX = "axk_"
 
-# Not in schema.metadata: migration 0001 runs schema.metadata.create_all and must keep
-# creating the version-1 schema. Migration 0002 creates this table explicitly.
+# Kept apart from schema.metadata; migration 0002 creates this table explicitly.
 auth_metadata = MetaData()
 api_keys = Table(
     "api_keys",

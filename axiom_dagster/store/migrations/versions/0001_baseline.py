@@ -2,13 +2,158 @@
 
 Revision ID: 0001
 Revises:
-This baseline creates the tables as schema.py defines them at this revision. When a later
-revision changes schema.py, freeze this file first (spell the tables out with op.create_table)
-so that 0001 keeps creating the version-1 schema.
+The tables are spelled out here as they were at this revision (frozen copy of schema.py at
+0001), so later changes to schema.py need their own revision and never alter this one.
 """
 from alembic import op
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
-from axiom_dagster.store.schema import metadata
+metadata = MetaData()
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+UID = String(64)
+AE = String(16)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("arrival_date", String(10), nullable=False),  # YYYY-MM-DD (UTC), the partition key
+    Column("study_uid", UID, nullable=False),
+    Column("series_uid", UID, nullable=False),
+    Column("sop_uid", UID, nullable=False),
+    Column("sop_class_uid", UID),
+    Column("transfer_syntax_uid", UID),
+    Column("path", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("calling_ae", AE),
+    Column("called_ae", AE),
+    Column("source_ip", String(45)),
+    Column("association_id", String(64)),
+    Index("ix_ledger_study", "study_uid"),
+)
+
+associations = Table(
+    "associations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("source", String(64), nullable=False),
+    Column("calling_ae", AE),
+    Column("called_ae", AE),
+    Column("source_ip", String(45)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("instances", Integer, nullable=False, default=0),
+)
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("study_uid", UID, primary_key=True),
+    # receiving -> queued -> processing -> done | failed (back to receiving on new arrivals)
+    Column("status", String(16), nullable=False),
+    Column("first_arrival_at", DateTime(timezone=True), nullable=False),
+    Column("last_arrival_at", DateTime(timezone=True), nullable=False),
+    Column("arrival_date", String(10), nullable=False),
+    Column("instances_received", Integer, nullable=False),
+    # Highest ledger id seen for the study and whether its senders all closed their associations.
+    Column("last_ledger_id", Id, nullable=False),
+    Column("batch_id", Id),
+    Column("run_id", String(64)),
+    Column("partition", String(32)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_studies_status", "status", "last_arrival_at"),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("partition", String(32), nullable=False),
+    # requested -> running -> done | failed
+    Column("status", String(16), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("run_id", String(64)),
+    Column("studies", Integer, nullable=False),
+    Column("instances", Integer, nullable=False),
+    Index("ix_batches_status", "status"),
+)
+
+batch_items = Table(
+    "batch_items",
+    metadata,
+    Column("batch_id", Id, ForeignKey("batches.id"), primary_key=True),
+    Column("ledger_id", Id, ForeignKey("ledger.id"), primary_key=True),
+    Column("study_uid", UID, nullable=False),
+    Index("ix_batch_items_ledger", "ledger_id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ledger_id", Id, ForeignKey("ledger.id"), nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("study_uid", UID, nullable=False),
+    Column("sop_uid", UID, nullable=False),
+    Column("status", String(16), nullable=False),  # delivered | failed
+    Column("location", Text),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("batch_id", Id),
+    Column("run_id", String(64)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("error", Text),
+    UniqueConstraint("ledger_id", "destination", name="uq_delivery_instance_destination"),
+)
+
+exceptions = Table(
+    "exceptions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("stage", String(16), nullable=False),  # landing | validate | morph | route
+    Column("reason", Text, nullable=False),
+    Column("ledger_id", Id),
+    Column("study_uid", UID),
+    Column("sop_uid", UID),
+    Column("quarantine_path", Text),
+    Column("batch_id", Id),
+    Column("run_id", String(64)),
+    Column("retries", Integer, nullable=False, default=0),
+    Column("next_retry_at", DateTime(timezone=True)),
+    Column("resolved_at", DateTime(timezone=True)),
+    Index("ix_exceptions_study", "study_uid"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("study_uid", UID),
+    Column("run_id", String(64)),
+    Column("detail", Text),
+)
+
 
 revision = "0001"
 down_revision = None
