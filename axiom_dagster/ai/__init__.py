@@ -1,3 +1,3 @@
-"""AI tag standardization clients and cache (room for it; nothing here yet).
-Imports config, dicom and store only.
+"""AI tag standardization: OpenAI / Vertex AI clients, prompts, the answer cache and cost guard.
+Imports config, dicom, store and crosswalks (its miss table) only.
 """

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from axiom_dagster.config.listeners import AuthConfig, DicomListener, HttpConfig, unique_listeners
+from axiom_dagster.config.ai import AIConfig, check_ai_references
 from axiom_dagster.config.rules import RulesConfig
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -88,7 +89,7 @@ class AxiomConfig(RulesConfig):
     auth: AuthConfig = AuthConfig()
     # Filled in by later features; kept here so one file holds everything.
     sources: list[dict[str, Any]] = Field(default_factory=list)
-    ai: dict[str, Any] = Field(default_factory=dict)
+    ai: AIConfig = AIConfig()
     # The folder relative paths resolve against (set by the loader, not by the file).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -114,6 +115,7 @@ class AxiomConfig(RulesConfig):
                     for d in rule.destination_actions if d not in known
                 ]
         unknown += [f"default_destinations: unknown destination {d!r}" for d in self.default_destinations if d not in known]
+        unknown += check_ai_references(self)
         if unknown:
             raise ValueError("; ".join(unknown))
         return self

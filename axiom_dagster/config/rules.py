@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from axiom_dagster.config.crosswalks import CrosswalkSpec
+
 Operator = Literal[
     "eq", "ne", "gt", "lt", "ge", "le", "contains", "startswith", "endswith", "regex",
     "in", "not_in", "exists", "not_exists", "cidr",
@@ -70,7 +72,7 @@ class Condition(_Model):
 
 ActionType = Literal[
     "set", "delete", "prepend", "suffix", "regex_replace", "copy", "move", "crosswalk",
-    "deidentify", "date_shift", "quarantine",
+    "deidentify", "date_shift", "quarantine", "standardize",
 ]
 
 _REQUIRED: dict[str, tuple[str, ...]] = {
@@ -85,6 +87,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "deidentify": ("profile",),
     "date_shift": (),
     "quarantine": (),
+    "standardize": ("attribute", "vocabulary", "provider"),
 }
 
 
@@ -106,7 +109,8 @@ class Action(_Model):
     crosswalk: str | None = None
     match: dict[str, str] | None = None  # crosswalk column -> attribute path
     set: dict[str, str] | None = None  # attribute path -> crosswalk column
-    on_miss: Literal["quarantine", "keep", "default"] = "quarantine"
+    # live: query the crosswalk's SQL source for a key its snapshot lacks (then as quarantine).
+    on_miss: Literal["quarantine", "keep", "default", "live"] = "quarantine"
     default: dict[str, Any] | None = None  # attribute path -> value, for on_miss: default
     profile: str | None = None
     days: int | None = None
@@ -115,6 +119,9 @@ class Action(_Model):
     attributes: list[str] | None = None  # date_shift targets; default: every DA and DT
     secret_env: str = "AXIOM_DEID_SECRET"
     reason: str | None = None
+    vocabulary: str | None = None  # standardize: a name in ai.vocabularies
+    provider: str | None = None  # standardize: a name in ai.providers
+    prompt: str | None = None  # standardize: extra instructions (changing them re-asks the model)
 
     @field_validator("vr")
     @classmethod
@@ -200,16 +207,6 @@ class Schedule(_Model):
         return v
 
 
-class CrosswalkSpec(_Model):
-    """A lookup table file; `path` is relative to the config's base directory."""
-
-    path: str
-    format: Literal["csv", "parquet"] | None = None  # default: from the file suffix
-    delimiter: str = ","
-    encoding: str = "utf-8"
-    case_insensitive: bool = False  # match keys ignoring case
-
-
 class DeidProfileSpec(_Model):
     """PS3.15 Basic Application Level Confidentiality Profile plus chosen options."""
 
@@ -252,6 +249,8 @@ class RulesConfig(_Model):
     rulesets: list[Ruleset] = []
     schedules: dict[str, Schedule] = {}
     crosswalks: dict[str, CrosswalkSpec] = {}
+    # Where crosswalk snapshots (Parquet) and their promotion pointers live.
+    crosswalk_snapshots: str = "var/crosswalks"
     deid_profiles: dict[str, DeidProfileSpec] = {}
     default_destinations: list[str] = []
     modifying_system: str = Field(default="AXIOM", max_length=64)
@@ -279,6 +278,10 @@ class RulesConfig(_Model):
                         awhere = f"{rwhere}.{label}[{k}]"
                         if act.crosswalk is not None and act.crosswalk not in self.crosswalks:
                             errors.append(f"{awhere}.crosswalk: unknown crosswalk {act.crosswalk!r}")
+                        elif act.on_miss == "live" and (
+                            act.crosswalk is None or getattr(self.crosswalks[act.crosswalk].source, "type", None) != "sql"
+                        ):
+                            errors.append(f"{awhere}.on_miss: live needs a crosswalk with a sql source")
                         if act.profile is not None and act.profile not in self.deid_profiles:
                             errors.append(f"{awhere}.profile: unknown deid profile {act.profile!r}")
         if errors:

@@ -1,3 +1,3 @@
-"""Crosswalk lookup tables used by the rule engine (CSV/Parquet files today).
-Imports config and dicom only.
+"""Crosswalks: sources (SQL, CSV/Parquet, GCS/S3), Parquet snapshots with checks and promotion,
+lookup indexes and the lookup-miss table. Imports config, dicom and store only.
 """

@@ -13,7 +13,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from axiom_dagster.ai.standardize import ResolveReport, resolve_batch
 from axiom_dagster.catalog.tables import instance_table, write_batch
+from axiom_dagster.crosswalks.misses import record_misses
 from axiom_dagster.config.models import AxiomConfig, PipelineConfig
 from axiom_dagster.rules.morph import Morpher, PassThrough
 from axiom_dagster.store.records import LedgerRow
@@ -36,6 +38,8 @@ class BatchResult:
     catalog_rows: list[dict] = field(default_factory=list)
     # Where the time went: process (workers), sync (durability), record (state + catalog).
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    lookup_misses: int = 0  # distinct crosswalk keys missed in this batch
+    ai: ResolveReport | None = None
 
 
 def run_batch(
@@ -52,6 +56,7 @@ def run_batch(
     if batch is None:
         raise ValueError(f"batch {batch_id} does not exist in the state store")
     manifest = store.batch_manifest(batch_id)
+    ai_report = resolve_batch(config, [r.path for r in manifest], run_id, log)  # before workers fork
     morpher_for(morpher_factory)  # compile here: a bad rule or missing secret fails the run clearly
     store.start_batch(batch_id, run_id)
     settings = WorkerSettings(
@@ -69,6 +74,7 @@ def run_batch(
         process_seconds = time.perf_counter() - phase
         outcome = _record(config, store, batch.partition, batch_id, run_id, results)
         outcome.phase_seconds["process"] = round(process_seconds, 3)
+        outcome.ai = ai_report
     except BaseException:
         store.fail_batch(batch_id)
         raise
@@ -128,6 +134,7 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
     }
     store.finish_batch(batch_id, out.failed_studies)
     store.record_audit(_study_audit(results, batch_id, run_id))
+    out.lookup_misses = record_misses(store.engine, (m for r in results for m in r.lookup_misses), run_id)
     out.phase_seconds["record"] = round(time.perf_counter() - phase, 3)
     return out
 

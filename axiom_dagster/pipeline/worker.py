@@ -50,6 +50,7 @@ class InstanceResult:
     deliveries: list[dict] = field(default_factory=list)
     exception: dict | None = None
     matched_rules: list[str] = field(default_factory=list)
+    lookup_misses: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 _MORPHERS: dict[bytes, Morpher] = {}
@@ -110,6 +111,7 @@ def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher)
     except Exception as exc:
         return fail("morph", f"morph failed: {type(exc).__name__}: {exc}"[:500])
     result.matched_rules = outcome.matched_rules
+    result.lookup_misses = outcome.lookup_misses
     if outcome.quarantine_reason:
         return fail("morph", outcome.quarantine_reason)
 

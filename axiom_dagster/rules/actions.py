@@ -9,8 +9,7 @@ they put a new element in its container, so a cheap structural clone is safe.
 - delete: every occurrence. prepend / suffix / regex_replace: per value of present
   elements; a missing attribute stays missing, an empty one becomes the affix.
 - copy / move: the first occurrence of `source` to `attribute`.
-- crosswalk: key = values at `match` paths (stripped text) -> set `set` paths from the row;
-  on_miss quarantine (no copies), keep (no change) or default (set `default` values).
+- crosswalk, standardize: see lookup_actions.py.
 - deidentify: a compiled PS3.15 profile. date_shift: fixed days, or keyed: a per-patient
   offset in [-max_days, -1] from HMAC(secret, PatientID); DA and DT values only.
 - quarantine: stop, send nowhere, with `reason`.
@@ -19,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any, Mapping
+from typing import Any
 
 from pydicom import Dataset, Sequence
 from pydicom.dataelem import DataElement, RawDataElement
@@ -28,7 +27,6 @@ from pydicom.multival import MultiValue
 from axiom_dagster.deid.profile import DeidProfile, shift_dates
 from axiom_dagster.deid.uidmap import UIDMapper
 from axiom_dagster.rules.paths import ConfigError, TagPath, element_values
-from axiom_dagster.crosswalks.files import normalise_key
 from axiom_dagster.config.rules import Action
 
 _INT_VRS = {"IS", "US", "UL", "SS", "SL", "SV", "UV", "AT"}
@@ -108,13 +106,14 @@ def _coerce(vr: str, value: Any) -> Any:
 
 
 class ActionRun:
-    """Per destination: collects a quarantine decision."""
+    """Per destination: collects a quarantine decision and lookup misses (kind, name, key, reason)."""
 
-    __slots__ = ("quarantine_reason", "deidentified")
+    __slots__ = ("quarantine_reason", "deidentified", "misses")
 
-    def __init__(self) -> None:
+    def __init__(self, misses: set | None = None) -> None:
         self.quarantine_reason: str | None = None
         self.deidentified = False
+        self.misses = misses if misses is not None else set()
 
 
 def _put(container: Dataset, tag: int, vr: str, value: Any) -> bool:
@@ -274,47 +273,6 @@ class CopyAction(CompiledAction):
         return changed
 
 
-class CrosswalkAction(CompiledAction):
-    kind = "crosswalk"
-
-    def __init__(self, name: str, match: Mapping[str, str], set_: Mapping[str, str],
-                 on_miss: str, default: Mapping[str, Any] | None, index: dict, case_insensitive: bool,
-                 where: str) -> None:
-        self.name = name
-        self.columns = list(match.keys())
-        self.match_paths = [TagPath(p) for p in match.values()]
-        self.setters = [(SetAction(TagPath(p), None, "", f"{where}.set.{p}"), col) for p, col in set_.items()]
-        self.on_miss = on_miss
-        self.defaults = [SetAction(TagPath(p), None, v, f"{where}.default.{p}") for p, v in (default or {}).items()]
-        self.index = index
-        self.ci = case_insensitive
-
-    def key(self, ds: Dataset) -> tuple[str, ...]:
-        parts = []
-        for p in self.match_paths:
-            values, _, _ = p.values(ds)
-            parts.append(normalise_key("\\".join(str(v) for v in values), self.ci))
-        return tuple(parts)
-
-    def apply(self, ds, run):
-        row = self.index.get(self.key(ds))
-        if row is None:
-            if self.on_miss == "quarantine":
-                # Column names only: the key values may identify the patient.
-                run.quarantine_reason = f"crosswalk {self.name!r}: no row matches columns {self.columns}"
-                return False
-            if self.on_miss == "keep":
-                return False
-            changed = False
-            for setter in self.defaults:
-                changed |= setter.apply(ds, run)
-            return changed
-        changed = False
-        for setter, column in self.setters:
-            changed |= setter.put_value(ds, _coerce(setter.vr, row[column]))
-        return changed
-
-
 class DeidentifyAction(CompiledAction):
     kind = "deidentify"
 
@@ -397,14 +355,10 @@ def compile_action(act: Action, where: str, env) -> CompiledAction:
             return RegexReplaceAction(TagPath(act.attribute), act.pattern, act.replacement, where)
         if act.action in ("copy", "move"):
             return CopyAction(TagPath(act.source), TagPath(act.attribute), act.vr, act.action == "move", where)
-        if act.action == "crosswalk":
-            cw = env.crosswalk(act.crosswalk)
-            index = env.crosswalk_index(act.crosswalk, tuple(act.match.keys()))
-            for column in act.set.values():
-                if column not in cw.columns():
-                    raise ConfigError(f"{where}.set: crosswalk {act.crosswalk!r} has no column {column!r}")
-            return CrosswalkAction(act.crosswalk, act.match, act.set, act.on_miss, act.default, index,
-                                   getattr(cw, "case_insensitive", False), where)
+        if act.action in ("crosswalk", "standardize"):
+            from axiom_dagster.rules.lookup_actions import compile_lookup_action  # it imports this module
+
+            return compile_lookup_action(act, where, env)
         if act.action == "deidentify":
             return DeidentifyAction(env.profile(act.profile))
         if act.action == "date_shift":

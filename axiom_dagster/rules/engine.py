@@ -49,7 +49,8 @@ from axiom_dagster.deid.uidmap import UIDMapper, check_key, secret_from_env
 from axiom_dagster.rules.morph import DestinationCopy, MorphOutcome
 from axiom_dagster.rules.actions import ActionRun, CompiledAction, clone_dataset, compile_action
 from axiom_dagster.rules.conditions import ConfigError, EvalContext, TagPath, compile_condition
-from axiom_dagster.crosswalks.files import FileCrosswalk
+from axiom_dagster.crosswalks.lookup import open_crosswalk
+from axiom_dagster.ai.standardize import shared_answers
 from axiom_dagster.rules.matcher import generate
 from axiom_dagster.config.rules import RulesConfig
 from axiom_dagster.rules.schedules import CompiledSchedule
@@ -87,15 +88,23 @@ class _Compiler:
         self.config = config
         self.secret_key = check_key(secret_key) if secret_key is not None else None
         self.base_dir = base_dir
-        self._crosswalks: dict[str, FileCrosswalk] = {}
+        self._crosswalks: dict[str, Any] = {}
         self._indexes: dict[tuple[str, tuple[str, ...]], dict] = {}
         self._profiles: dict[str, DeidProfile] = {}
         self._mappers: dict[str, UIDMapper] = {}
 
-    def crosswalk(self, name: str) -> FileCrosswalk:
+    def crosswalk(self, name: str):
         if name not in self._crosswalks:
-            self._crosswalks[name] = FileCrosswalk(name, self.config.crosswalks[name], self.base_dir)
+            self._crosswalks[name] = open_crosswalk(
+                name, self.config.crosswalks[name], self.base_dir, Path(self.config.crosswalk_snapshots))
         return self._crosswalks[name]
+
+    def ai_answers(self, act) -> dict:
+        # Standardize actions need the main configuration (AI providers, state store).
+        url, ai = getattr(self.config, "state_store_url", None), getattr(self.config, "ai", None)
+        if url is None or ai is None:
+            raise ConfigError("standardize actions need the main configuration (ai, state_store)")
+        return shared_answers(url, ai, act)
 
     def crosswalk_index(self, name: str, columns: tuple[str, ...]) -> dict:
         key = (name, columns)
@@ -317,6 +326,7 @@ class RuleEngine:
             return MorphOutcome(copies=[DestinationCopy(d, ds) for d in destinations])
         matched = self.match(ds, meta)
         outcome = MorphOutcome(matched_rules=[r.qualname for r in matched])
+        misses: set = set()
         done: dict[tuple[int, ...], tuple[Dataset, bool]] = {}
         for dest in self.route(matched, destinations):
             steps = self.plan(matched, dest)
@@ -328,16 +338,19 @@ class RuleEngine:
                 result, changed = done[signature]
                 outcome.copies.append(DestinationCopy(dest, clone_dataset(result) if changed else ds, changed))
                 continue
-            result, changed, reason = self.apply(ds, steps)
+            result, changed, reason = self.apply(ds, steps, misses)
             if reason is not None:
-                return MorphOutcome(quarantine_reason=reason, matched_rules=outcome.matched_rules)
+                return MorphOutcome(quarantine_reason=reason, matched_rules=outcome.matched_rules,
+                                    lookup_misses=sorted(misses))
             done[signature] = (result, changed)
             outcome.copies.append(DestinationCopy(dest, result if changed else ds, changed))
+        if misses:
+            outcome.lookup_misses = sorted(misses)
         return outcome
 
-    def apply(self, ds: Dataset, steps) -> tuple[Dataset, bool, str | None]:
+    def apply(self, ds: Dataset, steps, misses: set | None = None) -> tuple[Dataset, bool, str | None]:
         work = clone_dataset(ds)
-        run = ActionRun()
+        run = ActionRun(misses)
         changed = False
         for rule, acts in steps:
             before = clone_dataset(work) if rule.record_original else None

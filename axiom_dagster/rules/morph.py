@@ -29,6 +29,8 @@ class MorphOutcome:
     quarantine_reason: str | None = None
     # Names of the rules that matched, for the audit log.
     matched_rules: list[str] = field(default_factory=list)
+    # Lookup misses (kind, name, key text, reason) for the missing-keys report.
+    lookup_misses: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 class Morpher(Protocol):
