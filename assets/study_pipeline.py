@@ -20,10 +20,15 @@ from dagster import (
     multi_asset,
 )
 
+from assets.crosswalks import crosswalk_key, sourced_crosswalks
 from axiom_dagster.catalog.tables import REQUIRED_COLUMNS
+from axiom_dagster.config.settings import load_default_config
 from axiom_dagster.pipeline.morphers import morpher_factory
 from axiom_dagster.pipeline.run import BatchResult, run_batch
 from resources import AxiomResource
+
+# Read when the code location loads: the morph step depends on the sourced crosswalks' assets.
+CONFIG = load_default_config()
 
 arrival_partitions = DailyPartitionsDefinition(start_date="2024-01-01", end_offset=1)
 
@@ -43,7 +48,7 @@ class StudyBatchConfig(Config):
 @multi_asset(
     specs=[
         AssetSpec("validated_instances", deps=[arrival_ledger], description="Instances that parsed and passed validation; failures quarantined."),
-        AssetSpec("morphed_instances", deps=["validated_instances"], description="Instances after rule-based morphing, per destination."),
+        AssetSpec("morphed_instances", deps=["validated_instances", *(crosswalk_key(n) for n in sourced_crosswalks(CONFIG))], description="Instances after rule-based morphing, per destination."),
         AssetSpec("routed_instances", deps=["morphed_instances"], description="Per-destination copies written; deliveries in the state store."),
         AssetSpec("instance_catalog", deps=["routed_instances"], description="Instance-level Parquet catalog, one file per batch.", kinds={"parquet", "duckdb"}),
     ],
@@ -63,7 +68,12 @@ def study_pipeline(context: AssetExecutionContext, config: StudyBatchConfig, axi
     base = {"batch_id": result.batch_id, "studies": result.studies, "seconds": round(result.seconds, 3)}
     validated = result.instances - _failed(result, "validate")
     yield MaterializeResult(asset_key="validated_instances", metadata={**base, "instances": result.instances, "valid": validated, "failures": _failed(result, "validate"), "bytes": result.bytes})
-    yield MaterializeResult(asset_key="morphed_instances", metadata={**base, "morphed": validated - _failed(result, "morph"), "failures": _failed(result, "morph")})
+    ai = result.ai
+    yield MaterializeResult(asset_key="morphed_instances", metadata={
+        **base, "morphed": validated - _failed(result, "morph"), "failures": _failed(result, "morph"),
+        "lookup_misses": result.lookup_misses,
+        **({"ai_model_calls": ai.calls, "ai_tokens": ai.tokens, "ai_cached": ai.cached, "ai_misses": ai.misses} if ai else {}),
+    })
     yield MaterializeResult(
         asset_key="routed_instances",
         metadata={

@@ -66,4 +66,20 @@ def open_crosswalk(name: str, spec: CrosswalkSpec, base_dir: Path | None, snapsh
     return FileCrosswalk(name, spec, base_dir)
 
 
-__all__ = ["SnapshotCrosswalk", "open_crosswalk", "normalise_key"]
+def snapshot_root(config) -> Path:
+    """The configured snapshot folder, absolute (config: AxiomConfig or RulesConfig + base_dir)."""
+    root = Path(config.crosswalk_snapshots)
+    return root if root.is_absolute() else Path(getattr(config, "base_dir", Path.cwd())) / root
+
+
+def refresh_crosswalk(config, name: str):
+    """Snapshot one configured crosswalk's source; promoted only if its checks pass."""
+    if name not in config.crosswalks:
+        raise CrosswalkError(f"no crosswalk named {name!r}; configured: {sorted(config.crosswalks)}")
+    spec = config.crosswalks[name]
+    if not spec.snapshotted:
+        raise CrosswalkError(f"crosswalks.{name}: a plain file crosswalk (path) has nothing to refresh")
+    return SnapshotStore(snapshot_root(config), name).refresh(spec, getattr(config, "base_dir", None))
+
+
+__all__ = ["SnapshotCrosswalk", "normalise_key", "open_crosswalk", "refresh_crosswalk", "snapshot_root"]

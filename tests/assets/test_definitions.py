@@ -15,7 +15,8 @@ def test_definitions_graph():
     from axiom_dagster.definitions import defs
 
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"arrival_ledger", "validated_instances", "morphed_instances", "routed_instances", "instance_catalog", "catalog_compaction"}
+    assert keys == {"arrival_ledger", "validated_instances", "morphed_instances", "routed_instances", "instance_catalog", "catalog_compaction",
+                    "crosswalks/missing_keys_report", "ai/standardization_cache"}
     assert defs.resolve_sensor_def("landing_sensor").job_name == "study_pipeline_job"
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert checks == {"sop_instance_uid_unique", "required_columns_present", "rows_preserved"}
