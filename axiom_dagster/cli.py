@@ -1,4 +1,4 @@
-"""`axiom` command line: synth, land, sql, migrate, demo, realtime, apikey."""
+"""`axiom` command line: synth, land, sql, migrate, rules, demo, realtime, apikey, crosswalk, ai."""
 from __future__ import annotations
 
 import argparse
@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--source-ip")
     q.add_argument("--source", default="import", help="source name (listener, poller or backfill)")
     q.set_defaults(func=cmd_rules_test)
+
+    from axiom_dagster.lookups_cli import register as register_lookup_commands
+
+    register_lookup_commands(sub, rules_sub, _config, _store)  # crosswalk, ai, rules draft
 
     p = sub.add_parser("demo", help="synthesize, land, run the sensor and pipeline headless, summarize")
     p.add_argument("--studies", type=int, default=40)

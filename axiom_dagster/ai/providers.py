@@ -1,5 +1,5 @@
 """Model clients: OpenAI chat completions with a JSON schema, and Vertex AI Gemini's
-generateContent (google-cloud-aiplatform, REST transport) with a response schema.
+generateContent with a response schema.
 
 One call: `complete(system, user, schema) -> Completion(text, tokens)`. Errors name the
 provider and the kind of failure, never the values sent.
@@ -66,31 +66,35 @@ def vertex_schema(schema: dict) -> dict:
 
 
 class VertexClient:
+    """Gemini on Vertex AI through google-genai (the generateContent client that
+    google-cloud-aiplatform ships with; its older vertexai.generative_models is deprecated)."""
+
     def __init__(self, name: str, spec: VertexProvider) -> None:
-        import vertexai
+        from google import genai
+        from google.genai import types
 
         credentials = None
         if spec.credentials == "anonymous":
-            from google.auth.credentials import AnonymousCredentials
+            from google.oauth2.credentials import Credentials
 
-            credentials = AnonymousCredentials()
-        self.name, self.model = name, spec.model
-        self._init = dict(project=spec.project, location=spec.location, api_endpoint=spec.api_endpoint,
-                          api_transport="rest", credentials=credentials)
-        self._vertexai = vertexai
+            # google-genai wants a token to send: a placeholder that never expires or refreshes.
+            credentials = Credentials(token="anonymous")
+        self.name, self.model, self.types = name, spec.model, types
+        http = types.HttpOptions(base_url=spec.api_endpoint) if spec.api_endpoint else None
+        self.client = genai.Client(vertexai=True, project=spec.project, location=spec.location,
+                                   credentials=credentials, http_options=http)
 
     def complete(self, system: str, user: str, schema: dict) -> Completion:
-        from vertexai.generative_models import GenerationConfig, GenerativeModel
-
-        self._vertexai.init(**self._init)  # global in the SDK: set before each call
-        model = GenerativeModel(self.model, system_instruction=[system])
         try:
-            resp = model.generate_content(
-                user,
-                generation_config=GenerationConfig(response_mime_type="application/json",
-                                                   response_schema=vertex_schema(schema)),
+            resp = self.client.models.generate_content(
+                model=self.model,
+                contents=user,
+                config=self.types.GenerateContentConfig(
+                    system_instruction=system, response_mime_type="application/json",
+                    response_schema=vertex_schema(schema),
+                ),
             )
-            text = resp.text
+            text = resp.text or ""
         except Exception as exc:
             raise AIProviderError(f"ai.providers.{self.name}: generateContent failed: {type(exc).__name__}") from None
         usage = getattr(resp, "usage_metadata", None)

@@ -65,7 +65,9 @@ _ANSWERS: dict[tuple, dict[str, str | None]] = {}
 
 def _cache(url: str) -> AICache:
     if url not in _STORES:
-        _STORES[url] = StateStore(url)
+        store = StateStore(url)
+        store.migrate()  # once per URL and process; a no-op when current
+        _STORES[url] = store
     return AICache(_STORES[url].engine)
 
 

@@ -30,7 +30,7 @@ class VertexProvider(_Model):
     project: str
     location: str = "us-central1"
     api_endpoint: str | None = None  # e.g. a regional or private endpoint
-    # "default": Application Default Credentials; "anonymous": none (local stand-ins only).
+    # "default": Application Default Credentials; "anonymous": a placeholder token (local stand-ins only).
     credentials: Literal["default", "anonymous"] = "default"
 
 
