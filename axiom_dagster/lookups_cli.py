@@ -34,6 +34,7 @@ def register(sub, rules_sub, config_of, store_of) -> None:
     q.add_argument("request", help='e.g. "route CT heads from CT01 to research, de-identified"')
     q.add_argument("--config-file", type=Path, help="configuration the rules join (default: --config)")
     q.add_argument("--sample", type=Path, action="append", default=[], help="DICOM file to run the rule tester on")
+    q.add_argument("--calling-ae", help="calling AE title the rule tester assumes for the samples")
     q.add_argument("--save", type=Path, help="write the drafted rules here (asks first)")
     q.add_argument("--yes", action="store_true", help="save without asking")
     q.set_defaults(func=lambda a: cmd_rules_draft(a, config_of))
@@ -135,7 +136,7 @@ def cmd_rules_draft(args, config_of) -> int:
 
     config = config_of(args) if args.config_file is None else _load(args.config_file)
     try:
-        draft = draft_rules(config, args.request, args.sample)
+        draft = draft_rules(config, args.request, args.sample, args.calling_ae)
     except DraftError as exc:
         print(f"draft rejected: {exc}", file=sys.stderr)
         return 1

@@ -66,7 +66,7 @@ def _provider(config) -> str:
     return name
 
 
-def draft_rules(config, request: str, samples: list[Path] = ()) -> Draft:
+def draft_rules(config, request: str, samples: list[Path] = (), calling_ae: str | None = None) -> Draft:
     name = _provider(config)
     try:
         done = make_client(name, config.ai.providers[name]).complete(
@@ -78,10 +78,10 @@ def draft_rules(config, request: str, samples: list[Path] = ()) -> Draft:
         raise DraftError(str(exc)) from None
     except (ValueError, KeyError, TypeError):
         raise DraftError("the model's answer is not JSON with a yaml field") from None
-    return validate_draft(config, text, samples)
+    return validate_draft(config, text, samples, calling_ae)
 
 
-def validate_draft(config, text: str, samples: list[Path] = ()) -> Draft:
+def validate_draft(config, text: str, samples: list[Path] = (), calling_ae: str | None = None) -> Draft:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -104,7 +104,7 @@ def validate_draft(config, text: str, samples: list[Path] = ()) -> Draft:
         raise DraftError(str(exc)) from None
     report = []
     for path in samples:
-        result = explain(engine, dcmread(path), ArrivalMeta(source="import"), [d.name for d in full.destinations])
+        result = explain(engine, dcmread(path), ArrivalMeta(source="import", calling_ae=calling_ae), [d.name for d in full.destinations])
         report.append(f"--- rule tester on {path.name}\n{result.text()}")
     return Draft(yaml.safe_dump({"rulesets": data["rulesets"]}, sort_keys=False), data["rulesets"],
                  "\n".join(report) or "(no sample files given: rule tester not run)")
