@@ -29,7 +29,7 @@ class SnapshotCrosswalk:
                 "or materialize its asset"
             )
         self.file = path
-        self._table = pq.read_table(path)
+        self._table = pq.read_table(path, use_threads=False)  # threads only add contention here
         self._engine = None
 
     def columns(self) -> list[str]:
