@@ -8,6 +8,10 @@
     the rules. Target: ratio <= 10%.
 (b) De-identification (Basic Profile + Retain Modified Dates + Clean Descriptors) of a
     freshly parsed header, instances/s on one core. Target: >= 2,000/s.
+(c) The rule step with AI standardization and a warm cache: a rule whose standardize action
+    maps StudyDescription to a vocabulary term (answer cached in a SQLite state store, no
+    model call) and a crosswalk action on PatientID (1,000,000-key snapshot), full morph
+    (match, copy, set) vs the same header parse. Target: <= 10 %.
 """
 from __future__ import annotations
 
@@ -173,6 +177,71 @@ def main() -> None:
     print(f"    ratio rules/parse          : {rules_s / parse_s * 100:8.1f} %   (target <= 10 %)")
     print(f"(b) de-identification          : {deid_s * 1e6:8.1f} us/instance = {1 / deid_s:,.0f} instances/s per core"
           f" (target >= 2,000/s); with parse: {1 / (deid_s + parse_s):,.0f}/s")
+    warm = warm_cache_engine()
+
+    def t_warm():
+        ds = parse()
+        t0 = time.perf_counter()
+        out = warm.morph(ds, meta, ["archive"])
+        elapsed = time.perf_counter() - t0
+        assert out.copies[0].dataset.StudyDescription == "Chest CT" and out.copies[0].dataset.PatientID == "R-42"
+        return elapsed
+
+    for _ in range(50):
+        t_warm()
+    warm_s = median_time(t_warm, 7, 200)
+    # CPU time of the same steps over 1,000 parsed headers: on a shared machine wall-clock
+    # medians also count waiting for a core.
+    headers = [parse() for _ in range(1000)]
+    c0 = time.process_time()
+    for _ in range(1000):
+        parse()
+    parse_cpu = (time.process_time() - c0) / 1000
+    c0 = time.process_time()
+    for ds in headers:
+        warm.morph(ds, meta, ["archive"])
+    warm_cpu = (time.process_time() - c0) / 1000
+    print(f"(c) standardize + crosswalk    : {warm_s * 1e6:8.1f} us (median, warm cache, full morph incl. the copy)")
+    print(f"    ratio to header parse      : {warm_s / parse_s * 100:8.1f} %   (target <= 10 %); "
+          f"CPU time: {warm_cpu * 1e6:.1f} / {parse_cpu * 1e6:.1f} us = {warm_cpu / parse_cpu * 100:.1f} %")
+
+
+def warm_cache_engine():
+    """A compiled engine whose standardize answer is already in the cache (no model call)."""
+    import tempfile
+
+    import pyarrow as pa
+
+    from axiom_dagster.ai.cache import AICache
+    from axiom_dagster.ai.standardize import target_for
+    from axiom_dagster.config.models import AxiomConfig
+    from axiom_dagster.crosswalks.snapshot import SnapshotStore
+    from axiom_dagster.store.state import StateStore
+
+    root = Path(tempfile.mkdtemp(prefix="axiom-rules-bench-"))
+    config = AxiomConfig.model_validate({
+        "state_store": {"url": f"sqlite:///{root / 'state.db'}"},
+        "destinations": [{"name": "archive", "path": str(root / "out")}],
+        "default_destinations": ["*"],
+        "crosswalk_snapshots": str(root / "crosswalks"),
+        "crosswalks": {"patients": {"source": {"type": "file", "path": "unused.csv"}, "keys": ["mrn"], "values": ["rid"]}},
+        "ai": {"providers": {"llm": {"type": "openai"}}, "vocabularies": {"exams": ["Chest CT", "Head CT"]}},
+        "rulesets": [{"name": "standardize", "rules": [{"name": "descriptions", "actions": [
+            {"action": "standardize", "attribute": "StudyDescription", "vocabulary": "exams", "provider": "llm"},
+            {"action": "crosswalk", "crosswalk": "patients", "match": {"mrn": "PatientID"}, "set": {"PatientID": "rid"}},
+        ]}]}],
+    })
+    config.base_dir = root
+    n = 1_000_000
+    SnapshotStore(root / "crosswalks", "patients").stage(
+        pa.table({"mrn": [f"PID-{i:04d}" for i in range(n)], "rid": [f"R-{i}" for i in range(n)]}),
+        config.crosswalks["patients"])
+    store = StateStore(config.state_store_url)
+    store.migrate()
+    act = config.rulesets[0].rules[0].actions[0]
+    t = target_for(config.ai, act)
+    AICache(store.engine).put(*t.key, t.vocabulary, {"CT THORAX MIT KM": "Chest CT"})
+    return compile_rules(config, None, root)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,53 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from pydicom import Dataset
+from pydicom.dataelem import DataElement, RawDataElement
 
 from axiom_dagster.config.rules import Action
-from axiom_dagster.crosswalks.files import normalise_key
+from axiom_dagster.dicom.fastvalues import Fallback, dataset_codec, raw_values
 from axiom_dagster.crosswalks.index import CrosswalkIndex
 from axiom_dagster.crosswalks.misses import key_text
 from axiom_dagster.rules.actions import ActionRun, CompiledAction, SetAction, _coerce
 from axiom_dagster.rules.paths import ConfigError, TagPath
+
+
+# Text VRs whose raw decoding gives exactly the strings pydicom would (numbers excluded: a
+# DS "1.50" must stay "1.50" in a key).
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UT"})
+
+
+def _top_tag(path: TagPath) -> int | None:
+    """The tag of a plain top-level standard path (no sequence, private block or index)."""
+    step = path.steps[-1]
+    return step.tag if not path.nested and step.tag is not None and step.index is None else None
+
+
+def read_text(path: TagPath, tag: int | None, ds: Dataset) -> str:
+    """The values at `path` joined by backslashes, stripped; a raw top-level text element is
+    decoded straight from its bytes (the warm-cache hot path), anything else via pydicom."""
+    if tag is not None:
+        elem = ds._dict.get(tag)
+        if elem is None:
+            return ""
+        if elem.__class__ is RawDataElement and elem.VR in _TEXT_VRS:
+            try:
+                values, _ = raw_values(elem, dataset_codec(ds))
+                return "\\".join(values).strip()
+            except Fallback:
+                pass
+    values, _, _ = path.values(ds)
+    return "\\".join(str(v) for v in values).strip()
+
+
+def put_text(setter: SetAction, tag: int | None, ds: Dataset, old: str | None, value: Any) -> bool:
+    """Set a lookup result; a top-level standard attribute whose current text is known is
+    replaced directly (no decode-and-compare of the old element)."""
+    if tag is None or old is None or setter.vr not in _TEXT_VRS or not isinstance(value, str):
+        return setter.put_value(ds, value)
+    if value == old:
+        return False
+    ds[tag] = DataElement(tag, setter.vr, value)
+    return True
 
 
 class CrosswalkAction(CompiledAction):
@@ -33,6 +73,9 @@ class CrosswalkAction(CompiledAction):
         self.match_paths = [TagPath(p) for p in match.values()]
         self.setters = [(SetAction(TagPath(p), None, "", f"{where}.set.{p}"), index.position(col))
                         for p, col in set_.items()]
+        self.match_tags = [_top_tag(p) for p in self.match_paths]
+        # Setters that write an attribute the key was read from know its current text.
+        self.setter_tags = [(_top_tag(s.path), p) for (s, _), p in zip(self.setters, set_)]
         self.on_miss = on_miss
         self.defaults = [SetAction(TagPath(p), None, v, f"{where}.default.{p}") for p, v in (default or {}).items()]
         self.index = index
@@ -40,15 +83,16 @@ class CrosswalkAction(CompiledAction):
         self.crosswalk = crosswalk if on_miss == "live" else None
         self.live_rows: dict[tuple, tuple | None] = {}  # per process: ask the source once per key
 
+    def texts(self, ds: Dataset) -> list[str]:
+        return [read_text(p, t, ds) for p, t in zip(self.match_paths, self.match_tags)]
+
     def key(self, ds: Dataset) -> tuple[str, ...]:
-        parts = []
-        for p in self.match_paths:
-            values, _, _ = p.values(ds)
-            parts.append(normalise_key("\\".join(str(v) for v in values), self.ci))
-        return tuple(parts)
+        texts = self.texts(ds)
+        return tuple(t.casefold() for t in texts) if self.ci else tuple(texts)
 
     def apply(self, ds: Dataset, run: ActionRun) -> bool:
-        key = self.key(ds)
+        texts = self.texts(ds)
+        key = tuple(t.casefold() for t in texts) if self.ci else tuple(texts)
         row = self.index.get(key)
         if row is None and self.crosswalk is not None:
             if key not in self.live_rows:
@@ -68,9 +112,11 @@ class CrosswalkAction(CompiledAction):
             for setter in self.defaults:
                 changed |= setter.apply(ds, run)
             return changed
+        known = {t: text for t, text in zip(self.match_tags, texts) if t is not None}
         changed = False
-        for setter, pos in self.setters:
-            changed |= setter.put_value(ds, _coerce(setter.vr, row[pos]))
+        for (setter, pos), (tag, _) in zip(self.setters, self.setter_tags):
+            value = _coerce(setter.vr, row[pos])
+            changed |= put_text(setter, tag, ds, known.get(tag), value)
         return changed
 
 
@@ -79,16 +125,16 @@ class StandardizeAction(CompiledAction):
 
     def __init__(self, path: TagPath, answers: dict[str, str | None], where: str) -> None:
         self.path = path
+        self.tag = _top_tag(path)
         self.setter = SetAction(path, None, "", where)
         self.answers = answers  # shared with ai.standardize, which fills it before the run
 
     def apply(self, ds: Dataset, run: ActionRun) -> bool:
-        values, _, _ = self.path.values(ds)
-        text = "\\".join(str(v) for v in values).strip()
+        text = read_text(self.path, self.tag, ds)
         out = self.answers.get(text) if text else None
         if out is None or out == text:
             return False
-        return self.setter.put_value(ds, _coerce(self.setter.vr, out))
+        return put_text(self.setter, self.tag, ds, text, _coerce(self.setter.vr, out))
 
 
 def compile_lookup_action(act: Action, where: str, env) -> CompiledAction:
