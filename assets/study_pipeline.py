@@ -72,7 +72,7 @@ def study_pipeline(context: AssetExecutionContext, config: StudyBatchConfig, axi
     yield MaterializeResult(asset_key="morphed_instances", metadata={
         **base, "morphed": validated - _failed(result, "morph"), "failures": _failed(result, "morph"),
         "lookup_misses": result.lookup_misses,
-        **({"ai_model_calls": ai.calls, "ai_tokens": ai.tokens, "ai_cached": ai.cached, "ai_misses": ai.misses} if ai else {}),
+        **({"ai_model_calls": ai.calls, "ai_tokens": ai.tokens, "ai_cached": ai.cached, "ai_misses": ai.misses, "ai_seconds": ai.seconds} if ai and ai.per_target else {}),
     })
     yield MaterializeResult(
         asset_key="routed_instances",

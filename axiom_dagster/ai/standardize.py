@@ -9,6 +9,10 @@ those values are kept as they are and reported as misses (`lookup_misses`, kind 
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable
@@ -56,6 +60,7 @@ class ResolveReport:
     tokens: int = 0
     misses: int = 0
     stopped_by: str | None = None
+    seconds: float = 0.0
     per_target: dict[str, dict] = field(default_factory=dict)
 
 
@@ -111,8 +116,20 @@ def _tag(attribute: str) -> int | None:
     return tag_for_keyword(text)
 
 
-def distinct_values(paths: Iterable[str], attributes: list[str]) -> dict[str, set[str]]:
-    """attribute -> distinct non-empty text values in the files (headers only)."""
+def distinct_values(paths: Iterable[str], attributes: list[str], workers: int = 1) -> dict[str, set[str]]:
+    """attribute -> distinct non-empty text values in the files (headers only), read by
+    `workers` forked processes when there are many files."""
+    paths = list(paths)
+    if workers > 1 and len(paths) >= 256:
+        size = -(-len(paths) // (workers * 4))
+        chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
+        out: dict[str, set[str]] = {a: set() for a in attributes}
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            for part in pool.map(distinct_values, chunks, [attributes] * len(chunks)):
+                for a, values in part.items():
+                    out[a] |= values
+        return out
     tags = {a: _tag(a) for a in attributes}
     wanted = [t for t in tags.values() if t is not None]
     out: dict[str, set[str]] = {a: set() for a in attributes}
@@ -136,12 +153,14 @@ def resolve_batch(config, paths: Iterable[str], run_id: str | None = None,
     found = targets(config)
     if not found:
         return report
+    started = time.perf_counter()
     url = config.state_store_url
     cache = _cache(url)
     guard = config.ai.cost_guard
     today = (now or datetime.now(timezone.utc)).date()
     day_calls, day_tokens = cache.usage(today)
-    values = distinct_values(list(paths), sorted({t.attribute for t in found}))
+    workers = config.pipeline.workers or os.cpu_count() or 1
+    values = distinct_values(list(paths), sorted({t.attribute for t in found}), workers)
     misses: list[tuple[str, str, str, str]] = []
     clients: dict[str, object] = {}
     for t in found:
@@ -185,8 +204,9 @@ def resolve_batch(config, paths: Iterable[str], run_id: str | None = None,
             report.answered += len(got)
         report.per_target[t.label] = stats
     report.misses = record_misses(cache.engine, misses, run_id)
+    report.seconds = round(time.perf_counter() - started, 3)
     log(f"ai standardization: {report.distinct_values} distinct values, {report.cached} cached, "
-        f"{report.calls} model calls, {report.tokens} tokens, {report.misses} misses"
+        f"{report.calls} model calls, {report.tokens} tokens, {report.misses} misses, {report.seconds:.2f}s"
         + (f" (stopped: {report.stopped_by})" if report.stopped_by else ""))
     return report
 
