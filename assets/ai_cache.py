@@ -21,7 +21,7 @@ COLUMNS = [c.name for c in ai_cache.columns]
 )
 def ai_cache_export(context: AssetExecutionContext, axiom: AxiomResource):
     rows = AICache(axiom.store.engine).entries()
-    path = snapshot_root(axiom.config).parent / "ai" / "standardization_cache.parquet"
+    path = snapshot_root(axiom.config) / "_reports" / "ai_standardization_cache.parquet"
     write_table(rows, COLUMNS, path)
     reviewed = sum(1 for r in rows if r["reviewed_value"] is not None)
     context.log.info(f"ai cache export: {len(rows)} entries, {reviewed} reviewed")

@@ -8,7 +8,6 @@ model's answer and applies to the same vocabulary and input under every prompt v
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from typing import Iterable
 
 from sqlalchemy import (
     Column, DateTime, Integer, MetaData, String, Table, UniqueConstraint, and_, select, update,
@@ -118,6 +117,3 @@ class AICache:
             else:
                 conn.execute(t.insert().values(day=day.isoformat(), provider=provider, calls=calls, tokens=tokens))
 
-
-def rows_for_export(cache: AICache) -> Iterable[dict]:
-    return cache.entries()

@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 
 from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
+from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from axiom_dagster.ai.cache import AICache
@@ -141,7 +142,7 @@ def distinct_values(paths: Iterable[str], attributes: list[str], workers: int = 
         for a, t in tags.items():
             if t is not None and t in ds:
                 value = ds[t].value
-                text = "\\".join(str(v) for v in value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else str(value or "")
+                text = "\\".join(str(v) for v in value) if isinstance(value, (list, tuple, MultiValue)) else str(value or "")
                 if text.strip():
                     out[a].add(text.strip())
     return out

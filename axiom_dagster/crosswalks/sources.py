@@ -70,7 +70,11 @@ def read_sql(name: str, spec: CrosswalkSpec, source: SqlSource) -> pa.Table:
         with engine.connect() as conn:
             result = conn.execution_options(stream_results=True).execute(sql_statement(source))
             columns = list(result.keys())
-            wanted = _select_columns(name, spec, columns)
+            try:
+                wanted = _select_columns(name, spec, columns)
+            except CrosswalkSourceError:
+                result.close()
+                raise
             pos = [columns.index(c) for c in wanted]
             rows: list[tuple] = []
             while chunk := result.fetchmany(FETCH_ROWS):
@@ -150,8 +154,9 @@ def live_lookup(source: SqlSource, engine, key_columns: Sequence[str], key: Sequ
     import sqlalchemy as sa
 
     if source.query is not None:
-        cols = [sa.literal_column(f"q.{c}") for c in key_columns]
-        stmt = sa.select(sa.text("*")).select_from(sa.text(f"({source.query}) q"))
+        inner = sa.text(source.query).columns(*(sa.column(c) for c in key_columns)).subquery("q")
+        cols = [inner.c[c] for c in key_columns]  # quoted by the dialect
+        stmt = sa.select(sa.text("*")).select_from(inner)
     else:
         schema, _, table = source.table.rpartition(".")
         t = sa.table(table, *(sa.column(c) for c in key_columns), schema=schema or None)

@@ -8,6 +8,11 @@ import yaml
 from dagster import DagsterInstance, build_sensor_context
 from pydicom import dcmread
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster import materialize
+
+from assets.ai_cache import ai_cache_export
 from axiom_dagster.ai.cache import AICache
 from axiom_dagster.ai.standardize import resolve_batch
 from axiom_dagster.cli import main as axiom_main
@@ -134,6 +139,20 @@ def test_review_correction_wins_and_prompt_change_asks_again(tmp_path, store_url
     again = resolve_batch(load_config(config_file), paths)
     assert again.calls == 1 and again.cached == 1  # only the corrected value needs no answer
     assert len({e["prompt_version"] for e in cache.entries()}) == 2
+
+    # The exported cache, edited by a person and imported, wins too.
+    resource = AxiomResource(config_path=str(config_file))
+    assert materialize([ai_cache_export], resources={"axiom": resource}, instance=DagsterInstance.ephemeral()).success
+    export = tmp_path / "var" / "crosswalks" / "_reports" / "ai_standardization_cache.parquet"
+    rows = pq.read_table(export).to_pylist()
+    assert len(rows) == 9 and sum(r["reviewed_value"] is not None for r in rows) == 1  # 5 + 4 asked again
+    head = next(r for r in rows if r["input_value"].startswith("CT HEAD") and r["prompt_version"] == abd["prompt_version"])
+    head["reviewed_value"] = "Head CT (reviewed)"
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "edited.parquet")
+    assert axiom_main(["--config", str(config_file), "ai", "review", "--import", str(tmp_path / "edited.parquet")]) == 0
+    assert resolve_batch(load_config(config_file), paths).calls == 0
+    from axiom_dagster.ai.standardize import _ANSWERS
+    assert any(a.get(head["input_value"]) == "Head CT (reviewed)" for a in _ANSWERS.values())
 
 
 def test_cost_guard_keeps_values_and_reports_misses(tmp_path, store_url, server, monkeypatch):

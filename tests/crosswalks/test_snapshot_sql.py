@@ -82,6 +82,9 @@ def test_live_lookup_queries_the_source(source_db_url, tmp_path):
     assert cw.index(["mrn"]).get(("NEW1",)) is None
     assert cw.live(["mrn"], ("NEW1",)) == ("NEW1", "R-NEW1")
     assert cw.live(["mrn"], ("NOPE",)) is None
+    q = spec(source_db_url, query="SELECT mrn, research_id FROM patients WHERE site >= 0")
+    SnapshotStore(tmp_path, "q").refresh(q)
+    assert open_crosswalk("q", q, tmp_path, tmp_path).live(["mrn"], ("NEW1",)) == ("NEW1", "R-NEW1")
 
 
 def test_unreadable_source_names_the_crosswalk_not_the_password(tmp_path):
