@@ -47,8 +47,11 @@ from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.deid.profile import DeidOptions, DeidProfile
 from axiom_dagster.deid.uidmap import UIDMapper, check_key, secret_from_env
 from axiom_dagster.rules.morph import DestinationCopy, MorphOutcome
-from axiom_dagster.rules.actions import ActionRun, CompiledAction, clone_dataset, compile_action
-from axiom_dagster.rules.conditions import ConfigError, EvalContext, TagPath, compile_condition
+from axiom_dagster.rules.action_base import ActionRun, CompiledAction, clone_dataset
+from axiom_dagster.rules.actions import compile_action
+from axiom_dagster.rules.conditions import compile_condition
+from axiom_dagster.rules.context import EvalContext
+from axiom_dagster.rules.paths import ConfigError, TagPath
 from axiom_dagster.crosswalks.files import FileCrosswalk
 from axiom_dagster.rules.matcher import generate
 from axiom_dagster.config.rules import RulesConfig

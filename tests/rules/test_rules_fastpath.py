@@ -13,8 +13,11 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.deid import DeidOptions, DeidProfile, UIDMapper
 from axiom_dagster.rules import compile_rules
-from axiom_dagster.rules.actions import clone_dataset
-from axiom_dagster.rules.conditions import EvalContext, Leaf, TagPath, path_reader
+from axiom_dagster.rules.action_base import clone_dataset
+from axiom_dagster.rules.context import EvalContext
+from axiom_dagster.rules.leaf import Leaf
+from axiom_dagster.rules.paths import TagPath
+from axiom_dagster.rules.readers import path_reader
 from axiom_dagster.config.rules import Condition
 
 KEY = b"test-secret-key-0123456789abcdef"
