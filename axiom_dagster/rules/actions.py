@@ -143,7 +143,7 @@ class QuarantineAction(CompiledAction):
 
 
 def compile_action(act: Action, where: str, env) -> CompiledAction:
-    """`env` supplies profiles, crosswalk indexes and the key (see engine.Compiler)."""
+    """`env` supplies profiles, crosswalk indexes and the key (compile_env.CompileEnv)."""
     try:
         if act.action == "set":
             return SetAction(TagPath(act.attribute), act.vr, act.value, where)
