@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance, asset, materialize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,6 +22,7 @@ def test_definitions_graph():
     assert checks == {"sop_instance_uid_unique", "required_columns_present", "rows_preserved"}
 
 
+@pytest.mark.slow  # loads the code location in a dg subprocess
 def test_dg_check_defs_passes(tmp_path):
     dg = Path(sys.executable).with_name("dg")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "NO_PROXY": "*"}
