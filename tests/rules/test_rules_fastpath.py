@@ -533,31 +533,37 @@ FUSED_OPS = COMPILED_OPS + [("in", ["ORIGINAL", "X"]), ("not_in", ["ORIGINAL"]),
                             ("eq", "ORIGINAL"), ("eq", "Doe^John"), ("in", ["  CT "]), ("ne", "")]
 
 
+def _fused_leaves(texts):
+    """(leaf, its fused test, what) for each path in `texts`, operator and option that
+    fused_test handles."""
+    from axiom_dagster.rules.fused import fused_test
+
+    for text in texts:
+        for op, value in FUSED_OPS:
+            for extra in ({}, {"case_insensitive": True}, {"match": "all"}):
+                leaf = Leaf(Condition(attribute=text, op=op, value=value, **extra), "t")
+                fused = fused_test(leaf)
+                if fused is not None:
+                    yield leaf, fused, (text, op, value, extra)
+
+
 @pytest.mark.parametrize("charset,name,desc,ts", GRID)
 def test_fused_leaf_equals_eval(charset, name, desc, ts):
     """fused.fused_test (read, decode and test in one call; single ASCII values
     inline) == Leaf._eval, per path, op and option, on raw and on converted elements."""
-    from axiom_dagster.rules.fused import fused_test
-
     raw = make(charset, name, desc, ts)
     meta = ArrivalMeta()
     converted = dcmread(BytesIO(raw), stop_before_pixels=True)
     for _ in converted:  # every element converted: the shared reader's pydicom path
         pass
     n = 0
-    for text in PATHS + ["PatientAge", "PatientName[0]", "ImageType[0]", "ImageType[5]", "Columns"]:
-        for op, value in FUSED_OPS:
-            for extra in ({}, {"case_insensitive": True}, {"match": "all"}):
-                leaf = Leaf(Condition(attribute=text, op=op, value=value, **extra), "t")
-                fused = fused_test(leaf)
-                if fused is None:
-                    continue
-                n += 1
-                ds = dcmread(BytesIO(raw), stop_before_pixels=True)
-                fast = fused(ds._dict, EvalContext(ds, meta))
-                slow = leaf._eval(EvalContext(dcmread(BytesIO(raw), stop_before_pixels=True), meta))
-                assert fast == slow, (text, op, value, extra)
-                assert fused(converted._dict, EvalContext(converted, meta)) == slow, (text, op, value, extra)
+    for leaf, fused, what in _fused_leaves(PATHS + ["PatientAge", "PatientName[0]", "ImageType[0]", "ImageType[5]", "Columns"]):
+        n += 1
+        ds = dcmread(BytesIO(raw), stop_before_pixels=True)
+        fast = fused(ds._dict, EvalContext(ds, meta))
+        slow = leaf._eval(EvalContext(dcmread(BytesIO(raw), stop_before_pixels=True), meta))
+        assert fast == slow, what
+        assert fused(converted._dict, EvalContext(converted, meta)) == slow, what
     assert n > 500
 
 
@@ -632,22 +638,15 @@ def test_fused_meta_leaves_equal_eval():
 def _check_fused_private(raw: bytes) -> None:
     """fused_test on private attributes (creator found, missing; raw and converted
     elements) == Leaf._eval."""
-    from axiom_dagster.rules.fused import fused_test
-
-    for text in ('(0019,"ACME CT",12)', '(0019,"ACME CT",14)', '(0019,"NOPE",12)', '(0019,"ACME CT",12)[0]',
-                 '(0019,"ACME CT",12)[1]'):
-        for op, value in FUSED_OPS:
-            for extra in ({}, {"case_insensitive": True}, {"match": "all"}):
-                leaf = Leaf(Condition(attribute=text, op=op, value=value, **extra), "t")
-                fused = fused_test(leaf)
-                if fused is None:
-                    continue
-                slow = leaf._eval(EvalContext(dcmread(BytesIO(raw), stop_before_pixels=True), ArrivalMeta()))
-                ds = dcmread(BytesIO(raw), stop_before_pixels=True)
-                assert fused(ds._dict, EvalContext(ds, ArrivalMeta())) == slow, (text, op, value, extra)
-                for _ in ds:
-                    pass
-                assert fused(ds._dict, EvalContext(ds, ArrivalMeta())) == slow, (text, op, value, extra)
+    texts = ['(0019,"ACME CT",12)', '(0019,"ACME CT",14)', '(0019,"NOPE",12)', '(0019,"ACME CT",12)[0]',
+             '(0019,"ACME CT",12)[1]']
+    for leaf, fused, what in _fused_leaves(texts):
+        slow = leaf._eval(EvalContext(dcmread(BytesIO(raw), stop_before_pixels=True), ArrivalMeta()))
+        ds = dcmread(BytesIO(raw), stop_before_pixels=True)
+        assert fused(ds._dict, EvalContext(ds, ArrivalMeta())) == slow, what
+        for _ in ds:
+            pass
+        assert fused(ds._dict, EvalContext(ds, ArrivalMeta())) == slow, what
 
 
 @pytest.mark.parametrize("charset,name,desc,ts", GRID)
