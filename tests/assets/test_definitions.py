@@ -32,6 +32,7 @@ def test_dg_check_defs_passes(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # creates the whole Dagster schema in PostgreSQL
 def test_postgres_instance_config(tmp_path, postgres_url, monkeypatch):
     """config/dagster-postgres.yaml, as documented, stores runs in PostgreSQL."""
     shutil.copy(ROOT / "config" / "dagster-postgres.yaml", tmp_path / "dagster.yaml")
