@@ -139,7 +139,7 @@ class Leaf(Node):
     # tests): the path read by `path_reader` (standard, private and Seq[..].X paths),
     # and `value_test`: the operator, case folding and constants resolved once, per VR,
     # into a predicate on one value. The generated matcher calls `value_test` on values
-    # it reads itself. tests/test_rules_fastpath.py compares them on every operator/VR.
+    # it reads itself. tests/rules/test_rules_fastpath.py compares them on every operator/VR.
     def compiled(self):
         """ctx -> bool, the same as `_eval(ctx)`."""
         if self.op in ("exists", "not_exists"):

@@ -3,7 +3,7 @@
 The generated function evaluates the rules in the same order, with the same
 short-circuits and gating (enabled, sources, schedules, first_match) as the interpreted
 path in engine.py, and gives the same matches. `matcher_source(engine)` returns its text
-(tests/test_rules_fastpath.py checks it compiles and names every leaf).
+(tests/rules/test_rules_fastpath.py checks it compiles and names every leaf).
 
 What makes it cheaper than walking the condition trees:
 - each distinct leaf is evaluated at most once per instance (a local `vN`), as the
