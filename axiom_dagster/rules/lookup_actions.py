@@ -19,7 +19,8 @@ from axiom_dagster.config.rules import Action
 from axiom_dagster.dicom.fastvalues import Fallback, dataset_codec, raw_values
 from axiom_dagster.crosswalks.index import CrosswalkIndex
 from axiom_dagster.crosswalks.misses import key_text
-from axiom_dagster.rules.actions import ActionRun, CompiledAction, SetAction, _coerce
+from axiom_dagster.rules.action_base import ActionRun, CompiledAction, _coerce
+from axiom_dagster.rules.attribute_actions import SetAction
 from axiom_dagster.rules.paths import ConfigError, TagPath
 
 
