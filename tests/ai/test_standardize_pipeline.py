@@ -91,6 +91,7 @@ def routed(tmp_path) -> dict[str, str]:
     return {ds.SOPInstanceUID: ds.StudyDescription for ds in map(dcmread, (tmp_path / "routed").rglob("*.dcm"))}
 
 
+@pytest.mark.slow  # pipeline runs end to end
 @pytest.mark.parametrize("provider", ["openai", "vertex"])
 def test_distinct_values_asked_once_then_cached(tmp_path, store_url, server, provider, monkeypatch):
     monkeypatch.setenv("AXIOM_TEST_OPENAI_KEY", "sk-local")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 import yaml
 from dagster import DagsterInstance, build_sensor_context, materialize
 from pydicom import dcmread
@@ -52,6 +53,7 @@ def _run_pipeline(resource):
     assert result.success
 
 
+@pytest.mark.slow  # pipeline runs end to end
 def test_sql_crosswalk_refresh_lookup_and_missing_keys(tmp_path, source_db_url, postgres_url, monkeypatch):
     inputs = small_archive(tmp_path / "in", studies=3, series=1, instances=30)
     pids = [dcmread(p).PatientID for p in inputs]
@@ -95,6 +97,7 @@ def test_sql_crosswalk_refresh_lookup_and_missing_keys(tmp_path, source_db_url, 
     assert SnapshotStore(tmp_path / "crosswalks", "patients").current() == promoted
 
 
+@pytest.mark.slow  # pipeline runs end to end
 def test_code_location_puts_crosswalk_assets_upstream_of_the_pipeline(tmp_path, postgres_url):
     config_file = _config_file(tmp_path, postgres_url, "postgresql+psycopg2://postgres@127.0.0.1:5432/unused")
     code = (
