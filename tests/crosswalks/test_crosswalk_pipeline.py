@@ -60,7 +60,8 @@ def test_sql_crosswalk_refresh_lookup_and_missing_keys(tmp_path, source_db_url, 
     patients = sorted(set(pids))
     assert len(patients) == 2
     known, unknown = patients[:1], patients[1]
-    create_patients(source_db_url, [(pid, 1, f"RID-{i}") for i, pid in enumerate(known)])
+    fillers = [(f"OTHER{i}", 1, f"RO-{i}") for i in range(2)]
+    create_patients(source_db_url, [(pid, 1, f"RID-{i}") for i, pid in enumerate(known)] + fillers)
     config_file = _config_file(tmp_path, postgres_url, source_db_url)
     monkeypatch.setenv("AXIOM_CONFIG", str(config_file))
     resource = AxiomResource(config_path=str(config_file))
@@ -72,7 +73,7 @@ def test_sql_crosswalk_refresh_lookup_and_missing_keys(tmp_path, source_db_url, 
     evaluations = {e.check_name: e.passed for e in refreshed.get_asset_check_evaluations()}
     assert evaluations == {"keys_unique": True, "keys_not_null": True, "row_count_drift": True}
     promoted = SnapshotStore(tmp_path / "crosswalks", "patients").current()
-    assert promoted["rows"] == 1
+    assert promoted["rows"] == 3
 
     land_folder(resource.config, resource.store, tmp_path / "in")
     _run_pipeline(resource)
@@ -90,11 +91,21 @@ def test_sql_crosswalk_refresh_lookup_and_missing_keys(tmp_path, source_db_url, 
     assert [(r["kind"], r["name"], r["key_text"]) for r in table] == [("crosswalk", "patients", unknown)]
 
     # Upstream loses rows beyond max_row_drift: the check fails, the old snapshot stays.
-    create_patients(source_db_url, [(f"X{i}", 1, f"R{i}") for i in range(3)] + [(known[0], 1, "RID-0")])
+    create_patients(source_db_url, [(f"X{i}", 1, f"R{i}") for i in range(9)] + [(known[0], 1, "RID-0")])
     drifted = materialize([asset], resources={"axiom": resource}, instance=DagsterInstance.ephemeral())
     evaluations = {e.check_name: e.passed for e in drifted.get_asset_check_evaluations()}
     assert evaluations["row_count_drift"] is False
     assert SnapshotStore(tmp_path / "crosswalks", "patients").current() == promoted
+
+    # The operator adds the missing patient; the next promoted snapshot is used by the next
+    # run in this same process (the compiled rules are keyed by the promoted snapshots).
+    create_patients(source_db_url, [(known[0], 1, "RID-0"), (unknown, 1, "RID-1")] + fillers)
+    assert materialize([asset], resources={"axiom": resource}, instance=DagsterInstance.ephemeral()).success
+    assert SnapshotStore(tmp_path / "crosswalks", "patients").current()["rows"] == 4  # within max_row_drift
+    (tmp_path / "routed").rename(tmp_path / "routed-1")
+    land_folder(resource.config, resource.store, tmp_path / "in")
+    _run_pipeline(resource)
+    assert sorted({dcmread(p).PatientID for p in (tmp_path / "routed").rglob("*.dcm")}) == ["RID-0", "RID-1"]
 
 
 @pytest.mark.slow  # pipeline runs end to end
