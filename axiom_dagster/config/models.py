@@ -14,11 +14,17 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from axiom_dagster.config.destinations import (  # noqa: F401 - re-exported
+    DEFAULT_PATH_TEMPLATE,
+    DESTINATION_TYPES,
+    Destination,
+    FilesystemDestination,
+    NetworkDestination,
+)
 from axiom_dagster.config.listeners import AuthConfig, DicomListener, HttpConfig, unique_listeners
 from axiom_dagster.config.rules import RulesConfig
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-DEFAULT_PATH_TEMPLATE = "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
 
 
 class ConfigError(ValueError):
@@ -56,22 +62,12 @@ class PipelineConfig(_Model):
     stale_request_seconds: float = Field(3600.0, gt=0)
 
 
-class FilesystemDestination(_Model):
-    type: Literal["filesystem"] = "filesystem"
-    name: str
-    path: Path
-    path_template: str = DEFAULT_PATH_TEMPLATE
-
-    @field_validator("path_template")
-    @classmethod
-    def _template_names_sop(cls, value: str) -> str:
-        if "{SOPInstanceUID}" not in value:
-            raise ValueError("path_template must contain {SOPInstanceUID} so instances do not collide")
-        return value
-
-
-# One kind for now; later kinds (DICOM, DICOMweb, cloud) join as a union on `type`.
-Destination = FilesystemDestination
+class DeliveryConfig(_Model):
+    staging_path: Path = Path("var/outbox")
+    # A claimed ("sent") instance with no outcome after this long is sent again (crash recovery).
+    sent_lease_seconds: float = Field(600.0, gt=0)
+    # Instances one delivery run takes per destination.
+    max_instances_per_run: int = Field(5000, ge=1)
 
 
 class AxiomConfig(RulesConfig):
@@ -83,6 +79,7 @@ class AxiomConfig(RulesConfig):
     catalog: CatalogConfig = CatalogConfig()
     pipeline: PipelineConfig = PipelineConfig()
     destinations: list[Destination] = Field(default_factory=list)
+    delivery: DeliveryConfig = DeliveryConfig()
     listeners: list[DicomListener] = Field(default_factory=list)
     http: HttpConfig = HttpConfig()
     auth: AuthConfig = AuthConfig()
@@ -94,7 +91,7 @@ class AxiomConfig(RulesConfig):
 
     @field_validator("destinations")
     @classmethod
-    def _unique_destination_names(cls, value: list[FilesystemDestination]):
+    def _unique_destination_names(cls, value: list[Destination]):
         names = [d.name for d in value]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -150,6 +147,11 @@ class AxiomConfig(RulesConfig):
 
     def destination_path(self, dest: FilesystemDestination) -> Path:
         return self.resolve(dest.path)
+
+    @property
+    def staging_path(self) -> Path:
+        """Where the pipeline writes each network destination's copy until it is confirmed."""
+        return self.resolve(self.delivery.staging_path)
 
 
 def load_config(path: str | Path) -> AxiomConfig:
@@ -257,7 +259,8 @@ def locate(root: yaml.Node | None, source: str, loc: tuple, message: str) -> str
 def _describe(exc: ValidationError, root: yaml.Node | None, source: str) -> str:
     lines = []
     for err in exc.errors():
-        loc = tuple(err["loc"])
+        # A destination's union tag (destinations[1].dicom.port) is not a field of the file.
+        loc = tuple(p for i, p in enumerate(err["loc"]) if not (p in DESTINATION_TYPES and i and isinstance(err["loc"][i - 1], int)))
         message = err["msg"].removeprefix("Value error, ")
         # Cross-field validators report "field.path: text; other.path: text" at the top.
         parts = [_FIELD_MESSAGE.match(p) for p in message.split("; ")]

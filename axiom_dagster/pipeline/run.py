@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from axiom_dagster.catalog.tables import instance_table, write_batch
 from axiom_dagster.config.models import AxiomConfig, PipelineConfig
+from axiom_dagster.destinations.staging import initial_states, route_roots
 from axiom_dagster.rules.morph import Morpher, PassThrough
 from axiom_dagster.store.records import LedgerRow
 from axiom_dagster.store.state import StateStore
@@ -55,9 +56,7 @@ def run_batch(
     morpher_for(morpher_factory)  # compile here: a bad rule or missing secret fails the run clearly
     store.start_batch(batch_id, run_id)
     settings = WorkerSettings(
-        targets=tuple(
-            RouteTarget(d.name, config.destination_path(d), d.path_template) for d in config.destinations
-        ),
+        targets=tuple(RouteTarget(name, root, template) for name, root, template in route_roots(config)),
         quarantine_root=config.quarantine_path,
         batch_id=batch_id,
         run_id=run_id,
@@ -104,7 +103,7 @@ def _process(manifest: Sequence[LedgerRow], settings: WorkerSettings, pipeline: 
 
 def _record(config, store: StateStore, partition: str, batch_id: int, run_id: str, results) -> BatchResult:
     out = BatchResult(batch_id=batch_id, instances=len(results))
-    deliveries = [d for r in results for d in r.deliveries]
+    deliveries = initial_states(config, [d for r in results for d in r.deliveries])
     # Routed files must be on disk before their deliveries are recorded as done.
     phase = time.perf_counter()
     os.sync()
@@ -117,7 +116,7 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
         out.catalog_file = write_batch(
             config.catalog_path, "instances", partition, batch_id, instance_table(out.catalog_rows)
         )
-    out.delivered = sum(1 for d in deliveries if d["status"] == "delivered")
+    out.delivered = sum(1 for d in deliveries if d["status"] in ("confirmed", "pending"))
     out.failed = sum(1 for r in results if r.exception) + sum(1 for d in deliveries if d["status"] == "failed")
     out.bytes = sum(r.bytes for r in results)
     for r in results:

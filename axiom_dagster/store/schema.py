@@ -111,14 +111,23 @@ deliveries = Table(
     Column("destination", String(64), nullable=False),
     Column("study_uid", UID, nullable=False),
     Column("sop_uid", UID, nullable=False),
-    Column("status", String(16), nullable=False),  # delivered | failed
+    # pending -> sent -> confirmed | failed (failed with next_attempt_at set is retried)
+    Column("status", String(16), nullable=False),
     Column("location", Text),
     Column("attempts", Integer, nullable=False, default=1),
     Column("batch_id", Id),
     Column("run_id", String(64)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("error", Text),
+    Column("error", Text),  # the reason of the last failure (no element values)
+    Column("status_code", Integer),  # DIMSE status or HTTP status of the last answer
+    Column("source_path", Text),
+    Column("first_attempt_at", DateTime(timezone=True)),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("confirmed_at", DateTime(timezone=True)),
+    Column("verified_at", DateTime(timezone=True)),
     UniqueConstraint("ledger_id", "destination", name="uq_delivery_instance_destination"),
+    Index("ix_deliveries_due", "destination", "status", "next_attempt_at"),
+    Index("ix_deliveries_study", "study_uid"),
 )
 
 exceptions = Table(
@@ -126,7 +135,7 @@ exceptions = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("stage", String(16), nullable=False),  # landing | validate | morph | route
+    Column("stage", String(16), nullable=False),  # landing | validate | morph | route | deliver
     Column("reason", Text, nullable=False),
     Column("ledger_id", Id),
     Column("study_uid", UID),
@@ -137,6 +146,9 @@ exceptions = Table(
     Column("retries", Integer, nullable=False, default=0),
     Column("next_retry_at", DateTime(timezone=True)),
     Column("resolved_at", DateTime(timezone=True)),
+    Column("destination", String(64)),
+    Column("resolved_by", String(128)),
+    Column("resolution", Text),
     Index("ix_exceptions_study", "study_uid"),
 )
 
