@@ -1,0 +1,78 @@
+"""C-STORE SCU against a real Orthanc: every instance confirmed and found by Orthanc's own
+query with identical data sets; Orthanc stopped mid-delivery, retried after restart."""
+import pytest
+
+from axiom_dagster.destinations.delivery import deliver_destination
+from axiom_dagster.store.deliveries import DeliveryState
+from axiom_dagster.store.state import StateStore
+from tests.destinations.support import FAST_RETRY, assert_identical_in_orthanc, delivery_config, input_folder, process
+
+pytestmark = pytest.mark.orthanc
+
+
+def _pacs(orthanc, **extra) -> dict:
+    return {"name": "pacs", "type": "dicom", "host": "127.0.0.1", "port": orthanc.dicom_port,
+            "ae_title": orthanc.aet, "retry": FAST_RETRY, **extra}
+
+
+def test_cstore_confirms_every_instance_identical_in_orthanc(tmp_path, orthanc):
+    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [_pacs(orthanc)])
+    store = StateStore(config.state_store_url)
+    store.migrate()
+    process(config, store, input_folder(tmp_path))
+    pending = DeliveryState(store).rows("pacs")
+    assert len(pending) == 16 and {r["status"] for r in pending} == {"pending"}
+
+    report = deliver_destination(config, store, "pacs", run_id="deliver-1")
+    assert (report.confirmed, report.failed, report.exceptions) == (16, 0, 0), report.summary()
+    rows = DeliveryState(store).rows("pacs")
+    assert {(r["status"], r["status_code"], r["attempts"]) for r in rows} == {("confirmed", 0, 1)}
+    # Orthanc's own query finds every SOP Instance UID, with identical data sets.
+    assert orthanc.sop_instance_uids() == {r["sop_uid"] for r in rows}
+    assert_identical_in_orthanc(orthanc, rows)
+    rollup = DeliveryState(store).study_rollup(rows[0]["study_uid"])
+    assert rollup["pacs"]["state"] == "confirmed"
+
+    # Delivering again finds nothing due: confirmed instances are skipped.
+    assert deliver_destination(config, store, "pacs").claimed == 0
+
+
+def test_orthanc_down_then_back_all_confirmed_none_duplicated(tmp_path, orthanc):
+    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [_pacs(orthanc, batch_size=4)])
+    store = StateStore(config.state_store_url)
+    store.migrate()
+    process(config, store, input_folder(tmp_path, studies=3, real_world=False))
+    orthanc.stop()
+    down = deliver_destination(config, store, "pacs")
+    assert (down.confirmed, down.failed, down.exceptions) == (0, 18, 0)
+    failed = DeliveryState(store).rows("pacs")
+    assert {r["status"] for r in failed} == {"failed"}
+    assert {r["error"] for r in failed} == {"cannot connect to the peer (connection refused or timed out)"}
+    assert all(r["next_attempt_at"] is not None for r in failed)
+    assert DeliveryState(store).study_rollup(failed[0]["study_uid"])["pacs"]["state"] == "in_progress"
+
+    orthanc.start()
+    back = deliver_destination(config, store, "pacs")
+    assert (back.claimed, back.confirmed) == (18, 18)
+    rows = DeliveryState(store).rows("pacs")
+    assert {(r["status"], r["attempts"], r["error"]) for r in rows} == {("confirmed", 2, None)}
+    assert len(orthanc.instances()) == 18
+
+
+def test_rejected_association_recorded_with_reason(tmp_path, orthanc):
+    orthanc.extra["DicomCheckCalledAet"] = True
+    orthanc.restart()
+    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}",
+                             [_pacs(orthanc, ae_title="NOT_ORTHANC", retry={**FAST_RETRY, "max_age_seconds": 0})])
+    store = StateStore(config.state_store_url)
+    store.migrate()
+    process(config, store, input_folder(tmp_path, studies=1, series=1, real_world=False))
+    report = deliver_destination(config, store, "pacs")
+    assert (report.confirmed, report.exceptions) == (0, 3)
+    rows = DeliveryState(store).rows("pacs")
+    assert all(r["error"].startswith("A-ASSOCIATE-RJ: Rejected Permanent, source Service User") for r in rows)
+    assert all("Called AE title not recognised" in r["error"] for r in rows)
+    # Too old to retry (max age 0): each is an open exception naming the destination.
+    open_ = DeliveryState(store).list_exceptions(stage="deliver")
+    assert len(open_) == 3 and {e["destination"] for e in open_} == {"pacs"}
+    assert DeliveryState(store).study_rollup(rows[0]["study_uid"])["pacs"]["state"] == "failed"
