@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pydicom import dcmread
 from pydicom.filereader import read_file_meta_info
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, UncompressedTransferSyntaxes
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import build_context
 
@@ -29,8 +29,10 @@ _config.STORE_SEND_CHUNKED_DATASET = True
 logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 MAX_CONTEXTS = 128  # PS3.8: at most 128 presentation contexts per association
-UNCOMPRESSED = set(UncompressedTransferSyntaxes)
+# What can be transcoded by re-encoding alone (pynetdicom converts between these two; Big
+# Endian, retired, would need pixel byte swapping and is sent only as stored).
 FALLBACK = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+UNCOMPRESSED = set(FALLBACK)
 # Success, and the storage warnings (coercion, element discarded, does not match SOP class).
 CONFIRMING = {0x0000, 0xB000, 0xB006, 0xB007}
 DUPLICATE = 0x0111  # Duplicate SOP Instance: the peer has it already
@@ -48,7 +50,9 @@ def _nodelay(event) -> None:
 
 
 def associate(dest: DicomDestination, ae: AE, tls: ssl.SSLContext | None, **kwargs):
-    """Request an association; returns it and, when not established, the reason."""
+    """Request an association. Raises DestinationUnreachable when the peer cannot be reached
+    or rejects us; returns the association and, when it was aborted after connecting (e.g. no
+    proposed context accepted: a problem of these instances only), the reason."""
     connected = []
 
     def opened(event) -> None:
@@ -60,7 +64,12 @@ def associate(dest: DicomDestination, ae: AE, tls: ssl.SSLContext | None, **kwar
     ae.connection_timeout = dest.timeout_seconds
     assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args,
                          evt_handlers=[(evt.EVT_CONN_OPEN, opened)], **kwargs)
-    return assoc, None if assoc.is_established else association_failure(assoc, bool(connected))
+    if assoc.is_established:
+        return assoc, None
+    reason = association_failure(assoc, bool(connected))
+    if not connected or assoc.is_rejected:
+        raise DestinationUnreachable(reason)
+    return assoc, reason
 
 
 def tls_context(dest: DicomDestination) -> ssl.SSLContext | None:
@@ -95,7 +104,7 @@ def association_failure(assoc, connected: bool) -> str:
         rj = assoc.acceptor.primitive
         return (f"A-ASSOCIATE-RJ: {rj.result_str}, source {rj.source_str}, reason {rj.reason_str} "
                 f"(result {rj.result}, source {rj.result_source}, diagnostic {rj.diagnostic})")
-    return "association aborted during negotiation (TLS handshake, no accepted context or A-ABORT)"
+    return "association aborted during negotiation (no proposed presentation context accepted, or A-ABORT)"
 
 
 class CStoreSender:
@@ -131,7 +140,7 @@ class CStoreSender:
         ae.requested_contexts = propose(staged)
         assoc, failure = associate(dest, ae, self.tls, max_pdu=dest.max_pdu)
         if failure:
-            raise DestinationUnreachable(failure)
+            return [Outcome(s.item.id, False, reason=failure) for s in staged]
         try:
             return self._store_all(assoc, staged)
         finally:
