@@ -95,7 +95,8 @@ class Orthanc:
             if self.process.poll() is not None:
                 raise RuntimeError(f"Orthanc exited: see {self.root / 'orthanc.log'}")
             try:
-                if httpx.get(f"{self.url}/system", timeout=1).status_code == 200:
+                # 401: up, with AuthenticationEnabled (a test of HTTP auth)
+                if httpx.get(f"{self.url}/system", timeout=1).status_code in (200, 401):
                     return self
             except httpx.HTTPError:
                 pass
