@@ -1,3 +1,4 @@
 from .axiom import AxiomResource
+from .destinations import DestinationsResource
 
-__all__ = ["AxiomResource"]
+__all__ = ["AxiomResource", "DestinationsResource"]

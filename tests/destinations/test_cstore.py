@@ -2,7 +2,7 @@
 query with identical data sets; Orthanc stopped mid-delivery, retried after restart."""
 import pytest
 
-from axiom_dagster.destinations.delivery import deliver_destination
+from axiom_dagster.destinations.delivery import deliver_destination, make_sender
 from axiom_dagster.store.deliveries import DeliveryState
 from axiom_dagster.store.state import StateStore
 from tests.destinations.support import FAST_RETRY, assert_identical_in_orthanc, delivery_config, input_folder, process
@@ -37,26 +37,40 @@ def test_cstore_confirms_every_instance_identical_in_orthanc(tmp_path, orthanc):
     assert deliver_destination(config, store, "pacs").claimed == 0
 
 
-def test_orthanc_down_then_back_all_confirmed_none_duplicated(tmp_path, orthanc):
-    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [_pacs(orthanc, batch_size=4)])
+class StopsPeerAfterFirstStudy:
+    """The real sender; Orthanc is stopped once the first study is through (mid-delivery)."""
+
+    def __init__(self, config, orthanc):
+        self.inner, self.orthanc, self.calls = make_sender(config, config.destinations[0]), orthanc, 0
+
+    def send(self, items):
+        self.calls += 1
+        outcomes = self.inner.send(items)
+        if self.calls == 1:
+            self.orthanc.stop()
+        return outcomes
+
+
+def test_orthanc_stopped_during_delivery_then_back_all_confirmed_none_duplicated(tmp_path, orthanc):
+    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [_pacs(orthanc, batch_size=6)])
     store = StateStore(config.state_store_url)
     store.migrate()
     process(config, store, input_folder(tmp_path, studies=3, real_world=False))
-    orthanc.stop()
-    down = deliver_destination(config, store, "pacs")
-    assert (down.confirmed, down.failed, down.exceptions) == (0, 18, 0)
-    failed = DeliveryState(store).rows("pacs")
-    assert {r["status"] for r in failed} == {"failed"}
+    down = deliver_destination(config, store, "pacs", sender=StopsPeerAfterFirstStudy(config, orthanc))
+    assert (down.confirmed, down.failed, down.exceptions) == (6, 12, 0)
+    failed = [r for r in DeliveryState(store).rows("pacs") if r["status"] != "confirmed"]
+    assert len(failed) == 12 and {r["status"] for r in failed} == {"failed"}
     assert {r["error"] for r in failed} == {"cannot connect to the peer (connection refused or timed out)"}
     assert all(r["next_attempt_at"] is not None for r in failed)
     assert DeliveryState(store).study_rollup(failed[0]["study_uid"])["pacs"]["state"] == "in_progress"
 
-    orthanc.start()
+    orthanc.start()  # same storage: the first study is still there
     back = deliver_destination(config, store, "pacs")
-    assert (back.claimed, back.confirmed) == (18, 18)
+    assert (back.claimed, back.confirmed) == (12, 12)
     rows = DeliveryState(store).rows("pacs")
-    assert {(r["status"], r["attempts"], r["error"]) for r in rows} == {("confirmed", 2, None)}
-    assert len(orthanc.instances()) == 18
+    assert {r["status"] for r in rows} == {"confirmed"} and {r["error"] for r in rows} == {None}
+    assert sorted(r["attempts"] for r in rows) == [1] * 6 + [2] * 12
+    assert len(orthanc.instances()) == 18 and orthanc.sop_instance_uids() == {r["sop_uid"] for r in rows}
 
 
 def test_rejected_association_recorded_with_reason(tmp_path, orthanc):
