@@ -1,4 +1,4 @@
-"""`axiom` command line: synth, land, sql, migrate, demo, realtime, apikey."""
+"""`axiom` command line: synth, land, sql, migrate, demo, realtime, apikey, exceptions, deliver."""
 from __future__ import annotations
 
 import argparse
@@ -80,9 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     k = keys.add_parser("list", help="list keys (never the secrets)")
     k.set_defaults(func=cmd_apikey_list)
 
+    from axiom_dagster.destinations.commands import add_commands as add_delivery_commands
+
+    add_delivery_commands(sub, _config, _store)
+
     # `--config` may also follow the subcommand (`axiom realtime --config FILE`).
     for name, subparser in sub.choices.items():
-        if name not in ("rules",):  # rules commands take the file as an argument
+        if name not in ("rules", "exceptions", "deliver"):  # rules take the file as an argument; delivery adds its own
             subparser.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:

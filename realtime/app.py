@@ -17,10 +17,12 @@ from starlette.concurrency import run_in_threadpool
 
 from axiom_dagster.config.models import AxiomConfig
 from axiom_dagster.ingest.landing import LandingZone
+from axiom_dagster.store.deliveries import DeliveryState
 from axiom_dagster.store.schema import associations, ledger
 from axiom_dagster.dicom.uids import is_valid_uid
 
 from . import stow
+from .exceptions_api import add_exception_routes
 from .auth import Authenticator, Principal, requirer
 from .logs import correlation_id
 from .metrics import CONTENT_TYPE, Metrics
@@ -149,7 +151,10 @@ def create_app(config: AxiomConfig, zone: LandingZone, metrics: Metrics, dicom_s
         report = store.study_report(study_uid)
         if report is None:
             return JSONResponse({"detail": "study not known to the state store"}, status_code=404)
+        report["delivery_state"] = DeliveryState(store).study_rollup(study_uid)
         return report
+
+    add_exception_routes(app, config, store, require)
 
     # ---- STOW-RS ------------------------------------------------------------------------
 

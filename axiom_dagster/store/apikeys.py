@@ -33,8 +33,8 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, inser
 
 ROLES = ("superuser", "admin", "user")
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "superuser": frozenset({"metrics", "monitor", "ingest", "manage_keys", "manage_superusers"}),
-    "admin": frozenset({"metrics", "monitor", "ingest", "manage_keys"}),
+    "superuser": frozenset({"metrics", "monitor", "ingest", "manage_keys", "manage_superusers", "manage_exceptions"}),
+    "admin": frozenset({"metrics", "monitor", "ingest", "manage_keys", "manage_exceptions"}),
     "user": frozenset({"metrics", "monitor"}),
 }
 KEY_PREFIX = "axk_"
