@@ -1,0 +1,146 @@
+"""Delivery benchmark: `python bench/delivery.py [--instances 2000] [--rounds 2]`.
+
+The same landed synthetic files (256x256, ~130 KB, 50 instances per study) go to a real
+Orthanc (fresh storage for every measurement, TCP_NODELAY=1) by:
+  * C-STORE: this project's delivery (claim, one association per study, record every
+    answer in the state store) vs DCMTK `/usr/bin/storescu` (one association, no records)
+  * STOW-RS: this project's delivery (50 instances per request, per-instance results
+    recorded) vs bare dicomweb-client `store_instances` (read + post 50 per request)
+Rounds are interleaved so drift hits both alike. Prints inst/s and the ratios (target ≥ 0.9).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dicomweb_client.api import DICOMwebClient  # noqa: E402
+from pydicom import dcmread  # noqa: E402
+from sqlalchemy import update  # noqa: E402
+
+from axiom_dagster.config.models import AxiomConfig  # noqa: E402
+from axiom_dagster.destinations.delivery import deliver_destination  # noqa: E402
+from axiom_dagster.ingest.arrival import ArrivalMeta  # noqa: E402
+from axiom_dagster.ingest.landing import LandingZone, iter_files  # noqa: E402
+from axiom_dagster.store.schema import deliveries  # noqa: E402
+from axiom_dagster.store.state import StateStore  # noqa: E402
+from axiom_dagster.synth import SynthSpec, generate_archive  # noqa: E402
+from tests.peers.orthanc import Orthanc  # noqa: E402
+
+DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
+STORESCU = "/usr/bin/storescu"
+
+
+def fresh_orthanc(work: Path, name: str) -> Orthanc:
+    root = work / "orthanc" / name
+    shutil.rmtree(root, ignore_errors=True)
+    return Orthanc(root).start()
+
+
+def storescu(orthanc: Orthanc, folder: Path) -> float:
+    started = time.perf_counter()
+    done = subprocess.run([STORESCU, "-aec", orthanc.aet, "+sd", "+r", "127.0.0.1", str(orthanc.dicom_port), str(folder)],
+                          env=DCMTK_ENV, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"storescu failed: {done.stderr[-2000:]}")
+    return elapsed
+
+
+def bare_stow(orthanc: Orthanc, paths: list[Path], per_request: int) -> float:
+    client = DICOMwebClient(orthanc.dicomweb_url)
+    started = time.perf_counter()
+    for i in range(0, len(paths), per_request):
+        client.store_instances([dcmread(p) for p in paths[i : i + per_request]])
+    return time.perf_counter() - started
+
+
+def ours(config: AxiomConfig, store: StateStore, name: str, destination: dict) -> float:
+    config.destinations = [AxiomConfig.model_validate({"destinations": [destination]}).destinations[0]]
+    with store.engine.begin() as conn:  # every instance due again, as after a pipeline run
+        conn.execute(update(deliveries).where(deliveries.c.destination == name).values(
+            status="pending", attempts=0, first_attempt_at=None, next_attempt_at=None))
+    started = time.perf_counter()
+    report = deliver_destination(config, store, name, run_id="bench")
+    elapsed = time.perf_counter() - started
+    if report.confirmed != report.claimed or not report.claimed:
+        raise RuntimeError(f"delivery incomplete: {report.summary()}")
+    return elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--instances", type=int, default=2000)
+    ap.add_argument("--per-study", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--per-request", type=int, default=50, help="STOW-RS instances per request")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="axiom-bench-delivery-"))
+    try:
+        studies = max(1, args.instances // args.per_study)
+        generate_archive(work / "synth", SynthSpec(studies, 1, args.per_study, seed=7))
+        config = AxiomConfig(landing={"path": work / "landing", "quarantine_path": work / "quarantine"},
+                             state_store={"url": f"sqlite:///{work / 'state.db'}"}, base_dir=work)
+        store = StateStore(config.state_store_url)
+        store.migrate()
+        LandingZone(config.landing_path, config.quarantine_path, store).import_files(iter_files(work / "synth"), ArrivalMeta(source="bench"))
+        rows = store.ledger_after(0, 10**7)
+        n = len(rows)
+        mb = sum(r.size for r in rows) / 1e6
+        for dest in ("pacs", "web"):
+            store.record_deliveries([dict(ledger_id=r.id, destination=dest, study_uid=r.study_uid, sop_uid=r.sop_uid,
+                                          status="pending", location=None, error=None, batch_id=None, run_id=None,
+                                          source_path=r.path, attempts=0) for r in rows])
+        paths = [Path(r.path) for r in rows]
+        print(f"{n} instances in {studies} studies, {mb:.0f} MB ({mb / n * 1000:.0f} KB each)", flush=True)
+
+        times: dict[str, list[float]] = {k: [] for k in ("storescu", "cstore", "bare_stow", "stow")}
+        for rnd in range(args.rounds):
+            for what in times:
+                orthanc = fresh_orthanc(work, what)
+                try:
+                    if what == "storescu":
+                        t = storescu(orthanc, config.landing_path)
+                    elif what == "cstore":
+                        t = ours(config, store, "pacs", {"name": "pacs", "type": "dicom", "host": "127.0.0.1",
+                                                         "port": orthanc.dicom_port, "ae_title": orthanc.aet})
+                    elif what == "bare_stow":
+                        t = bare_stow(orthanc, paths, args.per_request)
+                    else:
+                        t = ours(config, store, "web", {"name": "web", "type": "dicomweb", "url": orthanc.dicomweb_url,
+                                                        "batch_size": args.per_request})
+                    stored = len(orthanc.instances())
+                    if stored != n:
+                        raise RuntimeError(f"{what}: Orthanc holds {stored} of {n} instances")
+                finally:
+                    orthanc.stop()
+                times[what].append(t)
+                print(f"round {rnd + 1}: {what:<10} {n / t:8.0f} inst/s ({t:.2f} s)", flush=True)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print()
+        print(f"{'sender → Orthanc':<46}{'inst/s':>8}{'MB/s':>8}")
+        labels = {"storescu": "DCMTK storescu (1 association)", "cstore": "axiom C-STORE (1 association/study, recorded)",
+                  "bare_stow": f"dicomweb-client store_instances ({args.per_request}/req)",
+                  "stow": f"axiom STOW-RS ({args.per_request}/req, recorded)"}
+        for k, label in labels.items():
+            print(f"{label:<46}{n / med[k]:>8.0f}{mb / med[k]:>8.1f}")
+        print()
+        print(f"ratio C-STORE / storescu: {med['storescu'] / med['cstore']:.2f} (target ≥ 0.9)")
+        print(f"ratio STOW-RS / bare store_instances: {med['bare_stow'] / med['stow']:.2f} (target ≥ 0.9)")
+        store.dispose()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
