@@ -67,6 +67,8 @@ def associate(dest: DicomDestination, ae: AE, tls: ssl.SSLContext | None, **kwar
     if assoc.is_established:
         return assoc, None
     reason = association_failure(assoc, bool(connected))
+    if tls is not None and connected and not assoc.is_rejected:
+        reason += "; TLS in use: the peer may have refused our client certificate"
     if not connected or assoc.is_rejected:
         raise DestinationUnreachable(reason)
     return assoc, reason
