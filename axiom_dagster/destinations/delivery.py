@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -121,55 +122,84 @@ def _verify(sender: Sender, study_uid: str, items: list[DueDelivery], outcomes: 
 
 def deliver_destination(config: AxiomConfig, store: StateStore, name: str, *, run_id: str | None = None,
                         sender: Sender | None = None) -> DeliveryReport:
-    """Send every due instance of one destination (up to the per-run limit)."""
+    """Send every due instance of one destination (up to the per-run limit), `parallel`
+    study chunks at a time, each on its own association / request."""
     started = time.perf_counter()
     dest = next(d for d in config.destinations if d.name == name)
-    policy: RetryPolicy = getattr(dest, "retry", RetryPolicy())
-    batch_size: int = getattr(dest, "batch_size", 200)
     state = DeliveryState(store)
     items = state.claim_due(name, config.delivery.max_instances_per_run, config.delivery.sent_lease_seconds)
     report = DeliveryReport(name, claimed=len(items))
     if not items:
         return report
     state.set_run([i.id for i in items], run_id)
-    unreachable: DestinationUnreachable | None = None
-    try:
-        sender = sender or make_sender(config, dest)
-    except Exception as exc:
-        unreachable = DestinationUnreachable(f"cannot set up the sender: {type(exc).__name__}")
-    for study_uid, group in groupby(items, key=lambda i: i.study_uid):
-        group = list(group)
-        for start in range(0, len(group), batch_size):
-            chunk = group[start : start + batch_size]
-            if unreachable is not None:
-                outcomes = _failed(chunk, unreachable.reason, unreachable.status_code)
-            else:
-                try:
-                    outcomes = sender.send(chunk)
-                except DestinationUnreachable as exc:
-                    unreachable = exc
-                    outcomes = _failed(chunk, exc.reason, exc.status_code)
-                except Exception as exc:
-                    outcomes = _failed(chunk, f"sender error: {type(exc).__name__}")
-                if getattr(dest, "verify", False):
-                    outcomes = _verify(sender, study_uid, chunk, outcomes)
-            _record(state, policy, chunk, outcomes, run_id, report)
+    batch_size: int = getattr(dest, "batch_size", 200)
+    chunks = [
+        (study_uid, group[start : start + batch_size])
+        for study_uid, group in ((s, list(g)) for s, g in groupby(items, key=lambda i: i.study_uid))
+        for start in range(0, len(group), batch_size)
+    ]
+    run = _Run(config, dest, state, run_id, report, sender)
+    workers = min(getattr(dest, "parallel", 1), len(chunks))
+    if workers == 1:
+        for study_uid, chunk in chunks:
+            run.deliver_chunk(study_uid, chunk)
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"deliver-{name}") as pool:
+            list(pool.map(lambda c: run.deliver_chunk(*c), chunks))
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _record(state: DeliveryState, policy: RetryPolicy, chunk, outcomes, run_id, report: DeliveryReport) -> None:
-    items = {i.id: i for i in chunk}
-    now = utcnow()
-    retry_at = {
-        o.delivery_id: next_attempt(policy, items[o.delivery_id].attempts, items[o.delivery_id].first_attempt_at, now)
-        for o in outcomes if not o.confirmed
-    }
-    report.exceptions += state.record(outcomes, retry_at, items, run_id)
-    report.confirmed += sum(o.confirmed for o in outcomes)
-    report.verified += sum(o.verified for o in outcomes)
-    report.failed += sum(1 for o in outcomes if not o.confirmed and retry_at[o.delivery_id] is not None)
-    report.reasons.update(o.reason for o in outcomes if not o.confirmed and o.reason)
+class _Run:
+    """One destination's delivery call: chunks share the report and, once the destination
+    proved unreachable, fail fast with its reason. One sender per worker thread."""
+
+    def __init__(self, config, dest, state: DeliveryState, run_id, report: DeliveryReport, sender: Sender | None):
+        self.config, self.dest, self.state, self.run_id, self.report = config, dest, state, run_id, report
+        self.policy: RetryPolicy = getattr(dest, "retry", RetryPolicy())
+        self.shared_sender = sender
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.unreachable: DestinationUnreachable | None = None
+
+    def sender(self) -> Sender:
+        if self.shared_sender is not None:
+            return self.shared_sender
+        if not hasattr(self.local, "sender"):
+            self.local.sender = make_sender(self.config, self.dest)
+        return self.local.sender
+
+    def deliver_chunk(self, study_uid: str, chunk: list[DueDelivery]) -> None:
+        if self.unreachable is not None:
+            outcomes = _failed(chunk, self.unreachable.reason, self.unreachable.status_code)
+        else:
+            try:
+                sender = self.sender()
+                outcomes = sender.send(chunk)
+                if getattr(self.dest, "verify", False):
+                    outcomes = _verify(sender, study_uid, chunk, outcomes)
+            except DestinationUnreachable as exc:
+                self.unreachable = exc
+                outcomes = _failed(chunk, exc.reason, exc.status_code)
+            except Exception as exc:
+                outcomes = _failed(chunk, f"sender error: {type(exc).__name__}")
+        self.record(chunk, outcomes)
+
+    def record(self, chunk: list[DueDelivery], outcomes: list[Outcome]) -> None:
+        items = {i.id: i for i in chunk}
+        now = utcnow()
+        retry_at = {
+            o.delivery_id: next_attempt(self.policy, items[o.delivery_id].attempts, items[o.delivery_id].first_attempt_at, now)
+            for o in outcomes if not o.confirmed
+        }
+        opened = self.state.record(outcomes, retry_at, items, self.run_id)
+        with self.lock:
+            report = self.report
+            report.exceptions += opened
+            report.confirmed += sum(o.confirmed for o in outcomes)
+            report.verified += sum(o.verified for o in outcomes)
+            report.failed += sum(1 for o in outcomes if not o.confirmed and retry_at[o.delivery_id] is not None)
+            report.reasons.update(o.reason for o in outcomes if not o.confirmed and o.reason)
 
 
 def network_destinations(config: AxiomConfig) -> list[str]:

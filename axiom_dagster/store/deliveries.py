@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
 from axiom_dagster.store.schema import audit, deliveries, exceptions
 from axiom_dagster.store.state import StateStore, _aware, utcnow
@@ -110,35 +110,43 @@ class DeliveryState:
         open exception. Returns the number of new exceptions."""
         now = utcnow()
         new_exceptions = 0
+        c = deliveries.c
+        confirmed = [
+            {"_id": o.delivery_id, "_code": o.status_code, "_location": o.location, "_verified": now if o.verified else None}
+            for o in outcomes if o.confirmed
+        ]
+        failed = [
+            {"_id": o.delivery_id, "_code": o.status_code, "_reason": o.reason, "_next": retry_at.get(o.delivery_id)}
+            for o in outcomes if not o.confirmed
+        ]
         with self.engine.begin() as conn:
-            confirmed = [o for o in outcomes if o.confirmed]
-            for o in confirmed:
+            if confirmed:
                 conn.execute(
-                    update(deliveries).where(deliveries.c.id == o.delivery_id).values(
-                        status="confirmed", status_code=o.status_code, error=None, location=o.location,
-                        confirmed_at=now, next_attempt_at=None, updated_at=now,
-                        verified_at=now if o.verified else None, run_id=run_id,
-                    )
+                    update(deliveries).where(c.id == bindparam("_id")).values(
+                        status="confirmed", status_code=bindparam("_code"), error=None, location=bindparam("_location"),
+                        confirmed_at=now, next_attempt_at=None, updated_at=now, verified_at=bindparam("_verified"), run_id=run_id,
+                    ),
+                    confirmed,
+                )
+            if failed:
+                conn.execute(
+                    update(deliveries).where(c.id == bindparam("_id")).values(
+                        status="failed", status_code=bindparam("_code"), error=bindparam("_reason"),
+                        next_attempt_at=bindparam("_next"), updated_at=now, run_id=run_id,
+                    ),
+                    failed,
                 )
             for o in outcomes:
-                if o.confirmed:
+                if o.confirmed or retry_at.get(o.delivery_id) is not None:
                     continue
-                when = retry_at.get(o.delivery_id)
-                conn.execute(
-                    update(deliveries).where(deliveries.c.id == o.delivery_id).values(
-                        status="failed", status_code=o.status_code, error=o.reason, next_attempt_at=when,
-                        updated_at=now, run_id=run_id,
-                    )
-                )
-                if when is None:
-                    item = items[o.delivery_id]
-                    conn.execute(insert(exceptions).values(
-                        created_at=now, stage=DELIVER_STAGE, reason=o.reason or "delivery failed",
-                        ledger_id=item.ledger_id, study_uid=item.study_uid, sop_uid=item.sop_uid,
-                        quarantine_path=item.source_path, batch_id=item.batch_id, run_id=run_id,
-                        retries=max(item.attempts - 1, 0), destination=item.destination,
-                    ))
-                    new_exceptions += 1
+                item = items[o.delivery_id]
+                conn.execute(insert(exceptions).values(
+                    created_at=now, stage=DELIVER_STAGE, reason=o.reason or "delivery failed",
+                    ledger_id=item.ledger_id, study_uid=item.study_uid, sop_uid=item.sop_uid,
+                    quarantine_path=item.source_path, batch_id=item.batch_id, run_id=run_id,
+                    retries=max(item.attempts - 1, 0), destination=item.destination,
+                ))
+                new_exceptions += 1
         return new_exceptions
 
     # ---- reading ------------------------------------------------------------------------

@@ -52,7 +52,7 @@ class StopsPeerAfterFirstStudy:
 
 
 def test_orthanc_stopped_during_delivery_then_back_all_confirmed_none_duplicated(tmp_path, orthanc):
-    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [_pacs(orthanc, batch_size=6)])
+    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [_pacs(orthanc, batch_size=6, parallel=1)])
     store = StateStore(config.state_store_url)
     store.migrate()
     process(config, store, input_folder(tmp_path, studies=3, real_world=False))
