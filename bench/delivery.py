@@ -140,6 +140,8 @@ def main() -> int:
         for k, label in labels.items():
             print(f"{label:<52}{n / med[k]:>8.0f}{mb / med[k]:>8.1f}")
         print()
+        pairs = lambda a, b: ", ".join(f"{x / y:.2f}" for x, y in zip(times[a], times[b]))  # noqa: E731
+        print(f"per round: C-STORE / storescu {pairs('storescu', 'cstore')}; STOW-RS / bare {pairs('bare_stow', 'stow')}")
         print(f"ratio C-STORE / storescu: {med['storescu'] / med['cstore']:.2f} (target ≥ 0.9)")
         print(f"ratio STOW-RS / bare store_instances: {med['bare_stow'] / med['stow']:.2f} (target ≥ 0.9)")
         store.dispose()

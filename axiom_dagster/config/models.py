@@ -68,6 +68,8 @@ class DeliveryConfig(_Model):
     sent_lease_seconds: float = Field(600.0, gt=0)
     # Instances one delivery run takes per destination.
     max_instances_per_run: int = Field(5000, ge=1)
+    # A staged copy is removed once its destination confirmed it (the landed original stays).
+    keep_confirmed_copies: bool = False
 
 
 class AxiomConfig(RulesConfig):

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
+from pathlib import Path
 
 from pydicom import dcmread
 
@@ -193,6 +194,8 @@ class _Run:
             for o in outcomes if not o.confirmed
         }
         opened = self.state.record(outcomes, retry_at, items, self.run_id)
+        if not self.config.delivery.keep_confirmed_copies:
+            _remove_staged(self.config.staging_path, [items[o.delivery_id].source_path for o in outcomes if o.confirmed])
         with self.lock:
             report = self.report
             report.exceptions += opened
@@ -202,8 +205,13 @@ class _Run:
             report.reasons.update(o.reason for o in outcomes if not o.confirmed and o.reason)
 
 
-def network_destinations(config: AxiomConfig) -> list[str]:
-    return [d.name for d in config.destinations if not isinstance(d, FilesystemDestination)]
+def _remove_staged(staging: Path, paths: list[str]) -> None:
+    """Delete confirmed copies from the outbox (only there: a requeued instance may come from
+    elsewhere). Recorded first, removed after: a crash in between leaves a harmless file."""
+    for path in paths:
+        p = Path(path)
+        if p.is_relative_to(staging):
+            p.unlink(missing_ok=True)
 
 
 def deliver_all(config: AxiomConfig, store: StateStore, *, names: list[str] | None = None,

@@ -193,11 +193,16 @@ class CStoreSender:
         query.StudyInstanceUID = study_uid
         query.SeriesInstanceUID = ""
         query.SOPInstanceUID = ""
-        found = set()
+        found, final = set(), None
         try:
             for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
-                if status and status.Status in (0xFF00, 0xFF01) and identifier is not None:
+                final = getattr(status, "Status", None)
+                if final in (0xFF00, 0xFF01) and identifier is not None:
                     found.add(str(identifier.get("SOPInstanceUID", "")))
         finally:
-            assoc.release()
+            if assoc.is_established:
+                assoc.release()
+        if final != 0x0000:
+            # A refused or failed query says nothing about what the peer holds.
+            raise DestinationUnreachable(f"query-back: C-FIND ended with status {final if final is None else f'0x{final:04X}'}")
         return found & sop_uids

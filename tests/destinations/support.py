@@ -27,7 +27,8 @@ def delivery_config(root: Path, store_url: str, destinations: list[dict]) -> Axi
         catalog={"path": str(root / "catalog")},
         pipeline=PipelineConfig(quiet_period_seconds=0, workers=1),
         destinations=destinations,
-        delivery={"staging_path": root / "outbox"},
+        # Kept so tests can compare what was sent with what arrived.
+        delivery={"staging_path": root / "outbox", "keep_confirmed_copies": True},
         base_dir=root,
     )
 

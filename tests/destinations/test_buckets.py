@@ -92,6 +92,16 @@ def test_s3_objects_written_and_etag_verified(tmp_path, s3):
         assert client.get_object(Bucket="axiom-archive", Key=name)["Body"].read() == Path(row["source_path"]).read_bytes()
 
 
+def test_confirmed_copies_leave_the_outbox(tmp_path, s3):
+    dest = {"name": "s3", "type": "s3", "bucket": "axiom-archive", "endpoint": s3.url, "region": "us-east-1", "retry": FAST_RETRY}
+    config, store = _setup(tmp_path, dest)
+    config.delivery.keep_confirmed_copies = False
+    staged = [Path(r["source_path"]) for r in DeliveryState(store).rows("s3")]
+    assert all(p.is_file() and p.is_relative_to(config.staging_path) for p in staged)
+    assert deliver_destination(config, store, "s3").confirmed == 16
+    assert not any(p.exists() for p in staged)
+
+
 def test_s3_missing_bucket_fails_with_status(tmp_path, s3):
     dest = {"name": "s3", "type": "s3", "bucket": "no-such-bucket", "endpoint": s3.url, "region": "us-east-1",
             "retry": FAST_RETRY}

@@ -6,6 +6,7 @@ from axiom_dagster.destinations.delivery import deliver_destination, make_sender
 from axiom_dagster.store.deliveries import DeliveryState
 from axiom_dagster.store.state import StateStore
 from tests.destinations.support import FAST_RETRY, assert_identical_in_orthanc, delivery_config, input_folder, process
+from tests.peers.orthanc import free_port
 
 pytestmark = pytest.mark.orthanc
 
@@ -90,3 +91,26 @@ def test_rejected_association_recorded_with_reason(tmp_path, orthanc):
     open_ = DeliveryState(store).list_exceptions(stage="deliver")
     assert len(open_) == 3 and {e["destination"] for e in open_} == {"pacs"}
     assert DeliveryState(store).study_rollup(rows[0]["study_uid"])["pacs"]["state"] == "failed"
+
+
+def test_query_back_by_cfind(tmp_path, orthanc):
+    """verify: true asks Orthanc (C-FIND, IMAGE level) for what it confirmed."""
+    orthanc.modalities["AXIOM"] = free_port()  # Orthanc answers C-FIND only from known AEs
+    orthanc.restart()
+    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [_pacs(orthanc, verify=True)])
+    store = StateStore(config.state_store_url)
+    store.migrate()
+    process(config, store, input_folder(tmp_path, studies=2, real_world=False))
+    report = deliver_destination(config, store, "pacs")
+    assert (report.confirmed, report.verified) == (12, 12)
+    assert all(r["verified_at"] is not None for r in DeliveryState(store).rows("pacs"))
+
+
+def test_query_back_refused_leaves_confirmed_unverified(tmp_path, orthanc):
+    """A peer that refuses our C-FIND: the C-STORE answers still confirm; not verified."""
+    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [_pacs(orthanc, verify=True)])
+    store = StateStore(config.state_store_url)
+    store.migrate()
+    process(config, store, input_folder(tmp_path, studies=1, real_world=False))
+    report = deliver_destination(config, store, "pacs")
+    assert (report.confirmed, report.verified) == (6, 0)

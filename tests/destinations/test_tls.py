@@ -1,9 +1,6 @@
 """C-STORE over mutual TLS to DCMTK storescp (+tls, peer certificate required): our client
 certificate is accepted and the files arrive; without it the failure is recorded."""
 import os
-import socket
-import subprocess
-import time
 
 import pytest
 
@@ -12,6 +9,7 @@ from axiom_dagster.store.deliveries import DeliveryState
 from axiom_dagster.store.state import StateStore
 from tests.destinations.support import FAST_RETRY, delivery_config, input_folder, process
 from tests.peers.orthanc import free_port
+from tests.peers.process import start_listener, stop_process
 from tests.realtime.support import make_certs
 
 STORESCP = "/usr/bin/storescp"
@@ -24,21 +22,13 @@ def tls_scp(tmp_path):
     out = tmp_path / "received"
     out.mkdir()
     port = free_port()
-    proc = subprocess.Popen(
+    proc = start_listener(
         [STORESCP, "+tls", str(certs["server.key"]), str(certs["server.pem"]), "+cf", str(certs["ca.pem"]),
          "--require-peer-cert", "-aet", "SECURE", "-od", str(out), str(port)],
-        env=dict(os.environ, TCP_NODELAY="1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        port,
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
     yield port, out, certs
-    proc.terminate()
-    proc.wait(10)
+    stop_process(proc)
 
 
 def _run(tmp_path, port, tls):

@@ -2,9 +2,6 @@
 copies of explicit-VR instances; compressed instances it cannot take fail with a reason."""
 import os
 import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from axiom_dagster.store.state import StateStore
 from tests.destinations.support import FAST_RETRY, delivery_config, process
 from tests.helpers import small_archive
 from tests.peers.orthanc import free_port
+from tests.peers.process import start_listener, stop_process
 
 STORESCP = "/usr/bin/storescp"
 NO_CONTEXT = "association aborted during negotiation (no proposed presentation context accepted, or A-ABORT)"
@@ -29,20 +27,12 @@ def implicit_only_scp(tmp_path):
     out = tmp_path / "received"
     out.mkdir()
     port = free_port()
-    proc = subprocess.Popen(
+    proc = start_listener(
         [STORESCP, "+xi", "--bit-preserving", "-aet", "IMPLICIT", "-od", str(out), str(port)],
-        env=dict(os.environ, TCP_NODELAY="1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        port,
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
     yield port, out
-    proc.terminate()
-    proc.wait(10)
+    stop_process(proc)
 
 
 def test_implicit_only_peer_receives_transcoded_data(tmp_path, implicit_only_scp):

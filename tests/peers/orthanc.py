@@ -105,13 +105,9 @@ class Orthanc:
         raise RuntimeError(f"Orthanc did not answer within {timeout} s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        from tests.peers.process import stop_process
+
+        stop_process(self.process)
         self.process = None
 
     def restart(self) -> "Orthanc":
