@@ -54,6 +54,15 @@ def process(config: AxiomConfig, store: StateStore, folder: Path, run_id="run-1"
     return result
 
 
+def staged(root: Path, destinations: list[dict], folder: Path | None = None, **archive) -> tuple[AxiomConfig, StateStore]:
+    """A configuration with these destinations and a processed batch: every copy pending."""
+    config = delivery_config(root, f"sqlite:///{root / 'state.db'}", destinations)
+    store = StateStore(config.state_store_url)
+    store.migrate()
+    process(config, store, folder or input_folder(root, **archive))
+    return config, store
+
+
 def dataset_bytes(data: bytes) -> bytes:
     """The encoded data set after the File Meta Information."""
     from pydicom.filereader import _read_file_meta_info, read_preamble

@@ -11,18 +11,14 @@ from google.cloud import storage
 
 from axiom_dagster.destinations.delivery import deliver_destination, make_sender
 from axiom_dagster.store.deliveries import DeliveryState
-from axiom_dagster.store.state import StateStore
-from tests.destinations.support import FAST_RETRY, delivery_config, input_folder, process
+from tests.destinations.support import FAST_RETRY, staged
 from tests.peers.buckets import gcs_emulator, moto_s3
 
 TEMPLATE = "dicom/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
 
 
 def _setup(tmp_path, dest):
-    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [dest])
-    store = StateStore(config.state_store_url)
-    store.migrate()
-    process(config, store, input_folder(tmp_path, studies=2, real_world=True))
+    config, store = staged(tmp_path, [dest], studies=2, real_world=True)
     return config, store
 
 
@@ -96,10 +92,10 @@ def test_confirmed_copies_leave_the_outbox(tmp_path, s3):
     dest = {"name": "s3", "type": "s3", "bucket": "axiom-archive", "endpoint": s3.url, "region": "us-east-1", "retry": FAST_RETRY}
     config, store = _setup(tmp_path, dest)
     config.delivery.keep_confirmed_copies = False
-    staged = [Path(r["source_path"]) for r in DeliveryState(store).rows("s3")]
-    assert all(p.is_file() and p.is_relative_to(config.staging_path) for p in staged)
+    copies = [Path(r["source_path"]) for r in DeliveryState(store).rows("s3")]
+    assert all(p.is_file() and p.is_relative_to(config.staging_path) for p in copies)
     assert deliver_destination(config, store, "s3").confirmed == 16
-    assert not any(p.exists() for p in staged)
+    assert not any(p.exists() for p in copies)
 
 
 def test_s3_missing_bucket_fails_with_status(tmp_path, s3):

@@ -4,8 +4,7 @@ import pytest
 
 from axiom_dagster.destinations.delivery import deliver_destination, make_sender
 from axiom_dagster.store.deliveries import DeliveryState
-from axiom_dagster.store.state import StateStore
-from tests.destinations.support import FAST_RETRY, assert_identical_in_orthanc, delivery_config, input_folder, process
+from tests.destinations.support import FAST_RETRY, assert_identical_in_orthanc, staged
 from tests.peers.orthanc import free_port
 
 pytestmark = pytest.mark.orthanc
@@ -17,10 +16,7 @@ def _pacs(orthanc, **extra) -> dict:
 
 
 def test_cstore_confirms_every_instance_identical_in_orthanc(tmp_path, orthanc):
-    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [_pacs(orthanc)])
-    store = StateStore(config.state_store_url)
-    store.migrate()
-    process(config, store, input_folder(tmp_path))
+    config, store = staged(tmp_path, [_pacs(orthanc)])
     pending = DeliveryState(store).rows("pacs")
     assert len(pending) == 16 and {r["status"] for r in pending} == {"pending"}
 
@@ -53,10 +49,7 @@ class StopsPeerAfterFirstStudy:
 
 
 def test_orthanc_stopped_during_delivery_then_back_all_confirmed_none_duplicated(tmp_path, orthanc):
-    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [_pacs(orthanc, batch_size=6, parallel=1)])
-    store = StateStore(config.state_store_url)
-    store.migrate()
-    process(config, store, input_folder(tmp_path, studies=3, real_world=False))
+    config, store = staged(tmp_path, [_pacs(orthanc, batch_size=6, parallel=1)], studies=3, real_world=False)
     down = deliver_destination(config, store, "pacs", sender=StopsPeerAfterFirstStudy(config, orthanc))
     assert (down.confirmed, down.failed, down.exceptions) == (6, 12, 0)
     failed = [r for r in DeliveryState(store).rows("pacs") if r["status"] != "confirmed"]
@@ -77,11 +70,8 @@ def test_orthanc_stopped_during_delivery_then_back_all_confirmed_none_duplicated
 def test_rejected_association_recorded_with_reason(tmp_path, orthanc):
     orthanc.extra["DicomCheckCalledAet"] = True
     orthanc.restart()
-    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}",
-                             [_pacs(orthanc, ae_title="NOT_ORTHANC", retry={**FAST_RETRY, "max_age_seconds": 0})])
-    store = StateStore(config.state_store_url)
-    store.migrate()
-    process(config, store, input_folder(tmp_path, studies=1, series=1, real_world=False))
+    config, store = staged(tmp_path, [_pacs(orthanc, ae_title="NOT_ORTHANC", retry={**FAST_RETRY, "max_age_seconds": 0})],
+                           studies=1, series=1, real_world=False)
     report = deliver_destination(config, store, "pacs")
     assert (report.confirmed, report.exceptions) == (0, 3)
     rows = DeliveryState(store).rows("pacs")
@@ -97,10 +87,7 @@ def test_query_back_by_cfind(tmp_path, orthanc):
     """verify: true asks Orthanc (C-FIND, IMAGE level) for what it confirmed."""
     orthanc.modalities["AXIOM"] = free_port()  # Orthanc answers C-FIND only from known AEs
     orthanc.restart()
-    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [_pacs(orthanc, verify=True)])
-    store = StateStore(config.state_store_url)
-    store.migrate()
-    process(config, store, input_folder(tmp_path, studies=2, real_world=False))
+    config, store = staged(tmp_path, [_pacs(orthanc, verify=True)], studies=2, real_world=False)
     report = deliver_destination(config, store, "pacs")
     assert (report.confirmed, report.verified) == (12, 12)
     assert all(r["verified_at"] is not None for r in DeliveryState(store).rows("pacs"))
@@ -108,9 +95,6 @@ def test_query_back_by_cfind(tmp_path, orthanc):
 
 def test_query_back_refused_leaves_confirmed_unverified(tmp_path, orthanc):
     """A peer that refuses our C-FIND: the C-STORE answers still confirm; not verified."""
-    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [_pacs(orthanc, verify=True)])
-    store = StateStore(config.state_store_url)
-    store.migrate()
-    process(config, store, input_folder(tmp_path, studies=1, real_world=False))
+    config, store = staged(tmp_path, [_pacs(orthanc, verify=True)], studies=1, real_world=False)
     report = deliver_destination(config, store, "pacs")
     assert (report.confirmed, report.verified) == (6, 0)

@@ -10,10 +10,9 @@ from assets.delivery import build_delivery_job
 from axiom_dagster.catalog.tables import connect
 from axiom_dagster.destinations.delivery import deliver_all
 from axiom_dagster.store.deliveries import DeliveryState
-from axiom_dagster.store.state import StateStore
 from resources import AxiomResource, DestinationsResource
 from sensors.delivery import build_delivery_sensor
-from tests.destinations.support import FAST_RETRY, delivery_config, input_folder, process
+from tests.destinations.support import FAST_RETRY, delivery_config, input_folder, process, staged
 from tests.helpers import write_config_file
 from tests.peers.orthanc import free_port
 
@@ -69,10 +68,7 @@ def test_sensor_requests_one_run_and_job_delivers_per_destination(tmp_path, orth
 def test_dead_destination_does_not_hold_up_the_others(tmp_path, orthanc):
     """Three destinations in parallel, one refusing connections: its instances are failed
     and due again; the others are confirmed in the same call."""
-    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", _destinations(orthanc, free_port()))
-    store = StateStore(config.state_store_url)
-    store.migrate()
-    process(config, store, input_folder(tmp_path, studies=2, real_world=False))
+    config, store = staged(tmp_path, _destinations(orthanc, free_port()), studies=2, real_world=False)
     reports = deliver_all(config, store)
     assert {n: (r.confirmed, r.failed) for n, r in reports.items()} == {"pacs": (12, 0), "web": (12, 0), "dead": (0, 12)}
     assert DeliveryState(store).due_counts(datetime.now(timezone.utc), 600) == {"dead": 12}

@@ -6,24 +6,15 @@ import pytest
 
 from axiom_dagster.destinations.delivery import deliver_destination, make_sender
 from axiom_dagster.store.deliveries import DeliveryState
-from axiom_dagster.store.state import StateStore
-from tests.destinations.support import FAST_RETRY, assert_identical_in_orthanc, delivery_config, input_folder, process
+from tests.destinations.support import FAST_RETRY, assert_identical_in_orthanc, staged
 from tests.peers.healthcare_proxy import HealthcareProxy
 
 pytestmark = pytest.mark.orthanc
 
 
-def _setup(tmp_path, destinations, **folder):
-    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", destinations)
-    store = StateStore(config.state_store_url)
-    store.migrate()
-    process(config, store, input_folder(tmp_path, **folder))
-    return config, store
-
-
 def test_stow_confirms_and_verifies_by_qido(tmp_path, orthanc):
     dest = {"name": "web", "type": "dicomweb", "url": orthanc.dicomweb_url, "batch_size": 5, "verify": True, "retry": FAST_RETRY}
-    config, store = _setup(tmp_path, [dest])
+    config, store = staged(tmp_path, [dest])
     report = deliver_destination(config, store, "web")
     assert (report.confirmed, report.verified, report.failed) == (16, 16, 0), report.summary()
     rows = DeliveryState(store).rows("web")
@@ -38,7 +29,7 @@ def test_stow_basic_auth_accepted_and_refused(tmp_path, orthanc):
     good = {"name": "web", "type": "dicomweb", "url": orthanc.dicomweb_url, "retry": FAST_RETRY,
             "auth": {"type": "basic", "username": "axiom", "password": "s3cret-pw"}}
     bad = {**good, "name": "web-bad", "auth": {"type": "basic", "username": "axiom", "password": "wrong"}}
-    config, store = _setup(tmp_path, [good, bad], studies=1, real_world=False)
+    config, store = staged(tmp_path, [good, bad], studies=1, real_world=False)
     assert deliver_destination(config, store, "web").confirmed == 6
     refused = deliver_destination(config, store, "web-bad")
     assert (refused.confirmed, refused.failed) == (0, 6)
@@ -57,7 +48,7 @@ def test_healthcare_store_with_google_credentials_and_crash_resend(tmp_path, ort
     dest = {"name": "gcp", "type": "google_healthcare", "project": "axiom-test", "location": "local",
             "dataset": "ds", "dicom_store": "store", "endpoint": healthcare.endpoint,
             "credentials_file": healthcare.credentials_file(tmp_path), "retry": FAST_RETRY}
-    config, store = _setup(tmp_path, [dest], studies=2, real_world=False)
+    config, store = staged(tmp_path, [dest], studies=2, real_world=False)
     state = DeliveryState(store)
 
     # First study: delivered normally (google-auth fetched a token from the token endpoint).

@@ -6,8 +6,7 @@ import pytest
 
 from axiom_dagster.destinations.delivery import deliver_destination
 from axiom_dagster.store.deliveries import DeliveryState
-from axiom_dagster.store.state import StateStore
-from tests.destinations.support import FAST_RETRY, delivery_config, input_folder, process
+from tests.destinations.support import FAST_RETRY, staged
 from tests.peers.orthanc import free_port
 from tests.peers.process import start_listener, stop_process
 from tests.realtime.support import make_certs
@@ -34,10 +33,7 @@ def tls_scp(tmp_path):
 def _run(tmp_path, port, tls):
     dest = {"name": "secure", "type": "dicom", "host": "127.0.0.1", "port": port, "ae_title": "SECURE",
             "retry": FAST_RETRY, "timeout_seconds": 10, "tls": tls}
-    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [dest])
-    store = StateStore(config.state_store_url)
-    store.migrate()
-    process(config, store, input_folder(tmp_path, studies=1, series=2, instances=2, real_world=False))
+    config, store = staged(tmp_path, [dest], studies=1, series=2, instances=2, real_world=False)
     return deliver_destination(config, store, "secure"), DeliveryState(store).rows("secure")
 
 

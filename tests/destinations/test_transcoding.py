@@ -11,8 +11,7 @@ from pydicom.uid import ImplicitVRLittleEndian
 
 from axiom_dagster.destinations.delivery import deliver_destination
 from axiom_dagster.store.deliveries import DeliveryState
-from axiom_dagster.store.state import StateStore
-from tests.destinations.support import FAST_RETRY, delivery_config, process
+from tests.destinations.support import FAST_RETRY, staged
 from tests.helpers import small_archive
 from tests.peers.orthanc import free_port
 from tests.peers.process import start_listener, stop_process
@@ -42,10 +41,7 @@ def test_implicit_only_peer_receives_transcoded_data(tmp_path, implicit_only_scp
     for name in ("CT_small.dcm", "MR_small_bigendian.dcm", "JPEG2000.dcm"):
         shutil.copy(get_testdata_file(name, download=False), folder / name)
     dest = {"name": "legacy", "type": "dicom", "host": "127.0.0.1", "port": port, "ae_title": "IMPLICIT", "retry": FAST_RETRY}
-    config = delivery_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", [dest])
-    store = StateStore(config.state_store_url)
-    store.migrate()
-    process(config, store, folder)
+    config, store = staged(tmp_path, [dest], folder)
 
     report = deliver_destination(config, store, "legacy")
     rows = {Path(r["source_path"]).name: r for r in DeliveryState(store).rows("legacy")}
