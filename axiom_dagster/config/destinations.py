@@ -118,7 +118,7 @@ class StowDestination(_NetworkDestination):
 
 class HealthcareDestination(_NetworkDestination):
     """A Google Cloud Healthcare API DICOM store, reached by STOW-RS with Google credentials
-    (Application Default Credentials, or `credentials_file`)."""
+    (Application Default Credentials, or a service account key in `credentials_file`)."""
 
     type: Literal["google_healthcare"]
     project: str

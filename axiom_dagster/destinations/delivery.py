@@ -216,8 +216,8 @@ def _remove_staged(staging: Path, paths: list[str]) -> None:
 
 def deliver_all(config: AxiomConfig, store: StateStore, *, names: list[str] | None = None,
                 run_id: str | None = None) -> dict[str, DeliveryReport]:
-    """Every destination with due instances, in parallel (one thread each). Folder
-    destinations are included only when named (they receive requeued instances)."""
+    """Every configured destination (or the named ones), in parallel, one thread each. A
+    folder destination only ever has requeued instances due (the pipeline writes the rest)."""
     names = names if names is not None else [d.name for d in config.destinations]
     if not names:
         return {}

@@ -33,12 +33,15 @@ def http_session(auth: HttpAuth) -> requests.Session:
 
 
 def google_session(dest: HealthcareDestination) -> requests.Session:
-    """An authorized session that fetches and refreshes OAuth tokens itself (google-auth)."""
+    """An authorized session that fetches and refreshes OAuth tokens itself (google-auth):
+    a service account key file, or Application Default Credentials."""
     import google.auth
     from dicomweb_client.ext.gcp.session_utils import create_session_from_gcp_credentials
 
     if dest.credentials_file:
-        credentials, _ = google.auth.load_credentials_from_file(str(dest.credentials_file), scopes=[CLOUD_PLATFORM])
+        from google.oauth2 import service_account
+
+        credentials = service_account.Credentials.from_service_account_file(str(dest.credentials_file), scopes=[CLOUD_PLATFORM])
     else:
         credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM])
     return create_session_from_gcp_credentials(credentials)
