@@ -9,6 +9,12 @@ Orthanc (fresh storage for every measurement, TCP_NODELAY=1) by:
     per-instance results recorded) vs bare dicomweb-client `store_instances` (read + post
     50 per request, one at a time)
 Rounds are interleaved so drift hits both alike. Prints inst/s and the ratios (target ≥ 0.9).
+
+`--outage SECONDS`: instead, deliver the instances to Orthanc with the retry loop running
+(a delivery call every second, as the sensor would request runs), kill Orthanc once a quarter
+is confirmed, keep it down for SECONDS, start it again on the same storage, and report: instances lost (must be 0), duplicates in
+Orthanc (must be 0), and the time from Orthanc's return until all are confirmed (target:
+within one retry interval, `max_seconds` of the retry policy).
 """
 from __future__ import annotations
 
@@ -83,12 +89,60 @@ def ours(config: AxiomConfig, store: StateStore, name: str, destination: dict) -
     return elapsed
 
 
+def outage(config: AxiomConfig, store: StateStore, work: Path, n: int, seconds: float, retry_max: float) -> None:
+    import threading
+
+    from axiom_dagster.store.deliveries import DeliveryState
+
+    orthanc = fresh_orthanc(work, "outage")
+    dest = {"name": "pacs", "type": "dicom", "host": "127.0.0.1", "port": orthanc.dicom_port, "ae_title": orthanc.aet,
+            "retry": {"initial_seconds": retry_max / 4, "max_seconds": retry_max, "max_age_seconds": 86_400}}
+    config.destinations = [AxiomConfig.model_validate({"destinations": [dest]}).destinations[0]]
+    state = DeliveryState(store)
+    done = threading.Event()
+    calls = []
+
+    def loop():
+        while not done.is_set():
+            calls.append(deliver_destination(config, store, "pacs", run_id=f"bench-{len(calls)}"))
+            if sum(1 for r in state.rows("pacs") if r["status"] == "confirmed") == n:
+                done.set()
+            time.sleep(1)
+
+    worker = threading.Thread(target=loop)
+    started = time.perf_counter()
+    worker.start()
+    while sum(1 for r in state.rows("pacs") if r["status"] == "confirmed") < n // 4:
+        time.sleep(0.05)
+    orthanc.process.kill()  # down abruptly, mid-delivery (a crash, not a clean shutdown)
+    orthanc.process.wait()
+    down_at = time.perf_counter()
+    time.sleep(seconds)
+    orthanc.start()
+    back_at = time.perf_counter()
+    worker.join()
+    all_confirmed = time.perf_counter()
+    try:
+        stored, unique = len(orthanc.instances()), len(orthanc.sop_instance_uids())
+    finally:
+        orthanc.stop()
+    rows = state.rows("pacs")
+    failures = sum(c.failed for c in calls)
+    print(f"outage: Orthanc killed {down_at - started:.1f} s after the start, down {back_at - down_at:.0f} s; "
+          f"{failures} failed attempts recorded and retried over {len(calls)} delivery calls")
+    print(f"confirmed {sum(r['status'] == 'confirmed' for r in rows)} of {n}; lost {n - unique}; "
+          f"duplicates in Orthanc {stored - unique}; max attempts {max(r['attempts'] for r in rows)}")
+    print(f"all confirmed {all_confirmed - back_at:.1f} s after Orthanc returned (retry interval ≤ {retry_max:.0f} s)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--instances", type=int, default=2000)
     ap.add_argument("--per-study", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--per-request", type=int, default=50, help="STOW-RS instances per request")
+    ap.add_argument("--outage", type=float, default=0, help="seconds Orthanc is down during a delivery (outage mode)")
+    ap.add_argument("--retry-max", type=float, default=60, help="outage mode: the retry policy's max_seconds")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="axiom-bench-delivery-"))
     try:
@@ -108,6 +162,9 @@ def main() -> int:
                                           source_path=r.path, attempts=0) for r in rows])
         paths = [Path(r.path) for r in rows]
         print(f"{n} instances in {studies} studies, {mb:.0f} MB ({mb / n * 1000:.0f} KB each)", flush=True)
+        if args.outage:
+            outage(config, store, work, n, args.outage, args.retry_max)
+            return 0
 
         times: dict[str, list[float]] = {k: [] for k in ("storescu", "cstore", "bare_stow", "stow")}
         for rnd in range(args.rounds):
