@@ -10,7 +10,8 @@ import shutil
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -144,11 +145,49 @@ def deliver_destination(config: AxiomConfig, store: StateStore, name: str, *, ru
     if workers == 1:
         for study_uid, chunk in chunks:
             run.deliver_chunk(study_uid, chunk)
+    elif isinstance(dest, DicomDestination) and sender is None:
+        _deliver_in_processes(run, chunks, workers)
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"deliver-{name}") as pool:
             list(pool.map(lambda c: run.deliver_chunk(*c), chunks))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _deliver_in_processes(run: "_Run", chunks: list, workers: int) -> None:
+    """C-STORE associations in worker processes: pynetdicom is CPU-bound Python (one reactor
+    thread per association), so threads would share one GIL. The parent records outcomes."""
+    ctx = multiprocessing.get_context(run.config.pipeline.start_method)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(_send_chunk, run.config, run.dest, study_uid, chunk): chunk for study_uid, chunk in chunks}
+        for future in as_completed(futures):
+            chunk = futures[future]
+            if future.cancelled():
+                continue
+            outcomes, unreachable = future.result()
+            if unreachable is not None and run.unreachable is None:
+                run.unreachable = unreachable
+                for other in futures:  # not started yet: fail fast with the same reason
+                    if other.cancel():
+                        run.record(futures[other], _failed(futures[other], unreachable.reason, unreachable.status_code))
+            run.record(chunk, outcomes)
+
+
+_CHILD_SENDERS: dict[str, Sender] = {}
+
+
+def _send_chunk(config: AxiomConfig, dest, study_uid: str, chunk: list[DueDelivery]):
+    """In a worker process: send one study chunk; returns (outcomes, unreachable or None)."""
+    if dest.name not in _CHILD_SENDERS:
+        _CHILD_SENDERS[dest.name] = make_sender(config, dest)
+    sender = _CHILD_SENDERS[dest.name]
+    try:
+        outcomes = sender.send(chunk)
+        return (_verify(sender, study_uid, chunk, outcomes) if dest.verify else outcomes), None
+    except DestinationUnreachable as exc:
+        return _failed(chunk, exc.reason, exc.status_code), exc
+    except Exception as exc:
+        return _failed(chunk, f"sender error: {type(exc).__name__}"), None
 
 
 class _Run:
