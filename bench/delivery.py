@@ -199,7 +199,7 @@ def main() -> int:
         med = {k: statistics.median(v) for k, v in times.items()}
         print()
         print(f"{'sender → Orthanc':<52}{'inst/s':>8}{'MB/s':>8}")
-        labels = {"storescu": "DCMTK storescu (1 association)", "cstore": "axiom C-STORE (1 assoc./study, 4 at once, recorded)",
+        labels = {"storescu": "DCMTK storescu (1 association)", "cstore": "axiom C-STORE (1 assoc./study, 4 processes, recorded)",
                   "bare_stow": f"dicomweb-client store_instances ({args.per_request}/req)",
                   "stow": f"axiom STOW-RS ({args.per_request}/req, recorded)"}
         for k, label in labels.items():
