@@ -41,8 +41,8 @@ class _NetworkDestination(_Model):
     retry: RetryPolicy = RetryPolicy()
     # Instances per delivery call (one association / one STOW request / one upload round).
     batch_size: int = Field(200, ge=1)
-    # Studies sent at once (each on its own association or request): a peer answers each
-    # C-STORE in turn, so several associations keep it busy while one waits.
+    # Studies sent at once (each on its own association or request; C-STORE in worker
+    # processes): a peer answers each C-STORE in turn, so several keep it busy.
     parallel: int = Field(4, ge=1, le=32)
     # Query the destination after sending (C-FIND or QIDO-RS) and record what it reports.
     verify: bool = False
