@@ -18,7 +18,10 @@ from axiom_dagster.config.models import AxiomConfig, PipelineConfig
 from axiom_dagster.rules.morph import Morpher, PassThrough
 from axiom_dagster.store.records import LedgerRow
 from axiom_dagster.store.state import StateStore
-from axiom_dagster.pipeline.worker import InstanceResult, RouteTarget, WorkerSettings, morpher_for, process_chunk
+from axiom_dagster.ingest.redaction import describe_exception
+from axiom_dagster.pipeline.worker import (
+    InstanceResult, RouteTarget, WorkerSettings, morpher_for, process_chunk, quarantine,
+)
 
 
 @dataclass
@@ -95,10 +98,31 @@ def _process(manifest: Sequence[LedgerRow], settings: WorkerSettings, pipeline: 
     ctx = multiprocessing.get_context(pipeline.start_method)
     if pipeline.start_method == "forkserver":
         ctx.set_forkserver_preload(["axiom_dagster.pipeline.worker"])
+    results: list[InstanceResult] = []
+    lost: list[LedgerRow] = []  # rows of chunks whose worker process died
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        results: list[InstanceResult] = []
-        for part in pool.map(process_chunk, chunks, [settings] * len(chunks)):
-            results.extend(part)
+        futures = [pool.submit(process_chunk, chunk, settings) for chunk in chunks]
+        for chunk, future in zip(chunks, futures):
+            try:
+                results.extend(future.result())
+            except Exception:  # BrokenProcessPool: a worker crashed (C extension, memory)
+                lost.extend(chunk)
+    results.extend(_isolate(lost, settings, ctx))
+    return results
+
+
+def _isolate(rows: Sequence[LedgerRow], settings: WorkerSettings, ctx) -> list[InstanceResult]:
+    """Process rows of a crashed chunk one by one, each in its own worker process, so the one
+    that kills its process is quarantined and the others go on."""
+    results = []
+    for row in rows:
+        try:
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                results.extend(pool.submit(process_chunk, [row], settings).result())
+        except Exception as exc:
+            result = InstanceResult(row.id, row.study_uid, row.sop_uid)
+            results.append(quarantine(result, row, settings, "validate",
+                                      f"worker process died reading this instance: {describe_exception(exc)}"))
     return results
 
 
@@ -111,12 +135,11 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
     out.phase_seconds["sync"] = round(time.perf_counter() - phase, 3)
     phase = time.perf_counter()
     store.record_deliveries(deliveries)
-    store.record_exceptions([r.exception for r in results if r.exception])
+    table = _catalog_table(results, batch_id, run_id)
     out.catalog_rows = [r.catalog_row for r in results if r.catalog_row]
     if out.catalog_rows:
-        out.catalog_file = write_batch(
-            config.catalog_path, "instances", partition, batch_id, instance_table(out.catalog_rows)
-        )
+        out.catalog_file = write_batch(config.catalog_path, "instances", partition, batch_id, table)
+    store.record_exceptions([r.exception for r in results if r.exception])
     out.delivered = sum(1 for d in deliveries if d["status"] == "delivered")
     out.failed = sum(1 for r in results if r.exception) + sum(1 for d in deliveries if d["status"] == "failed")
     out.bytes = sum(r.bytes for r in results)
@@ -130,6 +153,29 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
     store.record_audit(_study_audit(results, batch_id, run_id))
     out.phase_seconds["record"] = round(time.perf_counter() - phase, 3)
     return out
+
+
+def _catalog_table(results: Sequence[InstanceResult], batch_id: int, run_id: str):
+    """The batch's catalog table. Should one row not convert to the catalog's types, the
+    rows are converted one by one and the instances whose row fails get an exception
+    (stage catalog) instead of failing the batch."""
+    rows = [r.catalog_row for r in results if r.catalog_row]
+    try:
+        return instance_table(rows)
+    except Exception:
+        pass
+    for r in results:
+        if r.catalog_row:
+            try:
+                instance_table([r.catalog_row])
+            except Exception as exc:
+                r.catalog_row = None
+                r.exception = r.exception or dict(
+                    stage="catalog", reason=f"catalog row failed: {describe_exception(exc)}",
+                    ledger_id=r.ledger_id, study_uid=r.study_uid, sop_uid=r.sop_uid,
+                    batch_id=batch_id, run_id=run_id,
+                )
+    return instance_table([r.catalog_row for r in results if r.catalog_row])
 
 
 def _study_audit(results: Sequence[InstanceResult], batch_id: int, run_id: str) -> list[dict]:

@@ -19,6 +19,7 @@ from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.rules.morph import Morpher, PassThrough
 from axiom_dagster.destinations.paths import render_path
 from axiom_dagster.ingest.quarantine import quarantine_file
+from axiom_dagster.ingest.redaction import describe_exception
 from axiom_dagster.store.records import LedgerRow
 from axiom_dagster.pipeline.validation import validate_instance
 
@@ -73,57 +74,73 @@ def process_chunk(rows: list[LedgerRow], settings: WorkerSettings) -> list[Insta
 
 
 def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher) -> InstanceResult:
+    """Read, validate, morph, route and catalog one arrival. Never raises: whatever goes wrong
+    (a value pydicom cannot convert, a rule that fails, a catalog value) quarantines this
+    instance with a reason naming the stage and problem, never an element value."""
     result = InstanceResult(row.id, row.study_uid, row.sop_uid)
-    path = Path(row.path)
+    stage = "validate"
+    try:
+        try:
+            data = Path(row.path).read_bytes()
+        except FileNotFoundError:
+            return quarantine(result, row, settings, stage, "landed file is missing")
+        result.bytes = len(data)
+        try:
+            ds = dcmread(io.BytesIO(data))
+        except Exception as exc:
+            return quarantine(result, row, settings, stage, f"unreadable DICOM: {describe_exception(exc)}")
+        problems = validate_instance(ds, expected_sop_uid=row.sop_uid)
+        if problems:
+            return quarantine(result, row, settings, stage, "; ".join(problems))
 
-    def fail(stage: str, reason: str) -> InstanceResult:
+        stage = "morph"
+        meta = ArrivalMeta(
+            source=row.source, calling_ae=row.calling_ae, called_ae=row.called_ae,
+            source_ip=row.source_ip, association_id=row.association_id, received_at=row.received_at,
+        )
+        outcome = morpher.morph(ds, meta, [t.name for t in settings.targets])
+        result.matched_rules = outcome.matched_rules
+        if outcome.quarantine_reason:
+            return quarantine(result, row, settings, stage, outcome.quarantine_reason)
+
+        stage = "route"
+        targets = {t.name: t for t in settings.targets}
+        for copy in outcome.copies:
+            target = targets[copy.destination]
+            try:
+                location = _write(target, copy.dataset, None if copy.changed else data)
+                result.deliveries.append(_delivery(row, settings, copy.destination, "delivered", str(location)))
+            except Exception as exc:
+                result.deliveries.append(
+                    _delivery(row, settings, copy.destination, "failed", None, describe_exception(exc, 500))
+                )
+
+        stage = "catalog"
+        delivered = [d["destination"] for d in result.deliveries if d["status"] == "delivered"]
+        result.catalog_row = catalog_row(ds, row, settings, delivered)
+    except Exception as exc:
+        result.catalog_row = None
+        return quarantine(result, row, settings, stage, f"{stage} failed: {describe_exception(exc)}")
+    return result
+
+
+def quarantine(result: InstanceResult, row: LedgerRow, settings: WorkerSettings, stage: str, reason: str) -> InstanceResult:
+    """Keep a copy of the arrival under quarantine/<stage>/ with its reason, and the exception
+    row for the state store. A copy that cannot be made (file gone) still leaves the row."""
+    reason = reason[:500]
+    target = None
+    try:
         target = quarantine_file(
-            settings.quarantine_root, stage, path, reason,
+            settings.quarantine_root, stage, Path(row.path), reason,
             name=f"ledger-{row.id}.dcm", overwrite=True, ledger_id=row.id, study_uid=row.study_uid,
         )
-        result.exception = dict(
-            stage=stage, reason=reason, ledger_id=row.id, study_uid=row.study_uid,
-            sop_uid=row.sop_uid, quarantine_path=str(target),
-            batch_id=settings.batch_id, run_id=settings.run_id,
-        )
-        return result
-
-    try:
-        data = path.read_bytes()
-        ds = dcmread(io.BytesIO(data))
-        ds.PixelData  # noqa: B018 - make sure the whole data set parsed
-    except FileNotFoundError:
-        return fail("validate", "landed file is missing")
-    except Exception as exc:
-        return fail("validate", f"unreadable DICOM: {type(exc).__name__}: {exc}"[:500])
-    result.bytes = len(data)
-    problems = validate_instance(ds, expected_sop_uid=row.sop_uid)
-    if problems:
-        return fail("validate", "; ".join(problems))
-
-    meta = ArrivalMeta(
-        source=row.source, calling_ae=row.calling_ae, called_ae=row.called_ae,
-        source_ip=row.source_ip, association_id=row.association_id, received_at=row.received_at,
+    except OSError as exc:
+        reason = f"{reason} (no copy kept: {describe_exception(exc, 120)})"
+    result.exception = dict(
+        stage=stage, reason=reason, ledger_id=row.id, study_uid=row.study_uid,
+        sop_uid=row.sop_uid, quarantine_path=str(target) if target else None,
+        batch_id=settings.batch_id, run_id=settings.run_id,
     )
-    try:
-        outcome = morpher.morph(ds, meta, [t.name for t in settings.targets])
-    except Exception as exc:
-        return fail("morph", f"morph failed: {type(exc).__name__}: {exc}"[:500])
-    result.matched_rules = outcome.matched_rules
-    if outcome.quarantine_reason:
-        return fail("morph", outcome.quarantine_reason)
-
-    targets = {t.name: t for t in settings.targets}
-    for copy in outcome.copies:
-        target = targets[copy.destination]
-        try:
-            location = _write(target, copy.dataset, None if copy.changed else data)
-            result.deliveries.append(_delivery(row, settings, copy.destination, "delivered", str(location)))
-        except Exception as exc:
-            result.deliveries.append(
-                _delivery(row, settings, copy.destination, "failed", None, f"{type(exc).__name__}: {exc}"[:500])
-            )
-    result.catalog_row = catalog_row(ds, row, settings, [d["destination"] for d in result.deliveries if d["status"] == "delivered"])
     return result
 
 
