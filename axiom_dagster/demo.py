@@ -9,7 +9,8 @@ from pathlib import Path
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.catalog.tables import connect
 from axiom_dagster.config.models import AxiomConfig
-from axiom_dagster.ingest.landing import LandingZone, iter_files
+from axiom_dagster.ingest.importer import iter_files
+from axiom_dagster.ingest.landing import LandingZone
 from axiom_dagster.store.state import StateStore
 from axiom_dagster.synth import SynthSpec, generate_archive
 

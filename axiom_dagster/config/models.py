@@ -54,6 +54,13 @@ class PipelineConfig(_Model):
     start_method: Literal["fork", "forkserver", "spawn"] = "fork"
     # A batch requested this long ago whose run never started is requested again.
     stale_request_seconds: float = Field(3600.0, gt=0)
+    # Which arrival of a SOP Instance UID sent more than once is used: the latest complete
+    # one, or the first (later arrivals recorded as superseded). Identical bytes: no-op.
+    arrival_winner: Literal["latest", "first"] = "latest"
+    # A batch whose run failed, was canceled or whose process died is requested again after
+    # retry_delay_seconds, up to max_batch_attempts runs; then it stays failed.
+    retry_delay_seconds: float = Field(60.0, ge=0)
+    max_batch_attempts: int = Field(3, ge=1)
 
 
 class FilesystemDestination(_Model):

@@ -19,6 +19,7 @@ from axiom_dagster.rules.morph import Morpher, PassThrough
 from axiom_dagster.store.records import LedgerRow
 from axiom_dagster.store.state import StateStore
 from axiom_dagster.ingest.redaction import describe_exception
+from axiom_dagster.pipeline.arrivals import plan_arrivals
 from axiom_dagster.pipeline.worker import (
     InstanceResult, RouteTarget, WorkerSettings, morpher_for, process_chunk, quarantine,
 )
@@ -37,6 +38,8 @@ class BatchResult:
     failed_studies: set[str] = field(default_factory=set)
     stage_failures: dict[str, int] = field(default_factory=dict)
     catalog_rows: list[dict] = field(default_factory=list)
+    superseded: int = 0
+    duplicates: int = 0
     # Where the time went: process (workers), sync (durability), record (state + catalog).
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -68,7 +71,14 @@ def run_batch(
     )
     try:
         phase = time.perf_counter()
-        results = _process(manifest, settings, config.pipeline)
+        earlier = store.earlier_winners([r.sop_uid for r in manifest], batch_id)
+        plan = plan_arrivals(manifest, earlier, config.pipeline.arrival_winner)
+        results = _process(plan.groups, settings, config.pipeline)
+        study_of = {r.id: r.study_uid for r in manifest}
+        results += [
+            InstanceResult(ledger_id, study_of[ledger_id], sop, decision=decision, winner_ledger_id=winner)
+            for ledger_id, sop, decision, winner in plan.decided
+        ]
         process_seconds = time.perf_counter() - phase
         outcome = _record(config, store, batch.partition, batch_id, run_id, results)
         outcome.phase_seconds["process"] = round(process_seconds, 3)
@@ -85,13 +95,13 @@ def run_batch(
     return outcome
 
 
-def _process(manifest: Sequence[LedgerRow], settings: WorkerSettings, pipeline: PipelineConfig) -> list[InstanceResult]:
+def _process(groups: Sequence[list[LedgerRow]], settings: WorkerSettings, pipeline: PipelineConfig) -> list[InstanceResult]:
     workers = pipeline.workers or os.cpu_count() or 1
-    if workers == 1 or len(manifest) < 64:
-        return process_chunk(list(manifest), settings)
+    if workers == 1 or len(groups) < 64:
+        return process_chunk(list(groups), settings)
     # Several chunks per worker so a slow chunk does not leave a core idle at the end.
-    size = max(16, len(manifest) // (workers * 4))
-    chunks = [list(manifest[i : i + size]) for i in range(0, len(manifest), size)]
+    size = max(16, len(groups) // (workers * 4))
+    chunks = [list(groups[i : i + size]) for i in range(0, len(groups), size)]
     # fork starts workers in milliseconds (forkserver/spawn: ~1 s per run, measured). The
     # children run only pydicom and file I/O; CPython re-creates the logging and import
     # locks after fork, so the run process's other threads cannot deadlock them.
@@ -99,7 +109,7 @@ def _process(manifest: Sequence[LedgerRow], settings: WorkerSettings, pipeline: 
     if pipeline.start_method == "forkserver":
         ctx.set_forkserver_preload(["axiom_dagster.pipeline.worker"])
     results: list[InstanceResult] = []
-    lost: list[LedgerRow] = []  # rows of chunks whose worker process died
+    lost: list[list[LedgerRow]] = []  # groups of chunks whose worker process died
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = [pool.submit(process_chunk, chunk, settings) for chunk in chunks]
         for chunk, future in zip(chunks, futures):
@@ -111,14 +121,14 @@ def _process(manifest: Sequence[LedgerRow], settings: WorkerSettings, pipeline: 
     return results
 
 
-def _isolate(rows: Sequence[LedgerRow], settings: WorkerSettings, ctx) -> list[InstanceResult]:
-    """Process rows of a crashed chunk one by one, each in its own worker process, so the one
-    that kills its process is quarantined and the others go on."""
+def _isolate(groups: Sequence[list[LedgerRow]], settings: WorkerSettings, ctx) -> list[InstanceResult]:
+    """Process the arrivals of a crashed chunk one by one, each in its own worker process, so
+    the one that kills its process is quarantined and the others go on."""
     results = []
-    for row in rows:
+    for row in (row for group in groups for row in group):
         try:
             with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-                results.extend(pool.submit(process_chunk, [row], settings).result())
+                results.extend(pool.submit(process_chunk, [[row]], settings).result())
         except Exception as exc:
             result = InstanceResult(row.id, row.study_uid, row.sop_uid)
             results.append(quarantine(result, row, settings, "validate",
@@ -140,6 +150,13 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
     if out.catalog_rows:
         out.catalog_file = write_batch(config.catalog_path, "instances", partition, batch_id, table)
     store.record_exceptions([r.exception for r in results if r.exception])
+    store.record_arrival_decisions([
+        {"ledger_id": r.ledger_id, "sop_uid": r.sop_uid, "decision": "failed" if r.exception else r.decision,
+         "winner_ledger_id": r.winner_ledger_id, "batch_id": batch_id, "run_id": run_id}
+        for r in results
+    ])
+    out.superseded = sum(1 for r in results if r.decision == "superseded")
+    out.duplicates = sum(1 for r in results if r.decision == "duplicate")
     out.delivered = sum(1 for d in deliveries if d["status"] == "delivered")
     out.failed = sum(1 for r in results if r.exception) + sum(1 for d in deliveries if d["status"] == "failed")
     out.bytes = sum(r.bytes for r in results)

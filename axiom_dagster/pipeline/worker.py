@@ -51,6 +51,9 @@ class InstanceResult:
     deliveries: list[dict] = field(default_factory=list)
     exception: dict | None = None
     matched_rules: list[str] = field(default_factory=list)
+    # winner | superseded | failed (see pipeline.arrivals); winner_ledger_id for superseded
+    decision: str = "winner"
+    winner_ledger_id: int | None = None
 
 
 _MORPHERS: dict[bytes, Morpher] = {}
@@ -68,9 +71,31 @@ def morpher_for(factory: Callable[[], Morpher]) -> Morpher:
     return _MORPHERS[key]
 
 
-def process_chunk(rows: list[LedgerRow], settings: WorkerSettings) -> list[InstanceResult]:
+def process_chunk(groups: list[list[LedgerRow]], settings: WorkerSettings) -> list[InstanceResult]:
     morpher = morpher_for(settings.morpher_factory)
-    return [process_instance(row, settings, morpher) for row in rows]
+    out: list[InstanceResult] = []
+    for group in groups:
+        out += process_group(group, settings, morpher)
+    return out
+
+
+def process_group(candidates: list[LedgerRow], settings: WorkerSettings, morpher: Morpher) -> list[InstanceResult]:
+    """The arrivals of one SOP Instance UID, in preference order: the first that reads and
+    validates wins; one that does not is quarantined and the next is tried; the rest are
+    superseded (kept in the landing zone and the ledger, not processed)."""
+    results: list[InstanceResult] = []
+    for i, row in enumerate(candidates):
+        result = process_instance(row, settings, morpher)
+        results.append(result)
+        if result.exception and result.exception["stage"] == "validate" and i + 1 < len(candidates):
+            result.decision = "failed"
+            continue
+        results += [
+            InstanceResult(r.id, r.study_uid, r.sop_uid, decision="superseded", winner_ledger_id=row.id)
+            for r in candidates[i + 1:]
+        ]
+        break
+    return results
 
 
 def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher) -> InstanceResult:

@@ -22,6 +22,8 @@ class LedgerRow:
     called_ae: str | None
     source_ip: str | None
     association_id: str | None
+    sha256: str | None = None
+    original_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,3 +33,4 @@ class Batch:
     status: str
     studies: int
     instances: int
+    attempts: int = 1
