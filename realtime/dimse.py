@@ -31,6 +31,8 @@ from axiom_dagster.ingest.landing import LandingZone
 from axiom_dagster.config.listeners import DicomListener, TLSConfig
 from axiom_dagster.dicom.uids import InvalidUID
 
+from axiom_dagster.ingest.part10 import IncompleteDataSet, check_complete, dataset_sha256
+
 from .dicomio import Unreadable, dataset_uids, instance_ids, part10_prefix
 from .logs import correlation_id
 from .metrics import Metrics
@@ -257,11 +259,16 @@ class DicomListenerService:
                 fh.write(prefix)
                 fh.write(buf)
 
+            try:
+                check_complete(buf, ts)
+            except IncompleteDataSet as exc:
+                return self._refuse(state, write, ids, f"data set does not parse to its end: {exc}")
+
             meta = ArrivalMeta(source=name, calling_ae=state.calling_ae, called_ae=state.called_ae,
                                source_ip=state.ip, association_id=state.id,
                                received_at=datetime.now(timezone.utc))
             try:
-                ledger_id = self.zone.land(ids, write, meta)
+                ledger_id = self.zone.land(ids, write, meta, sha256=dataset_sha256(buf))
             except OSError as exc:
                 reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io_error"
                 return self._fail(state, STATUS_OUT_OF_RESOURCES, reason, f"{reason}: {exc.strerror}")
@@ -279,6 +286,14 @@ class DicomListenerService:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("instance landed", extra={"ledger_id": ledger_id, "sop_uid": ids.sop_uid, "bytes": size})
         return STATUS_SUCCESS
+
+    def _refuse(self, state: _AssocState, write, ids, comment: str) -> Dataset:
+        """A data set that cannot be parsed to its end: not acknowledged, kept in quarantine."""
+        try:
+            self.zone.quarantine_refused(write, comment, source=self.listener.name, ids=ids)
+        except (OSError, SQLAlchemyError):
+            log.exception("could not quarantine a refused instance", extra={"listener": self.listener.name})
+        return self._fail(state, STATUS_CANNOT_UNDERSTAND, "incomplete", comment)
 
     def _fail(self, state: _AssocState, status: int, reason: str, comment: str) -> Dataset:
         state.failures += 1

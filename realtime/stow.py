@@ -23,6 +23,8 @@ from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.ingest.landing import InstanceIds, LandingZone
 from axiom_dagster.dicom.uids import InvalidUID
 
+from axiom_dagster.ingest.part10 import check_file_and_hash
+
 from .dicomio import Unreadable, part10_ids, part10_prefix
 from .metrics import Metrics
 
@@ -198,10 +200,18 @@ def _land_one(zone, metrics, part: Part, index: int, url_study, client_ip, assoc
             size = os.fstat(src.fileno()).st_size
             os.sendfile(fh.fileno(), src.fileno(), offset, size - offset)
 
+    sha, problem = check_file_and_hash(part.path, offset, ids.transfer_syntax_uid)
+    if problem:
+        reason = f"data set does not parse to its end: {problem}"
+        try:
+            zone.quarantine_refused(write, reason, source=SOURCE, ids=ids)
+        except (OSError, SQLAlchemyError):
+            log.exception("could not quarantine a refused STOW-RS part", extra={"part": index + 1})
+        return fail(FAILURE_CANNOT_UNDERSTAND, "incomplete", reason, ids)
     meta = ArrivalMeta(source=SOURCE, source_ip=client_ip, association_id=assoc_id,
                        received_at=datetime.now(timezone.utc))
     try:
-        zone.land(ids, write, meta)
+        zone.land(ids, write, meta, sha256=sha)
     except OSError as exc:
         return fail(FAILURE_OUT_OF_RESOURCES, "io_error", f"cannot write: {exc.strerror}", ids)
     except SQLAlchemyError as exc:
@@ -224,7 +234,8 @@ def response_json(out: Outcome, base_url: str) -> dict:
         body["00081190"] = {"vr": "UR", "Value": [f"{base_url}/studies/{next(iter(out.study_uids))}"]}
     if out.failed:
         body["00081198"] = {"vr": "SQ", "Value": [
-            {"00081150": ui(f["sop_class"]), "00081155": ui(f["sop"]), "00081197": {"vr": "US", "Value": [f["code"]]}}
+            {"00081150": ui(f["sop_class"]), "00081155": ui(f["sop"]), "00081197": {"vr": "US", "Value": [f["code"]]},
+             "00000902": {"vr": "LO", "Value": [f["detail"][:64]]}}
             for f in out.failed]}
     if out.stored:
         body["00081199"] = {"vr": "SQ", "Value": [

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.ingest.landing import InstanceIds, LandingZone, NotLandable, _write_atomically, read_instance_ids
-from axiom_dagster.ingest.part10 import Unreadable, check_complete, dataset_sha256, part10_layout
+from axiom_dagster.ingest.part10 import Unreadable, check_and_hash, part10_layout
 from axiom_dagster.ingest.redaction import describe_exception
 
 FLUSH_EVERY = 500
@@ -151,7 +151,7 @@ def _land_one(zone: LandingZone, path: Path, meta: ArrivalMeta) -> dict:
             except Unreadable as exc:
                 raise NotLandable(str(exc)) from None
             ids = read_instance_ids(mm)
-            sha, problem = _check_and_hash(mm, offset, syntax)
+            sha, problem = check_and_hash(mm, offset, syntax)
         if problem:
             raise NotLandable(f"data set does not parse to its end: {problem}")
         arrival_date = meta.received_at.strftime("%Y-%m-%d")
@@ -167,19 +167,6 @@ def _land_one(zone: LandingZone, path: Path, meta: ArrivalMeta) -> dict:
         os.close(fd)
     values = zone._ledger_values(ids, final, size, meta, arrival_date)
     return {**values, "sha256": sha, "original_path": str(path.absolute())}
-
-
-def _check_and_hash(mm: mmap.mmap, offset: int, syntax: str) -> tuple[str, str | None]:
-    """(sha256, problem or None). Returns instead of raising so that no traceback keeps a
-    view of the mapping alive when it is closed."""
-    problem = None
-    with memoryview(mm) as whole, whole[offset:] as data:
-        try:
-            check_complete(data, syntax)
-        except Unreadable as exc:
-            problem = str(exc)
-        sha = dataset_sha256(data)
-    return sha, problem
 
 
 def _copy(fd: int, fh, size: int) -> None:

@@ -16,7 +16,7 @@ from pydicom.errors import InvalidDicomError
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.ingest.group_commit import GroupCommitLedger
-from axiom_dagster.ingest.quarantine import quarantine_file
+from axiom_dagster.ingest.quarantine import quarantine_file, quarantine_write
 from axiom_dagster.ingest.redaction import describe_exception
 from axiom_dagster.store.state import StateStore
 from axiom_dagster.dicom.uids import InvalidUID, require_uid
@@ -135,6 +135,24 @@ class LandingZone:
         from axiom_dagster.ingest.importer import import_files
 
         return import_files(self, paths, meta)
+
+    def quarantine_refused(self, write: Callable[[object], None], reason: str, *, source: str,
+                           ids: InstanceIds | None = None) -> Path:
+        """Keep bytes a receiver refuses (not acknowledged: e.g. a data set cut short) in
+        quarantine/landing/ with the reason and an exception row. Returns the copy's path."""
+        def to_file(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fdatasync(fh.fileno())
+
+        target = quarantine_write(self.quarantine_root, "landing", to_file, reason,
+                                  name=f"{uuid.uuid4().hex}.dcm", source=source)
+        self.store.record_exceptions([{
+            "stage": "landing", "reason": reason, "quarantine_path": str(target),
+            "study_uid": ids.study_uid if ids else None, "sop_uid": ids.sop_uid if ids else None,
+        }])
+        return target
 
     def _quarantine_unlandable(self, path: Path, reason: str, meta: ArrivalMeta) -> None:
         target = None

@@ -10,6 +10,8 @@ counts, never values.
 from __future__ import annotations
 
 import hashlib
+import mmap
+import os
 import struct
 import zlib
 
@@ -73,6 +75,29 @@ def part10_layout(head: bytes) -> tuple[int, str]:
 def dataset_sha256(data) -> str:
     """The SHA-256 of an encoded data set (what "identical arrival" compares)."""
     return hashlib.sha256(data).hexdigest()
+
+
+def check_and_hash(mapping, offset: int, syntax: str) -> tuple[str, str | None]:
+    """(sha256 of the data set at `offset`, why it does not parse to its end or None) of a
+    buffer such as an mmap. Returns instead of raising so that no traceback keeps a view of
+    the mapping alive when the caller closes it."""
+    problem = None
+    with memoryview(mapping) as whole, whole[offset:] as data:
+        try:
+            check_complete(data, syntax)
+        except Unreadable as exc:
+            problem = str(exc)
+        sha = dataset_sha256(data)
+    return sha, problem
+
+
+def check_file_and_hash(path, offset: int, syntax: str) -> tuple[str, str | None]:
+    """check_and_hash over a file, memory-mapped (parts may be gigabytes)."""
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size <= offset:
+            return dataset_sha256(b""), "no data set after the File Meta Information"
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return check_and_hash(mm, offset, syntax)
 
 
 def check_complete(data, transfer_syntax: str) -> None:

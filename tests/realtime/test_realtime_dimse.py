@@ -97,7 +97,8 @@ def test_compressed_and_deflated_stored_as_sent(service, tmp_path):
     src.mkdir()
     ref.mkdir()
     ref_port = free_port()
-    storescp = subprocess.Popen(["storescp", "-aet", "AXIOM", "+B", "+xa", "-od", str(ref), "-fe", ".dcm", str(ref_port)],
+    # +uf: SC_rgb_rle.dcm and SC_rgb_jpeg_gdcm.dcm share a SOP Instance UID; keep both.
+    storescp = subprocess.Popen(["storescp", "-aet", "AXIOM", "+B", "+xa", "+uf", "-od", str(ref), "-fe", ".dcm", str(ref_port)],
                                 env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for name, flag in cases.items():
@@ -112,9 +113,13 @@ def test_compressed_and_deflated_stored_as_sent(service, tmp_path):
         storescp.wait(10)
     rows = service.store.ledger_after(0, 100)
     assert len(rows) == len(cases)
-    sent = {dcmread(p, stop_before_pixels=True).SOPInstanceUID: p for p in ref.iterdir()}
+    def key(ds):
+        return ds.SOPInstanceUID, ds.file_meta.TransferSyntaxUID
+
+    sent = {key(dcmread(p, stop_before_pixels=True)): p for p in ref.iterdir()}
+    assert len(sent) == len(cases)
     for row in rows:
-        assert dataset_bytes(Path(row.path)) == dataset_bytes(sent[row.sop_uid]), row.sop_uid
+        assert dataset_bytes(Path(row.path)) == dataset_bytes(sent[(row.sop_uid, row.transfer_syntax_uid)]), row.sop_uid
     originals = {dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID for p in src.iterdir()}
     assert {r.transfer_syntax_uid for r in rows} == originals
 
