@@ -153,6 +153,8 @@ def cmd_status(args) -> int:
     for section, counts in store.status_summary().items():
         shown = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"
         print(f"{section}: {shown}")
+    for b in store.failed_batches():
+        print(f"batch {b['id']} ({b['partition']}) failed after {b['attempts']} attempts: {b['last_failure']}")
     return 0
 
 

@@ -82,8 +82,9 @@ def run_batch(
         process_seconds = time.perf_counter() - phase
         outcome = _record(config, store, batch.partition, batch_id, run_id, results)
         outcome.phase_seconds["process"] = round(process_seconds, 3)
-    except BaseException:
-        store.fail_batch(batch_id)
+    except BaseException as exc:
+        store.fail_batch(batch_id, f"run failed: {describe_exception(exc)}",
+                         config.pipeline.max_batch_attempts, config.pipeline.retry_delay_seconds)
         raise
     outcome.seconds = time.perf_counter() - started
     outcome.studies = len({r.study_uid for r in manifest})
