@@ -28,9 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=30, help="StudyDate spread in days")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("land", help="land a folder of DICOM files into the landing zone and ledger")
+    p = sub.add_parser("land", help="land a folder of DICOM files into the landing zone and ledger; "
+                                    "exit 0: all landed, 1: some rejected (listed), 2: could not run or crashed")
     p.add_argument("folder", type=Path)
     p.add_argument("--source", default="import", help="source name recorded in the ledger")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="follow symbolic links that lead outside the folder (default: report and skip them)")
     p.set_defaults(func=cmd_land)
 
     p = sub.add_parser("sql", help="run SQL over the catalog (views: instances, series, studies, instances_all)")
@@ -121,19 +124,27 @@ def cmd_synth(args) -> int:
 
 def cmd_land(args) -> int:
     from axiom_dagster.ingest.arrival import ArrivalMeta
-    from axiom_dagster.ingest.landing import LandingZone, iter_files
+    from axiom_dagster.ingest.importer import iter_files
+    from axiom_dagster.ingest.landing import LandingZone
+    from axiom_dagster.ingest.redaction import describe_exception
 
     config = _config(args)
-    zone = LandingZone(config.landing_path, config.quarantine_path, _store(config))
     if not args.folder.is_dir():
         print(f"not a folder: {args.folder}", file=sys.stderr)
         return 2
+    zone = LandingZone(config.landing_path, config.quarantine_path, _store(config))
     started = time.perf_counter()
-    report = zone.import_files(iter_files(args.folder), ArrivalMeta(source=args.source))
+    try:
+        report = zone.import_files(iter_files(args.folder, args.follow_symlinks), ArrivalMeta(source=args.source))
+    except Exception as exc:  # what was landed before is in the ledger (flushed on the way out)
+        print(f"axiom land stopped: {describe_exception(exc)}; files landed before are in the ledger",
+              file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - started
-    print(f"landed {report.landed} instances ({report.bytes / 1e6:.1f} MB) in {seconds:.1f}s")
+    print(f"landed {report.landed} instances ({report.bytes / 1e6:.1f} MB) in {seconds:.1f}s; "
+          f"{len(report.rejected)} rejected; {report.skipped_links} links inside the folder skipped")
     for path, reason in report.rejected:
-        print(f"quarantined {path}: {reason}")
+        print(f"rejected {path}: {reason}")
     return 0 if not report.rejected else 1
 
 

@@ -89,7 +89,7 @@ def _link(path: Path, root: Path, follow: bool, seen: set) -> Iterator[Path | Re
     elif not follow:
         yield RejectedInput(path, "symbolic link leading outside the folder: not followed (use --follow-symlinks)")
     elif target.is_dir():
-        yield from _walk(target, root, follow, seen)
+        yield from _walk(path, root, follow, seen)  # paths through the link: the original path
     elif target.is_file():
         yield path
     else:
