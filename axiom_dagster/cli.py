@@ -12,6 +12,9 @@ from axiom_dagster.deid.uidmap import MissingSecretError
 
 
 def main(argv: list[str] | None = None) -> int:
+    from axiom_dagster.ingest.redaction import install_log_redaction
+
+    install_log_redaction()
     parser = argparse.ArgumentParser(prog="axiom", description="Axiom on Dagster: DICOM data engineering.")
     parser.add_argument("--config", help="configuration YAML (default: $AXIOM_CONFIG or config/axiom.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)

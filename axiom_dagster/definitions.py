@@ -5,9 +5,12 @@ from dagster import Definitions
 
 from assets.catalog import catalog_compaction, catalog_compaction_job
 from assets.study_pipeline import arrival_ledger, study_pipeline, study_pipeline_job
+from axiom_dagster.ingest.redaction import install_log_redaction
 from resources import AxiomResource
 from sensors.landing import landing_sensor
 from sensors.schedules import nightly_catalog_compaction
+
+install_log_redaction()  # pydicom's messages quote element values: redacted in every run
 
 defs = Definitions(
     assets=[arrival_ledger, study_pipeline, catalog_compaction],

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from axiom_dagster.config.models import AxiomConfig
 from axiom_dagster.ingest.landing import LandingZone
 from axiom_dagster.store.schema import associations, ledger
-from axiom_dagster.dicom.uids import is_valid_uid
+from axiom_dagster.dicom.uids import is_valid_uid, uid_problem
 
 from . import stow
 from .auth import Authenticator, Principal, requirer
@@ -145,7 +145,7 @@ def create_app(config: AxiomConfig, zone: LandingZone, metrics: Metrics, dicom_s
         """Per-study status (received → queued → processing → done/failed) with its Dagster
         run and partition, deliveries per destination, exceptions and audit trail."""
         if not is_valid_uid(study_uid):
-            return JSONResponse({"detail": f"not a valid StudyInstanceUID: {study_uid[:80]!r}"}, status_code=400)
+            return JSONResponse({"detail": f"not a valid StudyInstanceUID ({uid_problem(study_uid)})"}, status_code=400)
         report = store.study_report(study_uid)
         if report is None:
             return JSONResponse({"detail": "study not known to the state store"}, status_code=404)
@@ -155,7 +155,7 @@ def create_app(config: AxiomConfig, zone: LandingZone, metrics: Metrics, dicom_s
 
     async def _stow(request: Request, study: str | None) -> Response:
         if study is not None and not is_valid_uid(study):
-            return JSONResponse({"detail": f"not a valid StudyInstanceUID: {study[:80]!r}"}, status_code=400)
+            return JSONResponse({"detail": f"not a valid StudyInstanceUID ({uid_problem(study)})"}, status_code=400)
         try:
             boundary = stow.check_content_type(request.headers.get("content-type"))
         except stow.BadRequest as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 
 # b'...', b"...", '...', "..." (a quoted part ends at its own closing quote, greedy per line)
 _QUOTED = re.compile(r"""b?'(?:[^'\\\n]|\\.)*'?|b?"(?:[^"\\\n]|\\.)*"?""")
@@ -59,13 +60,17 @@ def install_log_redaction() -> None:
     called by every entry point (CLI, Dagster code location, realtime service)."""
     global _installed
     logging.captureWarnings(True)
+    # pydicom logs every warning it raises on its own logger too (misc.warn_and_log): the
+    # logged copy is redacted, the warning itself (shown raw by warnings.showwarning or
+    # recorded by test runners) is dropped.
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
     if _installed:
         return
     previous = logging.getLogRecordFactory()
 
     def factory(name, *args, **kwargs):
         record = previous(name, *args, **kwargs)
-        if name.startswith(LOGGERS):
+        if name and name.startswith(LOGGERS):
             _FILTER.filter(record)
         return record
 

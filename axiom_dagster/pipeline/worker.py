@@ -19,7 +19,7 @@ from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.rules.morph import Morpher, PassThrough
 from axiom_dagster.destinations.paths import render_path
 from axiom_dagster.ingest.quarantine import quarantine_file
-from axiom_dagster.ingest.redaction import describe_exception
+from axiom_dagster.ingest.redaction import describe_exception, install_log_redaction
 from axiom_dagster.store.records import LedgerRow
 from axiom_dagster.pipeline.validation import validate_instance
 
@@ -72,6 +72,7 @@ def morpher_for(factory: Callable[[], Morpher]) -> Morpher:
 
 
 def process_chunk(groups: list[list[LedgerRow]], settings: WorkerSettings) -> list[InstanceResult]:
+    install_log_redaction()  # spawned workers (start_method spawn/forkserver) start without it
     morpher = morpher_for(settings.morpher_factory)
     out: list[InstanceResult] = []
     for group in groups:
