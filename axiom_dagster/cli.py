@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("rules", help="check rules, or test them on a DICOM file")
     rules_sub = p.add_subparsers(dest="rules_command", required=True)
     q = rules_sub.add_parser("check", help="validate and compile the rules of a configuration")
-    q.add_argument("config_file", type=Path)
+    q.add_argument("config_file", type=Path, nargs="?", help="default: --config, $AXIOM_CONFIG or config/axiom.yaml")
     q.set_defaults(func=cmd_rules_check)
     q = rules_sub.add_parser("test", help="show matching rules, reasons and per-destination tag diffs")
     q.add_argument("config_file", type=Path)
@@ -86,10 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     k = keys.add_parser("list", help="list keys (never the secrets)")
     k.set_defaults(func=cmd_apikey_list)
 
-    # `--config` may also follow the subcommand (`axiom realtime --config FILE`).
-    for name, subparser in sub.choices.items():
-        if name not in ("rules",):  # rules commands take the file as an argument
-            subparser.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    # `--config` may also follow any subcommand (`axiom apikey create NAME --config FILE`).
+    _accept_config_everywhere(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
@@ -99,6 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     except MissingSecretError as exc:
         print(f"missing secret: {exc}", file=sys.stderr)
         return 2
+
+
+def _accept_config_everywhere(subparsers) -> None:
+    for subparser in subparsers.choices.values():
+        subparser.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        for action in subparser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _accept_config_everywhere(action)
 
 
 def _config(args):
@@ -179,6 +185,15 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+def _rules_config_file(args) -> Path:
+    from axiom_dagster.config.settings import default_config_path
+
+    chosen = args.config_file or args.config or default_config_path()
+    if chosen is None:
+        raise ConfigError("no configuration file: give one, or --config, or set $AXIOM_CONFIG")
+    return Path(chosen)
+
+
 def _compiled_rules(config_file: Path):
     """Load a configuration and compile its rules; errors name the file, line and field."""
     import yaml
@@ -197,6 +212,7 @@ def _compiled_rules(config_file: Path):
 
 
 def cmd_rules_check(args) -> int:
+    args.config_file = _rules_config_file(args)
     config, engine = _compiled_rules(args.config_file)
     rules = sum(len(rs.rules) for rs in config.rulesets)
     print(f"{args.config_file}: OK - {len(config.rulesets)} rulesets, {rules} rules, "

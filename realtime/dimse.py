@@ -21,7 +21,6 @@ from typing import Callable
 
 from pydicom import Dataset
 from pynetdicom import AE, evt
-from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
@@ -29,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.ingest.landing import LandingZone
 from axiom_dagster.config.listeners import DicomListener, TLSConfig
+from axiom_dagster.config.models import ConfigError
 from axiom_dagster.dicom.uids import InvalidUID
 
 from axiom_dagster.ingest.part10 import IncompleteDataSet, check_complete, dataset_sha256
@@ -36,6 +36,7 @@ from axiom_dagster.ingest.part10 import IncompleteDataSet, check_complete, datas
 from .dicomio import Unreadable, dataset_uids, instance_ids, part10_prefix
 from .logs import correlation_id
 from .metrics import Metrics
+from .sopclasses import storage_sop_classes
 
 log = logging.getLogger("axiom.realtime.dimse")
 
@@ -66,12 +67,25 @@ STATUS_DATASET_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
 
 
-def build_ssl_context(tls: TLSConfig, resolve: Callable[[Path], Path]) -> ssl.SSLContext:
+def build_ssl_context(tls: TLSConfig, resolve: Callable[[Path], Path], where: str = "tls") -> ssl.SSLContext:
+    """The server TLS context; a missing or unusable file is a ConfigError naming the field
+    (`where` is the listener's place in the configuration, e.g. "listeners[1] (name).tls")."""
+    files = {name: resolve(getattr(tls, name)) for name in ("cert", "key", "ca") if getattr(tls, name) is not None}
+    for name, path in files.items():
+        if not path.is_file():
+            raise ConfigError(f"{where}.{name}: file not found: {path}")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(certfile=str(resolve(tls.cert)), keyfile=str(resolve(tls.key)))
-    if tls.ca is not None:
-        ctx.load_verify_locations(cafile=str(resolve(tls.ca)))
+    try:
+        ctx.load_cert_chain(certfile=str(files["cert"]), keyfile=str(files["key"]))
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"{where}.cert / {where}.key: cannot load the certificate and key "
+                          f"({files['cert']}, {files['key']}): {exc.strerror or exc}") from None
+    if "ca" in files:
+        try:
+            ctx.load_verify_locations(cafile=str(files["ca"]))
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"{where}.ca: cannot load CA certificates ({files['ca']}): {exc.strerror or exc}") from None
     ctx.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else (
         ssl.CERT_OPTIONAL if tls.ca is not None else ssl.CERT_NONE)
     return ctx
@@ -119,7 +133,8 @@ class DicomListenerService:
         self.metrics = metrics
         self.networks = listener.networks()
         self.allowed_aes = set(listener.allowed_calling_aes)
-        self.ssl_context = build_ssl_context(listener.tls, resolve) if listener.tls else None
+        where = f"listener {listener.name!r}: field tls"
+        self.ssl_context = build_ssl_context(listener.tls, resolve, where) if listener.tls else None
         self.server: NoDelayAssociationServer | None = None
         self._thread: threading.Thread | None = None
         self._stop_lock = threading.Lock()
@@ -129,8 +144,8 @@ class DicomListenerService:
         ae.maximum_associations = listener.max_associations
         ae.network_timeout = listener.network_timeout_seconds
         ae.require_called_aet = listener.require_called_ae
-        for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
+        for sop_class in storage_sop_classes(listener.extra_sop_classes):
+            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification, TRANSFER_SYNTAXES[:3])
         self.ae = ae
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from axiom_dagster.config.models import AxiomConfig, load_config
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # axiom_dagster/config/settings.py -> repo root
 
 
 def default_config_path() -> Path | None:

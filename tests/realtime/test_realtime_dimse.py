@@ -186,3 +186,35 @@ def test_tls_and_mutual_tls(tmp_path):
         assert svc.store.ledger_count() == len(files)
     finally:
         svc.stop()
+
+
+def test_retired_and_configured_private_sop_classes_accepted(tmp_path):
+    """Ultrasound Image Storage (retired, 1.2.840.10008.5.1.4.1.1.6) and a private SOP class
+    listed in the config are stored like any other."""
+    _, config = make_config(tmp_path, listeners=[
+        {"name": "main", "ae_title": "AXIOM", "port": free_port(), "extra_sop_classes": ["1.2.826.0.1.3680043.9.9999.1"]}])
+    svc = InProcessService(config)
+    try:
+        from pynetdicom import AE
+
+        files = generate_archive(tmp_path / "src", SynthSpec(1, 1, 2, 16, 16))
+        classes = ["1.2.840.10008.5.1.4.1.1.6", "1.2.826.0.1.3680043.9.9999.1"]
+        from realtime.sopclasses import storage_sop_classes
+
+        storage_sop_classes(classes)  # the sending side must know them as storage classes too
+        ae = AE(ae_title="OLDUS")  # DCMTK's storescu refuses SOP classes it does not know
+        for sop_class in classes:
+            ae.add_requested_context(sop_class, "1.2.840.10008.1.2.1")
+        assoc = ae.associate("127.0.0.1", svc.port(), ae_title="AXIOM")
+        assert assoc.is_established
+        try:
+            for path, sop_class in zip(files, classes):
+                ds = dcmread(path)
+                ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+                assert assoc.send_c_store(ds).Status == 0x0000
+        finally:
+            assoc.release()
+        assert {r.sop_class_uid for r in svc.store.ledger_after(0, 10)} == {
+            "1.2.840.10008.5.1.4.1.1.6", "1.2.826.0.1.3680043.9.9999.1"}
+    finally:
+        svc.stop()
