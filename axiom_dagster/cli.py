@@ -39,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="follow symbolic links that lead outside the folder (default: report and skip them)")
     p.set_defaults(func=cmd_land)
 
+    p = sub.add_parser("run", help="process what has landed now: drive the landing sensor and the study "
+                                   "pipeline job headless, as the Dagster daemon would (no daemon needed)")
+    p.add_argument("--wait", action="store_true",
+                   help="keep going until every landed study is done or failed (quiet periods, retries)")
+    p.add_argument("--poll-seconds", type=float, default=5.0)
+    p.set_defaults(func=cmd_run)
+
     p = sub.add_parser("sql", help="run SQL over the catalog (views: instances, series, studies, instances_all)")
     p.add_argument("query")
     p.add_argument("--max-rows", type=int, default=100)
@@ -155,6 +162,21 @@ def cmd_land(args) -> int:
     for path, reason in report.rejected:
         print(f"rejected {path}: {reason}")
     return 0 if not report.rejected else 1
+
+
+def cmd_run(args) -> int:
+    from axiom_dagster.config.settings import default_config_path
+    from axiom_dagster.demo import run_pending
+
+    config_path = args.config or (str(default_config_path()) if default_config_path() else None)
+    store = _store(_config(args))  # a configuration error ends here, before Dagster starts
+    failed_before = {b["id"] for b in store.failed_batches(10_000)}
+    runs, cursor = run_pending(config_path, wait=args.wait, poll_seconds=args.poll_seconds)
+    print(f"{runs} pipeline runs; ledger cursor {cursor}; studies: {store.study_counts()}")
+    failed_now = [b for b in store.failed_batches(10_000) if b["id"] not in failed_before]
+    for b in failed_now:
+        print(f"batch {b['id']} failed after {b['attempts']} attempts: {b['last_failure']}", file=sys.stderr)
+    return 1 if failed_now else 0
 
 
 def cmd_sql(args) -> int:

@@ -16,13 +16,6 @@ from axiom_dagster.synth import SynthSpec, generate_archive
 
 
 def run_demo(config: AxiomConfig, config_path: str | None, *, studies: int, series: int, instances: int) -> int:
-    from dagster import DagsterInstance, build_sensor_context
-
-    from resources import AxiomResource
-    from sensors.landing import landing_sensor
-
-    from axiom_dagster.definitions import defs
-
     started = time.perf_counter()
     spec = SynthSpec(studies=studies, series_per_study=series, instances_per_series=instances, seed=7)
     archive = config.landing_path.parent / "demo-archive"
@@ -36,6 +29,32 @@ def run_demo(config: AxiomConfig, config_path: str | None, *, studies: int, seri
     )
     print(f"2. landed {report.landed} instances ({report.bytes / 1e6:.0f} MB) into {config.landing_path}")
 
+    runs, cursor = run_pending(config_path, lambda line: print(f"3. {line}"))
+    print(f"   {runs} pipeline runs; ledger cursor now {cursor}")
+
+    con = connect(config.catalog_path)
+    print("4. catalog summary (axiom sql):")
+    con.sql(
+        "SELECT modality, count(DISTINCT study_instance_uid) AS studies, count(*) AS instances, "
+        "round(sum(file_size) / 1e6, 1) AS mb FROM instances GROUP BY modality ORDER BY instances DESC"
+    ).show()
+    print(f"   study status: {store.study_counts()}")
+    print(f"demo finished in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+def run_pending(config_path: str | None, say=print, *, wait: bool = False, poll_seconds: float = 5.0) -> tuple[int, str | None]:
+    """Drive the landing sensor and the study pipeline job headless, exactly as the Dagster
+    daemon would, until no run is requested (`axiom run`, the demo). With `wait`, keep going
+    until every landed study is done or failed (quiet periods, retries of failed batches).
+    Returns (runs, ledger cursor)."""
+    from dagster import DagsterInstance, build_sensor_context
+
+    from resources import AxiomResource
+    from sensors.landing import landing_sensor
+
+    from axiom_dagster.definitions import defs
+
     if config_path:
         # The job's AxiomResource reads $AXIOM_CONFIG: point it at the same file as the sensor.
         os.environ["AXIOM_CONFIG"] = str(Path(config_path).resolve())
@@ -48,28 +67,29 @@ def run_demo(config: AxiomConfig, config_path: str | None, *, studies: int, seri
         with build_sensor_context(instance=instance, cursor=cursor, resources={"axiom": resource}) as ctx:
             result = landing_sensor(ctx)
         cursor = result.cursor
-        if not result.run_requests:
-            break
+        _save_cursor(instance, cursor)
         for request in result.run_requests:
             run = job.execute_in_process(
-                run_config={**request.run_config, **_QUIET_LOGS}, instance=instance,
+                run_config={**request.run_config, **_QUIET_LOGS}, instance=instance, raise_on_error=False,
                 partition_key=request.partition_key, tags={**request.tags, "dagster/run_key": request.run_key},
             )
             runs += 1
             status = "ok" if run.success else "FAILED"
-            print(f"3. run {run.run_id[:8]} for {request.run_key} (partition {request.partition_key}): {status}")
-    _save_cursor(instance, cursor)
-    print(f"   {runs} pipeline runs; ledger cursor now {cursor}")
+            say(f"run {run.run_id[:8]} for {request.run_key} (partition {request.partition_key}): {status}")
+        if result.run_requests:
+            continue
+        if not wait or not _pending(resource.store):
+            return runs, cursor
+        time.sleep(poll_seconds)
 
-    con = connect(config.catalog_path)
-    print("4. catalog summary (axiom sql):")
-    con.sql(
-        "SELECT modality, count(DISTINCT study_instance_uid) AS studies, count(*) AS instances, "
-        "round(sum(file_size) / 1e6, 1) AS mb FROM instances GROUP BY modality ORDER BY instances DESC"
-    ).show()
-    print(f"   study status: {store.study_counts()}")
-    print(f"demo finished in {time.perf_counter() - started:.1f}s")
-    return 0
+
+def _pending(store) -> bool:
+    """Studies still to be batched or processed, or batches still to run."""
+    summary = store.status_summary()
+    studies = summary["studies"]
+    batches = summary["batches"]
+    return any(studies.get(s) for s in ("receiving", "queued", "processing")) or any(
+        batches.get(s) for s in ("requested", "running", "retry_wait"))
 
 
 def _archive(folder: Path, spec: SynthSpec) -> list[Path]:

@@ -40,6 +40,8 @@ class BatchResult:
     catalog_rows: list[dict] = field(default_factory=list)
     superseded: int = 0
     duplicates: int = 0
+    arrivals: int = 0  # ledger rows in the batch's manifest
+    quarantined: int = 0
     # Where the time went: process (workers), sync (durability), record (state + catalog).
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -88,6 +90,7 @@ def run_batch(
         raise
     outcome.seconds = time.perf_counter() - started
     outcome.studies = len({r.study_uid for r in manifest})
+    outcome.arrivals = len(manifest)
     log(
         f"batch {batch_id}: {outcome.instances} instances of {outcome.studies} studies, "
         f"{outcome.delivered} deliveries, {outcome.failed} failed, {outcome.seconds:.2f}s "
@@ -156,6 +159,7 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
          "winner_ledger_id": r.winner_ledger_id, "batch_id": batch_id, "run_id": run_id}
         for r in results
     ])
+    out.quarantined = sum(1 for r in results if r.exception)
     out.superseded = sum(1 for r in results if r.decision == "superseded")
     out.duplicates = sum(1 for r in results if r.decision == "duplicate")
     out.delivered = sum(1 for d in deliveries if d["status"] == "delivered")

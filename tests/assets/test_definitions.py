@@ -18,7 +18,8 @@ def test_definitions_graph():
     assert keys == {"arrival_ledger", "validated_instances", "morphed_instances", "routed_instances", "instance_catalog", "catalog_compaction"}
     assert defs.resolve_sensor_def("landing_sensor").job_name == "study_pipeline_job"
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
-    assert checks == {"sop_instance_uid_unique", "required_columns_present", "rows_preserved"}
+    assert checks == {"sop_instance_uid_unique", "required_columns_present", "rows_preserved",
+                      "every_arrival_accounted_for", "no_instance_quarantined"}
 
 
 def test_dg_check_defs_passes(tmp_path):

@@ -82,7 +82,10 @@ def test_archive_routed_cataloged_with_quarantine_and_idempotent_rerun(tmp_path,
     routed_meta = next(m for m in mats if m.asset_key.path == ["routed_instances"]).metadata
     assert routed_meta["deliveries"].value == len(inputs) and routed_meta["failures"].value == 0
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"sop_instance_uid_unique": True, "required_columns_present": True}
+    assert checks == {"sop_instance_uid_unique": True, "required_columns_present": True,
+                      "every_arrival_accounted_for": True, "no_instance_quarantined": True}
+    validated_meta = next(m for m in mats if m.asset_key.path == ["validated_instances"]).metadata
+    assert validated_meta["quarantined"].value == 0 and "quarantine_folder" in validated_meta
 
     # Re-running the same batch changes nothing: same files, same rows, same exceptions.
     before = _digest_tree(routed_root)
