@@ -32,15 +32,30 @@ def with_vr(data: bytes, group: int, elem: int, vr: bytes) -> bytes:
     return data[:pos + 4] + vr + data[pos + 6:]
 
 
-def with_value(data: bytes, group: int, elem: int, value: bytes) -> bytes:
+def with_value(data: bytes, group: int, elem: int, value: bytes, start: int = 132) -> bytes:
     """The element's value replaced; the length field follows (short-VR elements only)."""
-    pos = find_element(data, group, elem)
+    pos = find_element(data, group, elem, start)
     if pos < 0:
         return data
     if len(value) % 2:
         value += b" "
     old = struct.unpack_from("<H", data, pos + 6)[0]
     return data[:pos + 6] + struct.pack("<H", len(value)) + value + data[pos + 8 + old:]
+
+
+def with_sop_instance_uid(data: bytes, uid: bytes) -> bytes:
+    """A new SOP Instance UID in the data set and in the File Meta Information (with the
+    meta group length adjusted), so a sender's request and the data set agree."""
+    out = with_value(data, 0x0008, 0x0018, uid)
+    meta = find_element(out, 0x0002, 0x0003, start=0)
+    group_length = find_element(out, 0x0002, 0x0000, start=0)
+    if meta < 0 or group_length < 0:
+        return out
+    old = struct.unpack_from("<H", out, meta + 6)[0]
+    out = with_value(out, 0x0002, 0x0003, uid, start=0)
+    new = struct.unpack_from("<H", out, meta + 6)[0]
+    value = struct.unpack_from("<I", out, group_length + 8)[0] + new - old
+    return out[:group_length + 8] + struct.pack("<I", value) + out[group_length + 12:]
 
 
 def truncated_in_last_element(data: bytes, rng: random.Random) -> bytes:
@@ -92,7 +107,7 @@ def damaged_copies(sources: list[Path], out: Path, count: int, seed: int = 8, ki
         target = out / f"damaged-{i:05d}-{kind}.dcm"
         data = src.read_bytes()
         if unique:
-            data = with_value(data, 0x0008, 0x0018, f"2.25.{seed}{i:06d}".encode())
+            data = with_sop_instance_uid(data, f"2.25.{seed}{i:06d}".encode())
         target.write_bytes(DAMAGES[kind](data, rng))
         made.append((target, kind))
     return made
