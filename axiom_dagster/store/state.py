@@ -406,11 +406,7 @@ class StateStore:
             conn.execute(stmt, [{**r, "decided_at": now} for r in rows])
 
     def arrival_decisions(self, sop_uid: str | None = None) -> list[dict]:
-        query = select(arrival_decisions).order_by(arrival_decisions.c.ledger_id)
-        if sop_uid:
-            query = query.where(arrival_decisions.c.sop_uid == sop_uid)
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self._rows(arrival_decisions, arrival_decisions.c.ledger_id, arrival_decisions.c.sop_uid, sop_uid)
 
     # ---- outcomes -----------------------------------------------------------------------
 
@@ -466,9 +462,13 @@ class StateStore:
                     conn.execute(insert(exceptions).values(created_at=now, retries=0, **r))
 
     def exceptions(self, stage: str | None = None) -> list[dict]:
-        query = select(exceptions).order_by(exceptions.c.id)
-        if stage:
-            query = query.where(exceptions.c.stage == stage)
+        return self._rows(exceptions, exceptions.c.id, exceptions.c.stage, stage)
+
+    def _rows(self, table, order, column=None, value=None) -> list[dict]:
+        """Every row of `table` (where `column` == `value` when a value is given), in order."""
+        query = select(table).order_by(order)
+        if value:
+            query = query.where(column == value)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
