@@ -52,7 +52,7 @@ def main() -> int:
         (tmp / "dagster_home").mkdir()
         config_file, config = make_config(
             tmp, listeners=[{"name": "modalities", "ae_title": "AXIOM", "port": free_port()}],
-            pipeline={"quiet_period_seconds": 0}, catalog={"path": str(tmp / "catalog")},
+            pipeline={"quiet_period_seconds": 0, "workers": 1}, catalog={"path": str(tmp / "catalog")},
             destinations=[{"name": "archive", "type": "filesystem", "path": str(tmp / "routed")}],
         )
         corpus = build_corpus(tmp / "corpus", damaged=args.damaged)

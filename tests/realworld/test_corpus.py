@@ -27,7 +27,7 @@ def no_phi(text: str) -> bool:
 def service(tmp_path, monkeypatch):
     config_file, config = make_config(
         tmp_path, listeners=[{"name": "modalities", "ae_title": "AXIOM", "port": free_port()}],
-        pipeline={"quiet_period_seconds": 0, "workers": 2},
+        pipeline={"quiet_period_seconds": 0, "workers": 1},  # in process: caplog sees every record
         catalog={"path": str(tmp_path / "catalog")},
         destinations=[{"name": "archive", "type": "filesystem", "path": str(tmp_path / "routed")}],
     )
