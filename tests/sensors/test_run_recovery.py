@@ -113,3 +113,20 @@ def test_after_the_last_attempt_the_batch_stays_failed_and_shows(tmp_path, monke
     assert "died" in report["batch"]["last_failure"]
     assert axiom(["status"]) == 0
     assert "failed: 1" in capsys.readouterr().out
+
+
+def test_canceled_dagster_run_is_requested_again(tmp_path, monkeypatch):
+    config, resource, instance = _setup(tmp_path, monkeypatch, max_batch_attempts=3)
+    store = resource.store
+    small_archive(tmp_path / "in", studies=1, series=1, instances=2)
+    land_folder(config, store, tmp_path / "in")
+    (request,) = _tick(resource, instance).run_requests
+    batch_id = request.run_config["ops"]["study_pipeline"]["config"]["batch_id"]
+    job = defs.resolve_job_def("study_pipeline_job")
+    run = instance.create_run_for_job(job_def=job, run_config=request.run_config, tags=request.tags)
+    store.start_batch(batch_id, run.run_id)  # this (live) process: only Dagster knows it ended
+    instance.report_run_canceled(run)
+
+    (retry,) = _tick(resource, instance, "2").run_requests
+    assert retry.run_key == f"batch-{batch_id}-attempt-2"
+    assert store.batch(batch_id).attempts == 2 and store.batch(batch_id).status == "requested"
