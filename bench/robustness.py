@@ -92,6 +92,12 @@ def main() -> int:
         print(f"C-STORE: {len(cstore)} sent, {sum(1 for s, _ in cstore.values() if s == 0)} Success, "
               f"{sum(1 for s, _ in cstore.values() if s != 0)} refused with a failure status "
               f"({len(to_cstore) - len(cstore)} not sendable by the client: no File Meta Information)")
+        comments = {}
+        for status, comment in cstore.values():
+            if status:
+                key = f"0x{status:04X} {comment.split(':')[0][:40]}"
+                comments[key] = comments.get(key, 0) + 1
+        print(f"   C-STORE refusals: {dict(sorted(comments.items(), key=lambda kv: -kv[1]))}")
         print(f"STOW-RS: {stow_stored} stored, {stow_failed} in FailedSOPSequence")
         print(f"ingest {ingest_seconds:.1f}s; pipeline: {runs} runs, batches {batches}")
         print(f"ledger {len(ledger)} arrivals: {len(catalogued)} catalogued, {len(quarantined)} quarantined, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -261,12 +262,14 @@ class DicomListenerService:
                 uids = dataset_uids(buf, ts)
                 ids = instance_ids(uids, ts)
             except (Unreadable, InvalidUID) as exc:
-                return self._fail(state, STATUS_CANNOT_UNDERSTAND, "unreadable" if isinstance(exc, Unreadable) else "invalid_uid", str(exc))
+                return self._refuse(state, self._as_sent(req, buf, ts), None, str(exc), STATUS_CANNOT_UNDERSTAND,
+                                    "unreadable" if isinstance(exc, Unreadable) else "invalid_uid")
             if ids.sop_uid != str(req.AffectedSOPInstanceUID).strip("\x00 ") or (
                 ids.sop_class_uid and ids.sop_class_uid != str(req.AffectedSOPClassUID).strip("\x00 ")
             ):
-                return self._fail(state, STATUS_DATASET_MISMATCH, "dataset_mismatch",
-                                  "SOP Class/Instance UID in the data set differ from the request")
+                return self._refuse(state, self._as_sent(req, buf, ts), ids,
+                                    "SOP Class/Instance UID in the data set differ from the request",
+                                    STATUS_DATASET_MISMATCH, "dataset_mismatch")
             sop_class = ids.sop_class_uid or str(req.AffectedSOPClassUID)
             prefix = part10_prefix(sop_class, ids.sop_uid, ts, state.calling_ae)
 
@@ -302,13 +305,28 @@ class DicomListenerService:
             log.debug("instance landed", extra={"ledger_id": ledger_id, "sop_uid": ids.sop_uid, "bytes": size})
         return STATUS_SUCCESS
 
-    def _refuse(self, state: _AssocState, write, ids, comment: str) -> Dataset:
-        """A data set that cannot be parsed to its end: not acknowledged, kept in quarantine."""
+    def _refuse(self, state: _AssocState, write, ids, comment: str, status: int = STATUS_CANNOT_UNDERSTAND,
+                reason: str = "incomplete") -> Dataset:
+        """A data set refused (cut short, unreadable, invalid UIDs, not what the request says):
+        not acknowledged, and kept in quarantine/landing with its reason."""
         try:
             self.zone.quarantine_refused(write, comment, source=self.listener.name, ids=ids)
-        except (OSError, SQLAlchemyError):
+        except Exception:  # the refusal itself must still be answered
             log.exception("could not quarantine a refused instance", extra={"listener": self.listener.name})
-        return self._fail(state, STATUS_CANNOT_UNDERSTAND, "incomplete", comment)
+        return self._fail(state, status, reason, comment)
+
+    @staticmethod
+    def _as_sent(req, buf, ts: str):
+        """Writes the data set as received behind File Meta Information naming the request's
+        (unchecked) SOP Class and Instance UIDs: quarantine keeps what was sent."""
+        def uid(value) -> str:  # the request's UIDs are unchecked: digits and dots only
+            return re.sub(r"[^0-9.]", "", str(value or ""))[:64] or "0.0"
+
+        def write(fh) -> None:
+            fh.write(part10_prefix(uid(req.AffectedSOPClassUID), uid(req.AffectedSOPInstanceUID), ts))
+            fh.write(buf)
+
+        return write
 
     def _fail(self, state: _AssocState, status: int, reason: str, comment: str) -> Dataset:
         state.failures += 1

@@ -181,14 +181,23 @@ def _land_one(zone, metrics, part: Part, index: int, url_study, client_ip, assoc
         out.failed.append({"sop_class": ids.sop_class_uid if ids else None,
                            "sop": ids.sop_uid if ids else None, "code": code, "detail": detail})
 
+    def keep(reason: str, ids: InstanceIds | None = None) -> None:
+        """Refused parts are kept in quarantine/landing, byte for byte as sent."""
+        try:
+            zone.quarantine_refused(lambda fh: fh.write(part.path.read_bytes()), reason, source=SOURCE, ids=ids)
+        except Exception:  # the part's failure must still be reported
+            log.exception("could not quarantine a refused STOW-RS part", extra={"part": index + 1})
+
     ctype = part.content_type.split(";")[0].strip().lower()
     if ctype != "application/dicom":
         return fail(FAILURE_CANNOT_UNDERSTAND, "wrong_part_type", f"part media type {ctype!r} is not application/dicom")
     try:
         ids, offset = part10_ids(part.path)
     except (Unreadable, InvalidUID) as exc:
+        keep(str(exc))
         return fail(FAILURE_CANNOT_UNDERSTAND, "unreadable" if isinstance(exc, Unreadable) else "invalid_uid", str(exc))
     if url_study and ids.study_uid != url_study:
+        keep("StudyInstanceUID of the instance differs from the one in the request URL", ids)
         return fail(FAILURE_DATASET_MISMATCH, "study_mismatch",
                     "StudyInstanceUID of the instance differs from the one in the request URL", ids)
     prefix = part10_prefix(ids.sop_class_uid or "1.2.840.10008.5.1.4.1.1.7", ids.sop_uid, ids.transfer_syntax_uid)
@@ -203,10 +212,7 @@ def _land_one(zone, metrics, part: Part, index: int, url_study, client_ip, assoc
     sha, problem = check_file_and_hash(part.path, offset, ids.transfer_syntax_uid)
     if problem:
         reason = f"data set does not parse to its end: {problem}"
-        try:
-            zone.quarantine_refused(write, reason, source=SOURCE, ids=ids)
-        except (OSError, SQLAlchemyError):
-            log.exception("could not quarantine a refused STOW-RS part", extra={"part": index + 1})
+        keep(reason, ids)
         return fail(FAILURE_CANNOT_UNDERSTAND, "incomplete", reason, ids)
     meta = ArrivalMeta(source=SOURCE, source_ip=client_ip, association_id=assoc_id,
                        received_at=datetime.now(timezone.utc))

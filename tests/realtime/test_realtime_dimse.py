@@ -164,6 +164,9 @@ def test_invalid_uid_refused_nothing_kept(service, tmp_path):
     leftovers = [p for p in (tmp_path / "landing").rglob("*") if p.is_file() and p.suffix == ".tmp"]
     assert leftovers == []
     assert service.service.metrics.failures.value(listener="main", reason="invalid_uid") == 1
+    # Not acknowledged, not landed, but kept in quarantine with its reason.
+    (kept,) = service.store.exceptions("landing")
+    assert "StudyInstanceUID is not a valid DICOM UID" in kept["reason"] and Path(kept["quarantine_path"]).exists()
 
 
 def test_tls_and_mutual_tls(tmp_path):
