@@ -48,6 +48,14 @@ def _tick(resource, instance, cursor=None):
         return landing_sensor(ctx)
 
 
+def _one_batch_requested(tmp_path, config, resource, instance):
+    """One study of two instances landed and requested by a sensor tick: (request, batch id)."""
+    small_archive(tmp_path / "in", studies=1, series=1, instances=2)
+    land_folder(config, resource.store, tmp_path / "in")
+    (request,) = _tick(resource, instance).run_requests
+    return request, request.run_config["ops"]["study_pipeline"]["config"]["batch_id"]
+
+
 def test_kill_9_of_a_run_is_recovered_by_the_sensor(tmp_path, monkeypatch):
     config, resource, instance = _setup(tmp_path, monkeypatch, max_batch_attempts=2)
     store = resource.store
@@ -94,10 +102,7 @@ def test_kill_9_of_a_run_is_recovered_by_the_sensor(tmp_path, monkeypatch):
 def test_after_the_last_attempt_the_batch_stays_failed_and_shows(tmp_path, monkeypatch, capsys):
     config, resource, instance = _setup(tmp_path, monkeypatch, max_batch_attempts=1)
     store = resource.store
-    small_archive(tmp_path / "in", studies=1, series=1, instances=2)
-    land_folder(config, store, tmp_path / "in")
-    (request,) = _tick(resource, instance).run_requests
-    batch_id = request.run_config["ops"]["study_pipeline"]["config"]["batch_id"]
+    request, batch_id = _one_batch_requested(tmp_path, config, resource, instance)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a run process that no longer exists
     store.start_batch(batch_id, "run-gone")
@@ -118,10 +123,7 @@ def test_after_the_last_attempt_the_batch_stays_failed_and_shows(tmp_path, monke
 def test_canceled_dagster_run_is_requested_again(tmp_path, monkeypatch):
     config, resource, instance = _setup(tmp_path, monkeypatch, max_batch_attempts=3)
     store = resource.store
-    small_archive(tmp_path / "in", studies=1, series=1, instances=2)
-    land_folder(config, store, tmp_path / "in")
-    (request,) = _tick(resource, instance).run_requests
-    batch_id = request.run_config["ops"]["study_pipeline"]["config"]["batch_id"]
+    request, batch_id = _one_batch_requested(tmp_path, config, resource, instance)
     job = defs.resolve_job_def("study_pipeline_job")
     run = instance.create_run_for_job(job_def=job, run_config=request.run_config, tags=request.tags)
     store.start_batch(batch_id, run.run_id)  # this (live) process: only Dagster knows it ended
