@@ -260,9 +260,11 @@ class Walk:
             new = self._remap(value) if value else self.p.uids.remap("dummy")
         elif vr == "PN":
             new = self.p.uids.pseudonym(str(value or ""), prefix=self.p.pseudonym_prefix)
+        elif vr == "UN" and dictionary_vr(tag) == "UN":
+            new = b"\x00" * 8  # an attribute defined as UN (Selector UN Value)
         else:
             new = fixed_dummy(vr)
-            if new is None:  # no valid dummy without the VR: remove rather than keep
+            if new is None:  # UN of an attribute the dictionary lacks: no valid dummy, remove
                 del ds._dict[tag]
                 return
         ds[tag] = DataElement(tag, vr, new)

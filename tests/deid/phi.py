@@ -43,7 +43,7 @@ def phi_value(vr: str, n: int):
     return {
         "AE": f"AE{n:05d}PHI", "AS": f"{n % 1000:03d}Y", "CS": f"PHICS{n:05d}", "DA": f"{year}{month:02d}{day:02d}",
         "DS": f"9{n:04d}.25", "DT": f"{year}{month:02d}{day:02d}1010{n % 60:02d}.{n:06d}", "IS": f"9{n:05d}",
-        "LO": f"PHI-LO-{n:05d}", "LT": f"PHI-LT-{n:05d}", "PN": f"Phi^Person{n:05d}", "SH": f"PHI-SH-{n:05d}",
+        "LO": f"PHI-LO-{n:05d}", "LT": f"PHI-LT-{n:05d}", "PN": f"Doe{n:05d}^Jane{n:05d}", "SH": f"PHI-SH-{n:05d}",
         "ST": f"PHI-ST-{n:05d}", "TM": f"{n % 24:02d}{n % 60:02d}00.{n:06d}", "UC": f"PHI-UC-{n:05d}",
         "UI": f"1.2.826.0.1.3680043.10.999.{10000 + n}", "UR": f"http://phi.example/{n:05d}",
         "UT": f"PHI-UT-{n:05d}", "US": 40000 + n, "SS": -10000 - n, "UL": 700000 + n, "SL": -700000 - n,
@@ -108,7 +108,7 @@ def phi_dataset() -> tuple[Dataset, list[tuple[int, object]]]:
 
 def _is_phi(value) -> bool:
     text = value if isinstance(value, (str, bytes)) else str(value)
-    return ("PHI" in str(text) or "Phi^" in str(text) or "10.999." in str(text)
+    return ("PHI" in str(text) or "Doe" in str(text) or "10.999." in str(text)
             or (isinstance(value, str) and value.isdigit() and len(value) == 8))
 
 
