@@ -34,21 +34,21 @@ def fixed_dummy(vr: str):
     return _FIXED_DUMMIES.get(vr.split(" or ")[0])
 
 
-_DICT_VR: dict[int, str | None] = {}
+DICT_VR_CACHE: dict[int, str | None] = {}
 
 
 def dictionary_vr(tag: int) -> str | None:
     """The data dictionary's VR of a public tag (repeating groups included); None: unknown."""
     try:
-        return _DICT_VR[tag]
+        return DICT_VR_CACHE[tag]
     except KeyError:
         pass
     try:
         vr: str | None = dictionary_VR(tag)
     except KeyError:
         vr = None
-    if len(_DICT_VR) < 50_000:  # unknown tags from odd files must not grow it without bound
-        _DICT_VR[tag] = vr
+    if len(DICT_VR_CACHE) < 50_000:  # unknown tags from odd files must not grow it without bound
+        DICT_VR_CACHE[tag] = vr
     return vr
 
 
