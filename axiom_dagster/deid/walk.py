@@ -55,6 +55,7 @@ class Walk(Cleaner):
         shift = self._shift
         private_seen = False
         for tag, elem in list(d.items()):
+            tag = tag.real  # a plain int: dict lookups skip BaseTag.__eq__
             group = tag >> 16
             if group & 1:
                 private_seen = True
