@@ -104,7 +104,7 @@ class Walk(Cleaner):
         elem = ds._dict[tag]
         if elem.__class__ is DataElement and elem.VR == "SQ":
             return elem.value
-        if elem.__class__ is RawDataElement and elem.VR == "UN" and isinstance(elem.value, bytes):
+        if elem.VR == "UN" and isinstance(elem.value, bytes):  # as read, or left UN by pydicom
             # PS3.5 6.2.2: a sequence stored as UN holds Implicit VR Little Endian items,
             # whatever the transfer syntax (pydicom would read big endian ones, or leave
             # values of 64 KiB and more as bytes).

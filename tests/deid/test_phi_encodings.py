@@ -151,3 +151,28 @@ def test_date_shift_moves_every_date_at_every_depth(encoding):
             seen += 1
     assert seen > 100
     assert back.LongitudinalTemporalInformationModified == "MODIFIED"
+
+
+@pytest.mark.parametrize("encoding", ["explicit_le", "explicit_be"])
+def test_large_sequence_stored_as_un_is_opened(encoding):
+    """pydicom leaves UN values of 64 KiB and more as bytes, and reads big endian ones as big
+    endian; PS3.5 6.2.2 says they hold Implicit VR Little Endian items: they are parsed so."""
+    from pydicom import Dataset, Sequence
+
+    from .phi import nested_item
+
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.PatientID = "PID-LARGE"
+    ds.add_new(RT_PLAN_SEQ, "SQ", Sequence([nested_item(20000 + 20 * i, 1) for i in range(400)]))
+    names = [str(item.PatientName).encode() for item in ds[RT_PLAN_SEQ].value]
+    data = encode(ds, encoding)
+    assert len(data) > 0x10000
+    p = DeidProfile("t", DeidOptions(), UIDMapper(KEY))
+    back = dcmread(BytesIO(data))
+    p.apply(back)
+    out = BytesIO()
+    back.save_as(out, enforce_file_format=True)
+    again = dcmread(BytesIO(out.getvalue()))
+    assert again[RT_PLAN_SEQ].VR == "SQ" and len(again[RT_PLAN_SEQ].value) == 400
+    assert not any(name in out.getvalue() for name in names)
