@@ -27,7 +27,7 @@ from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 from axiom_dagster.ingest.arrival import ArrivalMeta  # noqa: E402
 from axiom_dagster.deid import TABLE, TABLE_EDITION, DeidOptions, DeidProfile, UIDMapper  # noqa: E402
 from axiom_dagster.rules import compile_rules  # noqa: E402
-from axiom_dagster.rules.actions import clone_dataset  # noqa: E402
+from axiom_dagster.rules.action_base import clone_dataset  # noqa: E402
 
 KEY = b"bench-secret-key-0123456789abcdef"
 

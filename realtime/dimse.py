@@ -8,10 +8,7 @@ file behind (LandingZone.land removes its temp file on error).
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
-import socket
-import ssl
 import threading
 import time
 import uuid
@@ -23,75 +20,24 @@ from pydicom import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
-from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.ingest.landing import LandingZone
-from axiom_dagster.config.listeners import DicomListener, TLSConfig
+from axiom_dagster.config.listeners import DicomListener
 from axiom_dagster.dicom.uids import InvalidUID
 
 from .dicomio import Unreadable, dataset_uids, instance_ids, part10_prefix
+from .dimse_network import TRANSFER_SYNTAXES, NoDelayAssociationServer, build_ssl_context, ip_allowed
 from .logs import correlation_id
 from .metrics import Metrics
 
 log = logging.getLogger("axiom.realtime.dimse")
 
-# Uncompressed, deflated and the common compressed transfer syntaxes; received data sets are
-# stored as sent, never transcoded.
-TRANSFER_SYNTAXES = [
-    "1.2.840.10008.1.2",  # Implicit VR Little Endian
-    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
-    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old modalities)
-    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
-    "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 & 4)
-    "1.2.840.10008.1.2.4.57",  # JPEG Lossless (Process 14)
-    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
-    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
-    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
-    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
-    "1.2.840.10008.1.2.4.91",  # JPEG 2000
-    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
-    "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
-    "1.2.840.10008.1.2.4.203",  # HTJ2K
-    "1.2.840.10008.1.2.5",  # RLE Lossless
-]
-
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_DATASET_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
-
-
-def build_ssl_context(tls: TLSConfig, resolve: Callable[[Path], Path]) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(certfile=str(resolve(tls.cert)), keyfile=str(resolve(tls.key)))
-    if tls.ca is not None:
-        ctx.load_verify_locations(cafile=str(resolve(tls.ca)))
-    ctx.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else (
-        ssl.CERT_OPTIONAL if tls.ca is not None else ssl.CERT_NONE)
-    return ctx
-
-
-class NoDelayAssociationServer(ThreadedAssociationServer):
-    """pynetdicom's server with TCP_NODELAY on every accepted socket (pynetdicom 3.0.4 leaves
-    Nagle on: each C-STORE response then waits ~40 ms for the peer's delayed ACK)."""
-
-    def get_request(self):
-        client_socket, address = self.socket.accept()
-        client_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.ssl_context:
-            client_socket.settimeout(30)
-            try:
-                client_socket = self.ssl_context.wrap_socket(client_socket, server_side=True)
-            except (ssl.SSLError, OSError) as exc:
-                log.warning("TLS handshake failed", extra={"peer_ip": address[0], "error": str(exc)})
-                client_socket.close()
-                raise
-            client_socket.settimeout(None)
-        return client_socket, address
 
 
 class _AssocState:
@@ -193,7 +139,7 @@ class DicomListenerService:
         reason = None
         if self.allowed_aes and calling not in self.allowed_aes:
             reason, diag = "calling AE title not allowed", 0x03
-        elif self.networks and not _ip_allowed(ip, self.networks):
+        elif self.networks and not ip_allowed(ip, self.networks):
             reason, diag = "source address not allowed", 0x01
         if reason:
             log.warning("association rejected", extra={
@@ -289,13 +235,3 @@ class DicomListenerService:
         rsp.Status = status
         rsp.ErrorComment = comment[:64]
         return rsp
-
-
-def _ip_allowed(ip: str, networks) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    return any(addr in net for net in networks)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance, asset, materialize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,6 +22,7 @@ def test_definitions_graph():
     assert checks == {"sop_instance_uid_unique", "required_columns_present", "rows_preserved"}
 
 
+@pytest.mark.slow  # loads the code location in a dg subprocess
 def test_dg_check_defs_passes(tmp_path):
     dg = Path(sys.executable).with_name("dg")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "NO_PROXY": "*"}
@@ -30,6 +32,7 @@ def test_dg_check_defs_passes(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # creates the whole Dagster schema in PostgreSQL
 def test_postgres_instance_config(tmp_path, postgres_url, monkeypatch):
     """config/dagster-postgres.yaml, as documented, stores runs in PostgreSQL."""
     shutil.copy(ROOT / "config" / "dagster-postgres.yaml", tmp_path / "dagster.yaml")
