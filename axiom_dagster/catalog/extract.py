@@ -1,0 +1,229 @@
+"""One catalog row from one parsed data set: typed columns, the header as DICOM JSON
+(PS3.18 F.2) without bulk data, and per-row conversion warnings.
+
+Nothing here raises for a bad value: a value that cannot be converted becomes NULL and
+the row's `warnings` names the attribute and the problem (never the value: no PHI).
+"""
+from __future__ import annotations
+
+import json
+import math
+from datetime import date, datetime, time
+from typing import Any, Callable
+
+from pydicom import Dataset
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
+from pydicom.multival import MultiValue
+from pydicom.tag import Tag
+from pydicom.valuerep import DA, DT, TM
+
+from axiom_dagster.catalog.schema import ATTRIBUTES, SCHEMA_VERSION
+from axiom_dagster.store.records import LedgerRow
+
+# Binary values longer than this (and Pixel Data always) are left out of dicom_json; the
+# row's bulk_data lists each one's path, VR and length.
+BULK_DATA_THRESHOLD = 1024
+BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "OW or OB"})
+PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+_UNDEFINED = 0xFFFFFFFF
+
+
+def _values(value) -> list:
+    if isinstance(value, (MultiValue, list, tuple)):
+        return list(value)
+    return [] if value in (None, "") else [value]
+
+
+def _text(value) -> str | None:
+    values = _values(value)
+    return "\\".join(map(str, values)) if values else None
+
+
+def _texts(value) -> list[str] | None:
+    values = _values(value)
+    return [str(v) for v in values] if values else None
+
+
+def _single(value):
+    values = _values(value)
+    if len(values) > 1:
+        raise ValueError(f"{len(values)} values in a single-valued column")
+    return values[0] if values else None
+
+
+def _int(value) -> int | None:
+    v = _single(value)
+    return None if v is None else int(v)
+
+
+def _finite(number) -> float:
+    number = float(number)
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    return number
+
+
+def _float(value) -> float | None:
+    v = _single(value)
+    return None if v is None else _finite(v)
+
+
+def _floats(value) -> list[float] | None:
+    values = _values(value)
+    return [_finite(v) for v in values] if values else None
+
+
+def _date(value) -> date | None:
+    v = _single(value)
+    if v is None:
+        return None
+    d = v if isinstance(v, date) else DA(str(v))  # DA also reads ACR-NEMA's 1997.04.24
+    if d is None:
+        return None
+    return date(d.year, d.month, d.day)
+
+
+def _time(value) -> time | None:
+    v = _single(value)
+    if v is None:
+        return None
+    t = v if isinstance(v, time) else TM(str(v))
+    return None if t is None else time(t.hour, t.minute, t.second, t.microsecond)
+
+
+def _datetime(value) -> datetime | None:
+    v = _single(value)
+    if v is None:
+        return None
+    d = v if isinstance(v, datetime) else DT(str(v))
+    # Stored as written: a UTC offset in the value is dropped (the JSON keeps it).
+    return None if d is None else datetime(d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond)
+
+
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "text": _text, "texts": _texts, "int": _int, "float": _float, "floats": _floats,
+    "date": _date, "time": _time, "datetime": _datetime,
+}
+_PLAN = tuple((a.column, Tag(a.keyword), a.keyword, CONVERTERS[a.kind]) for a in ATTRIBUTES)
+
+
+def _tag_name(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _raw_vr(tag: int, raw: RawDataElement) -> str:
+    if raw.VR:
+        return str(raw.VR)
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+
+
+def _bulk_marker(elem) -> str:
+    """Called by pydicom for nested binary values above the threshold: keep VR and length."""
+    value = elem.value
+    return f"{elem.VR}:{len(value) if value is not None else 0}"
+
+
+def _strip_nested_bulk(json_dict: dict, prefix: str, bulk: list[dict]) -> None:
+    for key in list(json_dict):
+        element = json_dict[key]
+        uri = element.get("BulkDataURI")
+        if uri is not None:
+            vr, _, length = uri.rpartition(":")
+            bulk.append({"path": prefix + key, "vr": element.get("vr", vr), "length": int(length)})
+            del json_dict[key]
+        elif element.get("vr") == "SQ":
+            for i, item in enumerate(element.get("Value", ())):
+                _strip_nested_bulk(item, f"{prefix}{key}[{i}].", bulk)
+
+
+def header_json(ds: Dataset, warnings: list[str]) -> tuple[str, list[dict], int | None]:
+    """The data set as DICOM JSON without bulk data; the bulk data left out; Pixel Data's length."""
+    out: dict[str, dict] = {}
+    bulk: list[dict] = []
+    pixel_length = None
+    for tag, elem in ds._dict.items():
+        if isinstance(elem, RawDataElement):
+            vr = _raw_vr(tag, elem)
+            value = elem.value
+            length = len(value) if value is not None else elem.length
+            if tag in PIXEL_DATA_TAGS or (vr in BULK_VRS and length > BULK_DATA_THRESHOLD):
+                bulk.append({"path": f"{tag:08X}", "vr": vr.split(" ")[0], "length": length})
+                if tag in PIXEL_DATA_TAGS:
+                    pixel_length = length
+                continue
+        try:
+            element = ds[tag]
+            out[f"{tag:08X}"] = element.to_json_dict(_bulk_marker, BULK_DATA_THRESHOLD)
+        except Exception as exc:  # one damaged element must not cost the row
+            warnings.append(f"{_tag_name(tag)} left out of dicom_json: {type(exc).__name__}")
+    _strip_nested_bulk(out, "", bulk)
+    try:
+        text = json.dumps(out, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # a non-finite number (DS "inf", FD NaN): leave those elements out
+        for key in list(out):
+            try:
+                json.dumps(out[key], allow_nan=False)
+            except ValueError:
+                warnings.append(f"({key[:4]},{key[4:]}) left out of dicom_json: not a finite number")
+                del out[key]
+        text = json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+    return text, bulk, pixel_length
+
+
+def attribute_values(ds: Dataset, warnings: list[str]) -> dict[str, Any]:
+    """The typed columns; a value that cannot be converted is None with a warning."""
+    row: dict[str, Any] = {}
+    get = ds._dict.get
+    for column, tag, keyword, convert in _PLAN:
+        if get(tag) is None:
+            row[column] = None
+            continue
+        try:
+            row[column] = convert(ds[tag].value)
+        except Exception as exc:
+            row[column] = None
+            warnings.append(f"{keyword} {_tag_name(tag)}: cannot convert to {column} ({type(exc).__name__})")
+    if row["study_date"] is not None:
+        row["study_datetime"] = datetime.combine(row["study_date"], row["study_time"] or time())
+    else:
+        row["study_datetime"] = None
+    return row
+
+
+def instance_row(
+    ds: Dataset,
+    ledger_row: LedgerRow | None = None,
+    *,
+    file_path: str | None = None,
+    file_size: int | None = None,
+    file_mtime: datetime | None = None,
+    received_at: datetime | None = None,
+    batch_id: int | None = None,
+    run_id: str | None = None,
+    status: str = "catalogued",
+    destinations: list[str] | None = None,
+) -> dict[str, Any]:
+    """The catalog row of one instance. Never raises for a damaged value: see `warnings`."""
+    warnings: list[str] = []
+    row = attribute_values(ds, warnings)
+    row["dicom_json"], row["bulk_data"], row["pixel_data_length"] = header_json(ds, warnings)
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    row["transfer_syntax_uid"] = str(ts) if ts else None
+    if ledger_row is not None:
+        file_path = file_path or ledger_row.path
+        file_size = file_size if file_size is not None else ledger_row.size
+        received_at = received_at or ledger_row.received_at
+    row.update(
+        file_path=file_path, file_size=file_size, file_mtime=file_mtime, received_at=received_at,
+        source=ledger_row.source if ledger_row else None,
+        calling_ae=ledger_row.calling_ae if ledger_row else None,
+        ledger_id=ledger_row.id if ledger_row else None,
+        batch_id=batch_id, run_id=run_id, status=status, destinations=destinations or [],
+        warnings=warnings, schema_version=SCHEMA_VERSION,
+    )
+    return row
