@@ -30,10 +30,15 @@ SCHEMA_PARTITION = "0001-01-01"
 SCHEMA_FILE = f"schema-v{SCHEMA_VERSION}.parquet"
 
 
-def instance_table(rows: Sequence[dict]) -> pl.DataFrame:
+def instance_columns(rows: Sequence[dict]) -> dict[str, list]:
+    """Rows as plain column lists: what a forked worker returns (polars is not fork-safe)."""
+    return {name: [row.get(name) for row in rows] for name in INSTANCE_SCHEMA}
+
+
+def instance_table(rows: Sequence[dict] | dict[str, list]) -> pl.DataFrame:
     # polars, not pyarrow: pyarrow imports pandas to convert Python values (~1 s per run).
-    frame = pl.DataFrame({name: [row.get(name) for row in rows] for name in INSTANCE_SCHEMA}, schema=INSTANCE_SCHEMA)
-    return frame.sort(SORT_KEYS, nulls_last=True)
+    columns = rows if isinstance(rows, dict) else instance_columns(rows)
+    return pl.DataFrame(columns, schema=INSTANCE_SCHEMA).sort(SORT_KEYS, nulls_last=True)
 
 
 def series_table(instances: pl.DataFrame) -> pl.DataFrame:
