@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from datetime import date, datetime, time
 from typing import Any, Callable
 
-from pydicom import Dataset
+from pydicom import Dataset, config
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
@@ -27,6 +28,7 @@ BULK_DATA_THRESHOLD = 1024
 BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "OW or OB"})
 PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _UNDEFINED = 0xFFFFFFFF
+DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
 def _values(value) -> list:
@@ -78,7 +80,7 @@ def _date(value) -> date | None:
     v = _single(value)
     if v is None:
         return None
-    d = v if isinstance(v, date) else DA(str(v))  # DA also reads ACR-NEMA's 1997.04.24
+    d = v if isinstance(v, date) else DA(str(v), validation_mode=config.IGNORE)  # DA also reads ACR-NEMA's 1997.04.24
     if d is None:
         return None
     return date(d.year, d.month, d.day)
@@ -88,7 +90,7 @@ def _time(value) -> time | None:
     v = _single(value)
     if v is None:
         return None
-    t = v if isinstance(v, time) else TM(str(v))
+    t = v if isinstance(v, time) else TM(str(v), validation_mode=config.IGNORE)
     return None if t is None else time(t.hour, t.minute, t.second, t.microsecond)
 
 
@@ -96,7 +98,7 @@ def _datetime(value) -> datetime | None:
     v = _single(value)
     if v is None:
         return None
-    d = v if isinstance(v, datetime) else DT(str(v))
+    d = v if isinstance(v, datetime) else DT(str(v), validation_mode=config.IGNORE)
     # Stored as written: a UTC offset in the value is dropped (the JSON keeps it).
     return None if d is None else datetime(d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond)
 
@@ -119,6 +121,21 @@ def _raw_vr(tag: int, raw: RawDataElement) -> str:
         return dictionary_VR(tag)
     except KeyError:
         return "UN"
+
+
+def _deferred_length(ds: Dataset, tag: int, elem: RawDataElement) -> int:
+    """Length of a value pydicom left in the file (read with defer_size), without reading it."""
+    filename = getattr(ds, "filename", None)
+    size = os.path.getsize(filename) if isinstance(filename, (str, os.PathLike)) else None
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID") == DEFLATED:
+        size = None  # positions are in the inflated stream, not the file
+    if elem.length != _UNDEFINED:
+        # A truncated file declares more than it has: count what is there, as pydicom reads it.
+        return elem.length if size is None else max(0, min(elem.length, size - elem.value_tell))
+    if size is not None and next(reversed(ds._dict)) == tag:
+        return size - elem.value_tell - 8  # encapsulated, last in the file: up to the delimiter
+    return len(ds[tag].value)  # rare: read it
 
 
 def _bulk_marker(elem) -> str:
@@ -149,7 +166,7 @@ def header_json(ds: Dataset, warnings: list[str]) -> tuple[str, list[dict], int 
         if isinstance(elem, RawDataElement):
             vr = _raw_vr(tag, elem)
             value = elem.value
-            length = len(value) if value is not None else elem.length
+            length = len(value) if value is not None else _deferred_length(ds, tag, elem)
             if tag in PIXEL_DATA_TAGS or (vr in BULK_VRS and length > BULK_DATA_THRESHOLD):
                 bulk.append({"path": f"{tag:08X}", "vr": vr.split(" ")[0], "length": length})
                 if tag in PIXEL_DATA_TAGS:
