@@ -29,6 +29,9 @@ class CatalogStorage:
         self.root = str(root).rstrip("/")
         self.remote = "://" in self.root
         if self.remote:
+            # gcsfs's experimental zonal-bucket support opens a gRPC channel to the endpoint,
+            # which neither plain GCS buckets nor the emulator need.
+            os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
             import fsspec
 
             protocol = self.root.split("://", 1)[0]

@@ -69,7 +69,9 @@ def _register_remote(con: duckdb.DuckDBPyConnection, root: str) -> None:
     if "://" in root:
         from axiom_dagster.catalog.storage import CatalogStorage
 
-        con.register_filesystem(CatalogStorage(root).fs)
+        fs = CatalogStorage(root).fs
+        fs.invalidate_cache()  # fsspec caches listings per instance; other writers add files
+        con.register_filesystem(fs)
 
 
 def connect(root: str, *, prefer_file: bool = True) -> duckdb.DuckDBPyConnection:
