@@ -17,9 +17,10 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
-from pydicom.valuerep import DA, DT, TM
+from pydicom.valuerep import DA, DT, IS, TM
 
 from axiom_dagster.catalog.schema import ATTRIBUTES, SCHEMA_VERSION
+from axiom_dagster.dicom.fastvalues import Fallback, dataset_codec, decode, pydicom_defaults
 from axiom_dagster.store.records import LedgerRow
 
 # Binary values longer than this (and Pixel Data always) are left out of dicom_json; the
@@ -157,15 +158,55 @@ def _strip_nested_bulk(json_dict: dict, prefix: str, bulk: list[dict]) -> None:
                 _strip_nested_bulk(item, f"{prefix}{key}[{i}].", bulk)
 
 
-def header_json(ds: Dataset, warnings: list[str]) -> tuple[str, list[dict], int | None]:
-    """The data set as DICOM JSON without bulk data; the bulk data left out; Pixel Data's length."""
+# VRs whose DICOM JSON is built here from the raw bytes (one value, no backslash), as
+# pydicom's to_json_dict builds it; everything else goes through pydicom.
+_FAST_TEXT = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UT"})
+_FAST_NUMBERS = {"IS": int, "DS": float, "US": int, "UL": int, "SS": int, "SL": int, "FL": float, "FD": float}
+
+
+def _fast_json(vr: str, values: list) -> dict:
+    if not values:
+        return {"vr": vr}
+    if vr == "PN":
+        comps = values[0].split("=")
+        entry = {"Alphabetic": comps[0]}
+        if len(comps) > 1:
+            entry["Ideographic"] = comps[1]
+        if len(comps) > 2:
+            entry["Phonetic"] = comps[2]
+        return {"vr": vr, "Value": [entry]}
+    number = _FAST_NUMBERS.get(vr)
+    if number is int and vr == "IS":
+        return {"vr": vr, "Value": [int(v) if v.isdigit() else int(float(v)) for v in values]}
+    if number is not None:
+        return {"vr": vr, "Value": [number(v) for v in values]}
+    return {"vr": vr, "Value": values}
+
+
+def header_json(ds: Dataset, warnings: list[str], fast: dict | None = None) -> tuple[str, list[dict], int | None]:
+    """The data set as DICOM JSON without bulk data; the bulk data left out; Pixel Data's length.
+
+    `fast` (when given) receives the decoded values of the elements built from raw bytes,
+    for the typed columns to reuse."""
     out: dict[str, dict] = {}
     bulk: list[dict] = []
     pixel_length = None
+    codec = dataset_codec(ds) if fast is not None and pydicom_defaults() else None
     for tag, elem in ds._dict.items():
         if isinstance(elem, RawDataElement):
             vr = _raw_vr(tag, elem)
             value = elem.value
+            if codec is not None and value is not None and (vr in _FAST_TEXT or vr in _FAST_NUMBERS or vr == "PN") \
+                    and (vr in ("US", "UL", "SS", "SL", "FL", "FD") or 92 not in value):
+                try:
+                    values = decode(value, vr, elem.is_little_endian, codec)
+                except Fallback:
+                    pass
+                else:
+                    if len(values) <= 1 or vr in ("US", "UL", "SS", "SL", "FL", "FD"):
+                        out[f"{tag:08X}"] = _fast_json(vr, values)
+                        fast[tag] = values
+                        continue
             length = len(value) if value is not None else _deferred_length(ds, tag, elem)
             if tag in PIXEL_DATA_TAGS or (vr in BULK_VRS and length > BULK_DATA_THRESHOLD):
                 bulk.append({"path": f"{tag:08X}", "vr": vr.split(" ")[0], "length": length})
@@ -191,16 +232,19 @@ def header_json(ds: Dataset, warnings: list[str]) -> tuple[str, list[dict], int 
     return text, bulk, pixel_length
 
 
-def attribute_values(ds: Dataset, warnings: list[str]) -> dict[str, Any]:
-    """The typed columns; a value that cannot be converted is None with a warning."""
+def attribute_values(ds: Dataset, warnings: list[str], fast: dict | None = None) -> dict[str, Any]:
+    """The typed columns; a value that cannot be converted is None with a warning.
+    `fast`: values already decoded from raw bytes by header_json, by tag."""
     row: dict[str, Any] = {}
     get = ds._dict.get
+    fast = fast or {}
     for column, tag, keyword, convert in _PLAN:
         if get(tag) is None:
             row[column] = None
             continue
         try:
-            row[column] = convert(ds[tag].value)
+            values = fast.get(tag)
+            row[column] = convert(ds[tag].value if values is None else _as_pydicom(tag, values))
         except Exception as exc:
             row[column] = None
             warnings.append(f"{keyword} {_tag_name(tag)}: cannot convert to {column} ({type(exc).__name__})")
@@ -209,6 +253,16 @@ def attribute_values(ds: Dataset, warnings: list[str]) -> dict[str, Any]:
     else:
         row["study_datetime"] = None
     return row
+
+
+def _as_pydicom(tag: int, values: list):
+    """Decoded raw values in the form the converters expect from pydicom (IS as its number)."""
+    if tag in _IS_TAGS:
+        return [IS(v, validation_mode=config.IGNORE) for v in values]
+    return values
+
+
+_IS_TAGS = frozenset(Tag(a.keyword) for a in ATTRIBUTES if a.kind == "int")
 
 
 def instance_row(
@@ -226,8 +280,10 @@ def instance_row(
 ) -> dict[str, Any]:
     """The catalog row of one instance. Never raises for a damaged value: see `warnings`."""
     warnings: list[str] = []
-    row = attribute_values(ds, warnings)
-    row["dicom_json"], row["bulk_data"], row["pixel_data_length"] = header_json(ds, warnings)
+    fast: dict = {}
+    json_text, bulk, pixel_length = header_json(ds, warnings, fast)
+    row = attribute_values(ds, warnings, fast)
+    row["dicom_json"], row["bulk_data"], row["pixel_data_length"] = json_text, bulk, pixel_length
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     row["transfer_syntax_uid"] = str(ts) if ts else None
