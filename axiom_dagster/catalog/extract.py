@@ -20,7 +20,7 @@ from pydicom.tag import Tag
 from pydicom.valuerep import DA, DT, IS, TM
 
 from axiom_dagster.catalog.schema import ATTRIBUTES, SCHEMA_VERSION
-from axiom_dagster.dicom.fastvalues import Fallback, dataset_codec, decode, pydicom_defaults
+from axiom_dagster.dicom.fastvalues import Fallback, FastTag, dataset_codec, decode, pydicom_defaults
 from axiom_dagster.store.records import LedgerRow
 
 # Binary values longer than this (and Pixel Data always) are left out of dicom_json; the
@@ -108,7 +108,8 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "text": _text, "texts": _texts, "int": _int, "float": _float, "floats": _floats,
     "date": _date, "time": _time, "datetime": _datetime,
 }
-_PLAN = tuple((a.column, Tag(a.keyword), a.keyword, CONVERTERS[a.kind]) for a in ATTRIBUTES)
+# FastTag probes: dict lookups compare in C (see dicom.fastvalues.FastTag).
+_PLAN = tuple((a.column, FastTag(Tag(a.keyword)), a.keyword, CONVERTERS[a.kind]) for a in ATTRIBUTES)
 
 
 def _tag_name(tag: int) -> str:
@@ -257,7 +258,7 @@ def attribute_values(ds: Dataset, warnings: list[str], fast: dict | None = None)
 
 def _as_pydicom(tag: int, values: list):
     """Decoded raw values in the form the converters expect from pydicom (IS as its number)."""
-    if tag in _IS_TAGS:
+    if values and tag in _IS_TAGS and isinstance(values[0], str):
         return [IS(v, validation_mode=config.IGNORE) for v in values]
     return values
 

@@ -177,3 +177,11 @@ def test_a_damaged_element_is_left_out_of_json_not_the_row(tmp_path):
     assert row["bits_stored"] is None
     assert row["sop_instance_uid"] == ds.SOPInstanceUID
     assert any(w.startswith("BitsStored") for w in row["warnings"])
+
+
+def test_empty_values_are_null_without_warnings(tmp_path):
+    (src,) = small_archive(tmp_path / "a", studies=1, series=1, instances=1)
+    empty = _with_raw(src, tmp_path / "empty.dcm", {0x00200013: ("IS", b""), 0x00080021: ("DA", b""), 0x00180050: ("DS", b"")})
+    row = instance_row(dcmread(empty, defer_size=1024))
+    assert (row["instance_number"], row["series_date"], row["slice_thickness"]) == (None, None, None)
+    assert row["warnings"] == []
