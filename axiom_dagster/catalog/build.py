@@ -135,6 +135,9 @@ def _run(chunks, workers: int, run_id: str, received_at: datetime):
         for chunk in chunks:
             yield extract_chunk(chunk, run_id, received_at)
         return
-    # fork: workers start in milliseconds and inherit the imported modules.
+    # fork: workers start in milliseconds and inherit the imported modules (pydicom and the
+    # extractor are imported here first, once, not in every worker).
+    import axiom_dagster.catalog.extract  # noqa: F401
+
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
         yield from pool.map(extract_chunk, chunks, [run_id] * len(chunks), [received_at] * len(chunks))
