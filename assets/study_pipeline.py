@@ -74,7 +74,8 @@ def study_pipeline(context: AssetExecutionContext, config: StudyBatchConfig, axi
     )
     yield MaterializeResult(
         asset_key="instance_catalog",
-        metadata={**base, "rows": len(result.catalog_rows), "file": MetadataValue.path(result.catalog_file or "")},
+        metadata={**base, "rows": len(result.catalog_rows), "file": MetadataValue.path(result.catalog_file or ""),
+                  "superseded": len(result.superseded)},
     )
     yield from _catalog_checks(result)
 
