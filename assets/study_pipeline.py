@@ -20,7 +20,7 @@ from dagster import (
     multi_asset,
 )
 
-from axiom_dagster.catalog.tables import REQUIRED_COLUMNS
+from axiom_dagster.catalog.schema import REQUIRED_COLUMNS
 from axiom_dagster.pipeline.morphers import morpher_factory
 from axiom_dagster.pipeline.run import BatchResult, run_batch
 from resources import AxiomResource
@@ -74,7 +74,8 @@ def study_pipeline(context: AssetExecutionContext, config: StudyBatchConfig, axi
     )
     yield MaterializeResult(
         asset_key="instance_catalog",
-        metadata={**base, "rows": len(result.catalog_rows), "file": MetadataValue.path(result.catalog_file or "")},
+        metadata={**base, "rows": len(result.catalog_rows), "file": MetadataValue.path(result.catalog_file or ""),
+                  "superseded": len(result.superseded)},
     )
     yield from _catalog_checks(result)
 
@@ -100,6 +101,7 @@ def _catalog_checks(result: BatchResult):
 
 study_pipeline_job = define_asset_job(
     "study_pipeline_job",
-    selection=AssetSelection.assets(study_pipeline),
+    # The catalog tables of the day follow the batch, with their checks over the whole day.
+    selection=AssetSelection.assets(study_pipeline) | AssetSelection.assets("catalog_instances", "catalog_series", "catalog_studies"),
     description="Validate, morph, route and catalog one batch of complete studies.",
 )

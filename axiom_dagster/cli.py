@@ -1,4 +1,4 @@
-"""`axiom` command line: synth, land, sql, migrate, demo, realtime, apikey."""
+"""`axiom` command line: synth, land, sql, catalog build, migrate, demo, realtime, apikey."""
 from __future__ import annotations
 
 import argparse
@@ -7,8 +7,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from axiom_dagster.config.models import ConfigError
-from axiom_dagster.deid.uidmap import MissingSecretError
+from axiom_dagster.catalog.commands import add_catalog_commands
+from axiom_dagster.config.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", default="import", help="source name recorded in the ledger")
     p.set_defaults(func=cmd_land)
 
-    p = sub.add_parser("sql", help="run SQL over the catalog (views: instances, series, studies, instances_all)")
-    p.add_argument("query")
-    p.add_argument("--max-rows", type=int, default=100)
-    p.set_defaults(func=cmd_sql)
+    add_catalog_commands(sub)
 
     p = sub.add_parser("status", help="studies, batches, deliveries and open exceptions by status")
     p.set_defaults(func=cmd_status)
@@ -90,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    except MissingSecretError as exc:
+    except Exception as exc:
+        from axiom_dagster.deid.uidmap import MissingSecretError  # pydicom: imported only here
+
+        if not isinstance(exc, MissingSecretError):
+            raise
         print(f"missing secret: {exc}", file=sys.stderr)
         return 2
 
@@ -135,15 +136,6 @@ def cmd_land(args) -> int:
     for path, reason in report.rejected:
         print(f"quarantined {path}: {reason}")
     return 0 if not report.rejected else 1
-
-
-def cmd_sql(args) -> int:
-    from axiom_dagster.catalog.tables import connect
-
-    config = _config(args)
-    con = connect(config.catalog_path)
-    con.sql(args.query).show(max_rows=args.max_rows, max_width=200)
-    return 0
 
 
 def cmd_status(args) -> int:

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from assets.catalog import catalog_compaction, catalog_compaction_job
+from assets.catalog import catalog_compaction, catalog_compaction_job, catalog_tables
 from assets.study_pipeline import arrival_ledger, study_pipeline, study_pipeline_job
 from resources import AxiomResource
 from sensors.landing import landing_sensor
 from sensors.schedules import nightly_catalog_compaction
 
 defs = Definitions(
-    assets=[arrival_ledger, study_pipeline, catalog_compaction],
+    assets=[arrival_ledger, study_pipeline, catalog_tables, catalog_compaction],
     jobs=[study_pipeline_job, catalog_compaction_job],
     sensors=[landing_sensor],
     schedules=[nightly_catalog_compaction],

@@ -14,15 +14,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from axiom_dagster.config.errors import ENV_REF, ConfigError  # noqa: F401 - re-exported
 from axiom_dagster.config.listeners import AuthConfig, DicomListener, HttpConfig, unique_listeners
 from axiom_dagster.config.rules import RulesConfig
 
-ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEFAULT_PATH_TEMPLATE = "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
-
-
-class ConfigError(ValueError):
-    """A configuration file that cannot be used; the message names file, line and field."""
 
 
 class _Model(BaseModel):

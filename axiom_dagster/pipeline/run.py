@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from axiom_dagster.catalog.tables import instance_table, write_batch
+from axiom_dagster.catalog.tables import write_batch
 from axiom_dagster.config.models import AxiomConfig, PipelineConfig
 from axiom_dagster.rules.morph import Morpher, PassThrough
 from axiom_dagster.store.records import LedgerRow
@@ -34,6 +34,7 @@ class BatchResult:
     failed_studies: set[str] = field(default_factory=set)
     stage_failures: dict[str, int] = field(default_factory=dict)
     catalog_rows: list[dict] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)  # SOP Instance UIDs whose older catalog row this batch replaced
     # Where the time went: process (workers), sync (durability), record (state + catalog).
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -114,9 +115,8 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
     store.record_exceptions([r.exception for r in results if r.exception])
     out.catalog_rows = [r.catalog_row for r in results if r.catalog_row]
     if out.catalog_rows:
-        out.catalog_file = write_batch(
-            config.catalog_path, "instances", partition, batch_id, instance_table(out.catalog_rows)
-        )
+        written = write_batch(config.catalog_path, partition, f"batch-{batch_id:08d}", out.catalog_rows)
+        out.catalog_file, out.superseded = written.file, written.superseded
     out.delivered = sum(1 for d in deliveries if d["status"] == "delivered")
     out.failed = sum(1 for r in results if r.exception) + sum(1 for d in deliveries if d["status"] == "failed")
     out.bytes = sum(r.bytes for r in results)

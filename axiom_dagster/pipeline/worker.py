@@ -9,12 +9,12 @@ import io
 import os
 import pickle
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import Callable
 
 from pydicom import Dataset, dcmread
 
+from axiom_dagster.catalog.extract import instance_row
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.rules.morph import Morpher, PassThrough
 from axiom_dagster.destinations.paths import render_path
@@ -147,62 +147,7 @@ def _delivery(row: LedgerRow, settings: WorkerSettings, destination: str, status
     )
 
 
-def _dicom_date(value) -> date | None:
-    text = str(value or "").strip()
-    if len(text) == 8 and text.isdigit():
-        try:
-            return date(int(text[:4]), int(text[4:6]), int(text[6:]))
-        except ValueError:
-            return None
-    return None
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _str(value) -> str | None:
-    return str(value) if value not in (None, "") else None
-
-
 def catalog_row(ds: Dataset, row: LedgerRow, settings: WorkerSettings, destinations: list[str]) -> dict:
-    g = ds.get
-    return {
-        "sop_instance_uid": str(ds.SOPInstanceUID),
-        "sop_class_uid": str(ds.SOPClassUID),
-        "study_instance_uid": str(ds.StudyInstanceUID),
-        "series_instance_uid": str(ds.SeriesInstanceUID),
-        "patient_id": _str(g("PatientID")),
-        "patient_name": _str(g("PatientName")),
-        "patient_sex": _str(g("PatientSex")),
-        "patient_birth_date": _dicom_date(g("PatientBirthDate")),
-        "study_date": _dicom_date(g("StudyDate")),
-        "study_time": _str(g("StudyTime")),
-        "accession_number": _str(g("AccessionNumber")),
-        "study_description": _str(g("StudyDescription")),
-        "series_description": _str(g("SeriesDescription")),
-        "modality": _str(g("Modality")),
-        "body_part_examined": _str(g("BodyPartExamined")),
-        "institution_name": _str(g("InstitutionName")),
-        "station_name": _str(g("StationName")),
-        "manufacturer": _str(g("Manufacturer")),
-        "series_number": _int(g("SeriesNumber")),
-        "instance_number": _int(g("InstanceNumber")),
-        "rows": _int(g("Rows")),
-        "columns": _int(g("Columns")),
-        "number_of_frames": _int(g("NumberOfFrames")),
-        "transfer_syntax_uid": _str(getattr(ds.file_meta, "TransferSyntaxUID", None)),
-        "file_size": row.size,
-        "source": row.source,
-        "calling_ae": row.calling_ae,
-        "received_at": row.received_at,
-        "ledger_id": row.id,
-        "batch_id": settings.batch_id,
-        "run_id": settings.run_id,
-        "destinations": destinations,
-    }
-
-
+    return instance_row(
+        ds, row, batch_id=settings.batch_id, run_id=settings.run_id, status="routed", destinations=destinations
+    )

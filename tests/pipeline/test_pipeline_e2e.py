@@ -80,7 +80,10 @@ def test_archive_routed_cataloged_with_quarantine_and_idempotent_rerun(tmp_path,
     routed_meta = next(m for m in mats if m.asset_key.path == ["routed_instances"]).metadata
     assert routed_meta["deliveries"].value == len(inputs) and routed_meta["failures"].value == 1
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"sop_instance_uid_unique": True, "required_columns_present": True}
+    assert checks == {"sop_instance_uid_unique": True, "required_columns_present": True,
+                      # the catalog tables of the day, checked over the whole day
+                      "sop_instance_uid_unique_in_catalog": True, "required_columns_non_null": True,
+                      "series_counts_consistent": True, "study_counts_consistent": True}
 
     # Re-running the same batch changes nothing: same files, same rows, same exceptions.
     before = _digest_tree(routed_root)
