@@ -20,6 +20,7 @@ from dagster import (
     multi_asset,
 )
 
+from assets.executors import pipeline_executor
 from axiom_dagster.catalog.tables import REQUIRED_COLUMNS
 from axiom_dagster.pipeline.morphers import morpher_factory
 from axiom_dagster.pipeline.run import BatchResult, run_batch
@@ -102,4 +103,5 @@ study_pipeline_job = define_asset_job(
     "study_pipeline_job",
     selection=AssetSelection.assets(study_pipeline),
     description="Validate, morph, route and catalog one batch of complete studies.",
+    executor_def=pipeline_executor(),
 )
