@@ -178,4 +178,6 @@ def sweep_temp_files(root: Path, days: int = 2) -> int:
 
 def main(config: AxiomConfig, log_level: str = "INFO") -> int:
     setup_logging(log_level)
-    return RealtimeService(config).run()
+    # AXIOM_CLOSE_STALE_ASSOCIATIONS=0 when several replicas share one state store.
+    close_stale = os.environ.get("AXIOM_CLOSE_STALE_ASSOCIATIONS", "1") != "0"
+    return RealtimeService(config, close_stale_associations=close_stale).run()
