@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("realtime", help="run the realtime ingest service (DICOM listeners + HTTP API)")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--workers", type=int, default=1, help="listener worker processes sharing the ports (SO_REUSEPORT)")
     p.set_defaults(func=cmd_realtime)
 
     p = sub.add_parser("apikey", help="create, revoke or list API keys of the HTTP API")
@@ -242,6 +243,13 @@ def cmd_realtime(args) -> int:
 
     config = _config(args)
     _note_config(args, _store(config))
+    if args.workers > 1:
+        from axiom_dagster.config.settings import default_config_path
+        from realtime.logs import setup_logging
+        from realtime.workers import Supervisor
+
+        setup_logging(args.log_level)
+        return Supervisor(config, args.config or default_config_path(), args.workers, args.log_level).run()
     return realtime_main(config, args.log_level)
 
 
