@@ -25,32 +25,24 @@ import sqlalchemy as sa
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder comes first on sys.path, and this file would shadow the
+# `celery` package for everything imported after it.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from axiom_dagster.config.models import AxiomConfig, FilesystemDestination, PipelineConfig  # noqa: E402
 from axiom_dagster.ingest.arrival import ArrivalMeta  # noqa: E402
 from axiom_dagster.ingest.landing import LandingZone  # noqa: E402
 from axiom_dagster.store.state import StateStore  # noqa: E402
 from axiom_dagster.synth import SynthSpec, generate_archive  # noqa: E402
+from bench.pipeline import bench_config  # noqa: E402
 from tests.production import celery_support as cs  # noqa: E402
 
 PG_ADMIN = os.environ.get("AXIOM_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-SET_INSTITUTION = [{"name": "bench", "rules": [{
-    "name": "set-institution", "destinations": ["archive"],
-    "actions": [{"action": "set", "attribute": "InstitutionName", "value": "Bench {Modality}"}]}]}]
 
 
 def prepare(work: Path, archive: list[Path], batches: int, morph: str):
     work.mkdir(parents=True)
-    config = AxiomConfig(
-        landing={"path": work / "landing", "quarantine_path": work / "quarantine"},
-        state_store={"url": f"sqlite:///{work / 'state.db'}"},
-        catalog={"path": str(work / "catalog")},
-        pipeline=PipelineConfig(quiet_period_seconds=0, workers=1),
-        destinations=[FilesystemDestination(name="archive", path=work / "routed")],
-        rulesets=SET_INSTITUTION if morph == "set" else [],
-        base_dir=work,
-    )
+    config = bench_config(work, morph, workers=1)
     config_file = work / "axiom.yaml"
     config_file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     store = StateStore(config.state_store_url)
