@@ -79,6 +79,7 @@ def scenario(work: Path, archive: list[Path], args, workers: int) -> dict:
 
         with DagsterInstance.get() as instance:
             steps = cs.step_executions(instance, [r.dagster_run.run_id for r in instance.get_run_records()])
+        cpu = [w.cpu_seconds() for w in started_workers]
     finally:
         for p in runs:
             if p.poll() is None:
@@ -91,8 +92,10 @@ def scenario(work: Path, archive: list[Path], args, workers: int) -> dict:
     routed = sum(1 for _ in config.destination_path(config.destinations[0]).rglob("*.dcm"))
     assert routed == len(archive), routed
     span = max(s.finished for s in steps) - min(s.started for s in steps)
+    # Share of a core each worker got while the steps ran (1.0 = a whole core to itself).
+    share = [round(c / span, 2) for c in cpu]
     return {"workers": workers, "hosts": sorted({s.celery_worker for s in steps}), "span": span, "wall": wall,
-            "rate": len(archive) / span, "steps": [round(s.finished - s.started, 2) for s in steps]}
+            "rate": len(archive) / span, "steps": [round(s.finished - s.started, 2) for s in steps], "share": share}
 
 
 def main() -> None:
@@ -113,9 +116,9 @@ def main() -> None:
         print(f"{len(archive)} instances, {mb:.0f} MB, {args.batches} batches, morph={args.morph}, {os.cpu_count()} cores")
         one = scenario(tmp / "one", archive, args, 1)
         two = scenario(tmp / "two", archive, args, 2)
-        print(f"{'workers':8} {'step span s':>12} {'inst/s':>8} {'wall s':>8}  per-step seconds / workers used")
+        print(f"{'workers':8} {'step span s':>12} {'inst/s':>8} {'wall s':>8}  core share per worker / per-step seconds / workers")
         for r in (one, two):
-            print(f"{r['workers']:<8} {r['span']:12.2f} {r['rate']:8.0f} {r['wall']:8.2f}  {r['steps']} {r['hosts']}")
+            print(f"{r['workers']:<8} {r['span']:12.2f} {r['rate']:8.0f} {r['wall']:8.2f}  {r['share']} {r['steps']} {r['hosts']}")
         print(f"ratio two/one: {two['rate'] / one['rate']:.2f} (steps), {one['wall'] / two['wall']:.2f} (wall); target >= 1.8")
         print("load average (1, 5, 15 min) at the end: %.1f %.1f %.1f" % os.getloadavg())
 

@@ -91,6 +91,11 @@ class CeleryWorker:
         self.process = subprocess.Popen(cmd, env=deployment.env(), cwd=ROOT, stdout=self.log.open("wb"),
                                         stderr=subprocess.STDOUT)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the worker process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

@@ -2,8 +2,10 @@
 study pipeline concurrently, and the result equals the in-process executor's."""
 from __future__ import annotations
 
+import time
+
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from axiom_dagster.catalog.tables import connect
 from axiom_dagster.store.state import StateStore
@@ -69,9 +71,8 @@ def test_two_celery_workers_process_two_batches_concurrently(tmp_path, postgres_
         for w in workers:
             w.stop()
 
-    monkeypatch.setenv("DAGSTER_HOME", str(deployment.dagster_home))
     for key, value in deployment.env().items():
-        if key.startswith("DAGSTER_PG_"):
+        if key.startswith("DAGSTER_"):
             monkeypatch.setenv(key, value)
     with DagsterInstance.get() as instance:
         records = instance.get_run_records()
@@ -90,3 +91,51 @@ def test_two_celery_workers_process_two_batches_concurrently(tmp_path, postgres_
     assert {b.status for b in map(store.batch, [b.id for b in batches])} == {"done"}
     store.dispose()
     ref_store.dispose()
+
+
+def test_a_batch_whose_celery_worker_dies_is_redelivered_and_completes(tmp_path, postgres_url, monkeypatch):
+    """SIGKILL the worker in the middle of a batch: RabbitMQ redelivers the unacknowledged
+    step to the other worker, which re-runs the batch (idempotent) to the same result."""
+    if not cs.rabbitmq_available():
+        pytest.skip("RabbitMQ on 127.0.0.1:5672 is not reachable")
+    inputs = tmp_path / "in"
+    small_archive(inputs, studies=1, series=2, instances=300)
+    config, config_file, store, (batch,) = _landed_batches(tmp_path / "celery", inputs)
+    deployment = cs.make_deployment(tmp_path / "celery", config_file, postgres_url.rsplit("/", 1)[1])
+    routed = config.destination_path(config.destinations[0])
+    cs.purge_queue()
+    run = cs.launch_run(deployment, batch.id, batch.partition)
+    first = second = None
+    try:
+        cs.wait_for_queue(1, [run])
+        first = cs.CeleryWorker(deployment, "doomed")
+        deadline = time.monotonic() + 180
+        while len(list(routed.rglob("*.dcm"))) < 50:
+            assert time.monotonic() < deadline and first.process.poll() is None, "the batch did not start"
+            time.sleep(0.05)
+        first.process.kill()
+        first.process.wait()
+        second = cs.CeleryWorker(deployment, "survivor")
+        assert run.wait(300) == 0, (deployment.dagster_home / f"run-{batch.id}.log").read_text()[-3000:]
+    finally:
+        if run.poll() is None:
+            run.kill()
+        for worker in (first, second):
+            if worker is not None:
+                worker.stop()
+
+    assert len(list(routed.rglob("*.dcm"))) == 600
+    assert store.batch(batch.id).status == "done"
+    con = connect(config.catalog_path)
+    assert con.execute("SELECT count(*), count(DISTINCT sop_instance_uid) FROM instances").fetchone() == (600, 600)
+    for key, value in deployment.env().items():
+        if key.startswith("DAGSTER_"):
+            monkeypatch.setenv(key, value)
+    with DagsterInstance.get() as instance:
+        (record,) = instance.get_run_records()
+        assert record.dagster_run.status == DagsterRunStatus.SUCCESS
+        workers = [e.dagster_event.engine_event_data.metadata["Celery worker"].value
+                   for e in instance.all_logs(record.dagster_run.run_id, of_type=DagsterEventType.ENGINE_EVENT)
+                   if "Celery worker" in e.dagster_event.engine_event_data.metadata]
+    assert [w.split("@")[0] for w in workers] == ["doomed", "survivor"]
+    store.dispose()
