@@ -62,3 +62,49 @@ def test_retention_job_deletes_old_runs_and_their_events(tmp_path, postgres_url,
         # The retention run itself is kept.
         left = instance.get_run_records(filters=RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
         assert [r.dagster_run.run_id for r in left] == [result.run_id]
+
+
+def test_run_monitoring_fails_a_run_whose_worker_was_killed_and_retries_it(tmp_path, postgres_url, monkeypatch):
+    """The production instance's LocalRunLauncher reports a killed run worker; the monitoring
+    daemon's check then fails the run, and run retries select it for re-execution."""
+    import logging
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from dagster._core.launcher.base import WorkerStatus
+    from dagster._daemon.auto_run_reexecution.auto_run_reexecution import filter_runs_to_should_retry
+    from dagster._daemon.monitoring.run_monitoring import monitor_started_run
+
+    from resources.run_launcher import HOST_TAG
+
+    with _instance(tmp_path, postgres_url, monkeypatch) as instance:
+        assert type(instance.run_launcher).__name__ == "LocalRunLauncher"
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).with_name("dagster")), "job", "execute", "-f",
+             str(Path(__file__).with_name("slow_job.py")), "-j", "slow_job"],
+            env={**os.environ, "DAGSTER_HOME": str(tmp_path)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not (instance.get_run_records() and instance.get_run_records()[0].dagster_run.status == DagsterRunStatus.STARTED):
+                assert time.monotonic() < deadline and worker.poll() is None, "the run did not start"
+                time.sleep(0.2)
+            run_id = instance.get_run_records()[0].dagster_run.run_id
+            instance.add_run_tags(run_id, {HOST_TAG: socket.gethostname()})  # as launch_run does
+            assert instance.run_launcher.check_run_worker_health(instance.get_run_by_id(run_id)).status == WorkerStatus.RUNNING
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+        run = instance.get_run_by_id(run_id)
+        assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.FAILED
+
+        monitor_started_run(instance, None, instance.get_run_records(RunsFilter(run_ids=[run_id]))[0], logging.getLogger("test"))
+        failed = instance.get_run_by_id(run_id)
+        assert failed.status == DagsterRunStatus.FAILURE
+        assert [r.run_id for r in filter_runs_to_should_retry([failed], instance)] == [run_id]
