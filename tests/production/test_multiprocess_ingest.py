@@ -64,8 +64,8 @@ def _wait(predicate, timeout=60, what="condition"):
         time.sleep(0.1)
 
 
-def test_workers_share_the_port_and_a_killed_worker_loses_nothing_acknowledged(tmp_path):
-    config_file, config = make_config(tmp_path)
+def test_workers_share_the_port_and_a_killed_worker_loses_nothing_acknowledged(tmp_path, store_url):
+    config_file, config = make_config(tmp_path, state_store={"url": store_url})
     port = config.listeners[0].port
     folders = []
     for i in range(8):
