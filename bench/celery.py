@@ -81,11 +81,7 @@ def scenario(work: Path, archive: list[Path], args, workers: int) -> dict:
             steps = cs.step_executions(instance, [r.dagster_run.run_id for r in instance.get_run_records()])
         cpu = [w.cpu_seconds() for w in started_workers]
     finally:
-        for p in runs:
-            if p.poll() is None:
-                p.kill()
-        for w in started_workers:
-            w.stop()
+        cs.stop_all(runs, started_workers)
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         admin.dispose()

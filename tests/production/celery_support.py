@@ -106,6 +106,16 @@ class CeleryWorker:
                 self.process.wait()
 
 
+def stop_all(runs: list[subprocess.Popen], workers: list[CeleryWorker]) -> None:
+    """Kill run workers still running, then stop the Celery workers."""
+    for p in runs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    for w in workers:
+        w.stop()
+
+
 def launch_run(deployment: Deployment, batch_id: int, partition: str, cpu: int | None = None) -> subprocess.Popen:
     """A run worker for one batch (`dagster job execute`), as the daemon would launch it."""
     config = deployment.dagster_home / f"batch-{batch_id}.yaml"

@@ -65,11 +65,7 @@ def test_two_celery_workers_process_two_batches_concurrently(tmp_path, postgres_
         for batch, p in zip(batches, runs):
             assert p.wait(300) == 0, (deployment.dagster_home / f"run-{batch.id}.log").read_text()[-3000:]
     finally:
-        for p in runs:
-            if p.poll() is None:
-                p.kill()
-        for w in workers:
-            w.stop()
+        cs.stop_all(runs, workers)
 
     for key, value in deployment.env().items():
         if key.startswith("DAGSTER_"):
@@ -118,11 +114,7 @@ def test_a_batch_whose_celery_worker_dies_is_redelivered_and_completes(tmp_path,
         second = cs.CeleryWorker(deployment, "survivor")
         assert run.wait(300) == 0, (deployment.dagster_home / f"run-{batch.id}.log").read_text()[-3000:]
     finally:
-        if run.poll() is None:
-            run.kill()
-        for worker in (first, second):
-            if worker is not None:
-                worker.stop()
+        cs.stop_all([run], [w for w in (first, second) if w is not None])
 
     assert len(list(routed.rglob("*.dcm"))) == 600
     assert store.batch(batch.id).status == "done"
