@@ -20,6 +20,7 @@ from dagster import (
     multi_asset,
 )
 
+from assets.executors import pipeline_executor
 from axiom_dagster.catalog.schema import REQUIRED_COLUMNS
 from axiom_dagster.pipeline.morphers import morpher_factory
 from axiom_dagster.pipeline.run import BatchResult, run_batch
@@ -104,4 +105,5 @@ study_pipeline_job = define_asset_job(
     # The catalog tables of the day follow the batch, with their checks over the whole day.
     selection=AssetSelection.assets(study_pipeline) | AssetSelection.assets("catalog_instances", "catalog_series", "catalog_studies"),
     description="Validate, morph, route and catalog one batch of complete studies.",
+    executor_def=pipeline_executor(),
 )

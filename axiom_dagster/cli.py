@@ -1,4 +1,4 @@
-"""`axiom` command line: synth, land, sql, catalog build, migrate, demo, realtime, apikey."""
+"""`axiom` command line: synth, land, sql, catalog build, migrate, demo, realtime, apikey, audit."""
 from __future__ import annotations
 
 import argparse
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("realtime", help="run the realtime ingest service (DICOM listeners + HTTP API)")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--workers", type=int, default=1, help="listener worker processes sharing the ports (SO_REUSEPORT)")
     p.set_defaults(func=cmd_realtime)
 
     p = sub.add_parser("apikey", help="create, revoke or list API keys of the HTTP API")
@@ -76,6 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     k.set_defaults(func=cmd_apikey_revoke)
     k = keys.add_parser("list", help="list keys (never the secrets)")
     k.set_defaults(func=cmd_apikey_list)
+
+    p = sub.add_parser("audit", help="list or verify the tamper-evident audit log")
+    audits = p.add_subparsers(dest="audit_command", required=True)
+    k = audits.add_parser("verify", help="check the hash chain; exit 1 if a row was altered or deleted")
+    k.add_argument("--expect", metavar="SEQ:HASH", help="a head recorded earlier that the chain must still contain")
+    k.set_defaults(func=cmd_audit_verify)
+    k = audits.add_parser("list", help="audit entries after a sequence number")
+    k.add_argument("--after", type=int, default=0)
+    k.add_argument("--limit", type=int, default=100)
+    k.add_argument("--action")
+    k.set_defaults(func=cmd_audit_list)
 
     # `--config` may also follow the subcommand (`axiom realtime --config FILE`).
     for name, subparser in sub.choices.items():
@@ -108,6 +120,24 @@ def _store(config):
     store = StateStore(config.state_store_url)
     store.migrate()
     return store
+
+
+def _actor() -> str:
+    """Who runs the command, for the audit log: $AXIOM_ACTOR, else the OS user."""
+    import getpass
+    import os
+
+    return os.environ.get("AXIOM_ACTOR") or f"cli:{getpass.getuser()}"
+
+
+def _note_config(args, store) -> None:
+    """Record the configuration file in the audit log when its content changed."""
+    from axiom_dagster.config.settings import default_config_path
+    from axiom_dagster.store.audit import record_config_file
+
+    path = args.config or default_config_path()
+    if path:
+        record_config_file(store, _actor(), path)
 
 
 def cmd_synth(args) -> int:
@@ -151,6 +181,7 @@ def cmd_status(args) -> int:
 def cmd_migrate(args) -> int:
     config = _config(args)
     store = _store(config)
+    _note_config(args, store)
     print(f"state store at revision {store.schema_revision()}")
     return 0
 
@@ -202,14 +233,23 @@ def cmd_demo(args) -> int:
 def cmd_realtime(args) -> int:
     from realtime.service import main as realtime_main
 
-    return realtime_main(_config(args), args.log_level)
+    config = _config(args)
+    _note_config(args, _store(config))
+    if args.workers > 1:
+        from axiom_dagster.config.settings import default_config_path
+        from realtime.logs import setup_logging
+        from realtime.workers import Supervisor
+
+        setup_logging(args.log_level)
+        return Supervisor(config, args.config or default_config_path(), args.workers, args.log_level).run()
+    return realtime_main(config, args.log_level)
 
 
 def cmd_apikey_create(args) -> int:
     from axiom_dagster.store.apikeys import create_key
 
     try:
-        key, secret = create_key(_store(_config(args)).engine, args.name, args.role)
+        key, secret = create_key(_store(_config(args)).engine, args.name, args.role, actor=_actor())
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -221,7 +261,7 @@ def cmd_apikey_create(args) -> int:
 def cmd_apikey_revoke(args) -> int:
     from axiom_dagster.store.apikeys import revoke_key
 
-    if revoke_key(_store(_config(args)).engine, args.name):
+    if revoke_key(_store(_config(args)).engine, args.name, actor=_actor()):
         print(f"revoked {args.name}")
         return 0
     print(f"no active API key named or prefixed {args.name!r}", file=sys.stderr)
@@ -234,6 +274,24 @@ def cmd_apikey_list(args) -> int:
     for k in list_keys(_store(_config(args)).engine):
         state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
         print(f"{k.id}\t{k.name}\t{k.role}\t{k.prefix}\tcreated {k.created_at:%Y-%m-%d %H:%M}\t{state}")
+    return 0
+
+
+def cmd_audit_verify(args) -> int:
+    from axiom_dagster.store.audit import verify
+
+    report = verify(_store(_config(args)), expect=args.expect)
+    for problem in report.problems:
+        print(f"TAMPERED: {problem}", file=sys.stderr)
+    print(f"{report.entries} entries; head {report.head_seq}:{report.head_hash} - {'OK' if report.ok else 'FAILED'}")
+    return 0 if report.ok else 1
+
+
+def cmd_audit_list(args) -> int:
+    from axiom_dagster.store.audit import entries
+
+    for e in entries(_store(_config(args)), after=args.after, limit=args.limit, action=args.action):
+        print(f"{e.seq}\t{e.at:%Y-%m-%dT%H:%M:%S}Z\t{e.actor}\t{e.action}\t{e.target or '-'}\t{e.details}")
     return 0
 
 

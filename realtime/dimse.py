@@ -55,6 +55,8 @@ class _AssocState:
 class DicomListenerService:
     """One configured listener: its AE, its server thread, its handlers."""
 
+    server_class = NoDelayAssociationServer  # realtime/reuseport.py: several processes, one port
+
     def __init__(self, listener: DicomListener, zone: LandingZone, metrics: Metrics,
                  resolve: Callable[[Path], Path] = lambda p: Path(p)):
         self.listener = listener
@@ -91,7 +93,7 @@ class DicomListenerService:
         address = (self.listener.bind_address, self.listener.port)
         self.server = self.ae.make_server(
             address, ae_title=self.listener.ae_title, ssl_context=self.ssl_context,
-            evt_handlers=handlers, server_class=NoDelayAssociationServer,
+            evt_handlers=handlers, server_class=self.server_class,
         )
         self.ae._servers.append(self.server)
         self._thread = threading.Thread(target=self.server.serve_forever, name=f"dicom-{self.listener.name}", daemon=True)

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 from axiom_dagster.catalog.tables import write_batch
 from axiom_dagster.config.models import AxiomConfig, PipelineConfig
 from axiom_dagster.rules.morph import Morpher, PassThrough
+from axiom_dagster.store import audit
 from axiom_dagster.store.records import LedgerRow
 from axiom_dagster.store.state import StateStore
 from axiom_dagster.pipeline.worker import InstanceResult, RouteTarget, WorkerSettings, morpher_for, process_chunk
@@ -128,8 +129,18 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
     }
     store.finish_batch(batch_id, out.failed_studies)
     store.record_audit(_study_audit(results, batch_id, run_id))
+    audit.record_routes(store, _routes(results), actor="study_pipeline", batch_id=batch_id, run_id=run_id)
     out.phase_seconds["record"] = round(time.perf_counter() - phase, 3)
     return out
+
+
+def _routes(results: Sequence[InstanceResult]) -> list[dict]:
+    """Which instance went where, with the content hash of each delivered copy."""
+    return [
+        {**{k: d[k] for k in ("ledger_id", "study_uid", "sop_uid", "destination", "location")},
+         "content_sha256": r.content_hashes[d["destination"]]}
+        for r in results for d in r.deliveries if d["status"] == "delivered"
+    ]
 
 
 def _study_audit(results: Sequence[InstanceResult], batch_id: int, run_id: str) -> list[dict]:

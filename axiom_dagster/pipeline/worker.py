@@ -5,6 +5,7 @@ Imports only pydicom and the domain core, so worker processes start quickly.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
@@ -50,6 +51,8 @@ class InstanceResult:
     deliveries: list[dict] = field(default_factory=list)
     exception: dict | None = None
     matched_rules: list[str] = field(default_factory=list)
+    # destination -> SHA-256 of the file written there (the audit log's instance routes)
+    content_hashes: dict[str, str] = field(default_factory=dict)
 
 
 _MORPHERS: dict[bytes, Morpher] = {}
@@ -117,7 +120,7 @@ def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher)
     for copy in outcome.copies:
         target = targets[copy.destination]
         try:
-            location = _write(target, copy.dataset, None if copy.changed else data)
+            location, result.content_hashes[copy.destination] = _write(target, copy.dataset, None if copy.changed else data)
             result.deliveries.append(_delivery(row, settings, copy.destination, "delivered", str(location)))
         except Exception as exc:
             result.deliveries.append(
@@ -127,17 +130,21 @@ def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher)
     return result
 
 
-def _write(target: RouteTarget, ds: Dataset, unchanged: bytes | None) -> Path:
-    """Write atomically (temp + rename); an unchanged instance is copied byte for byte."""
+def _write(target: RouteTarget, ds: Dataset, unchanged: bytes | None) -> tuple[Path, str]:
+    """Write atomically (temp + rename); an unchanged instance is copied byte for byte.
+    Returns the path and the SHA-256 of what was written."""
     final = render_path(target.root, target.path_template, ds)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     if unchanged is not None:
         tmp.write_bytes(unchanged)
+        digest = hashlib.sha256(unchanged).hexdigest()
     else:
         ds.save_as(tmp, enforce_file_format=True)
+        with open(tmp, "rb") as written:
+            digest = hashlib.file_digest(written, "sha256").hexdigest()
     os.replace(tmp, final)
-    return final
+    return final, digest
 
 
 def _delivery(row: LedgerRow, settings: WorkerSettings, destination: str, status: str, location, error=None) -> dict:

@@ -15,7 +15,7 @@ def _row(i, study="1.2.3", when=None):
 
 def test_migrate_is_idempotent_and_versioned(store: StateStore):
     store.migrate()
-    assert store.schema_revision() == "0002"
+    assert store.schema_revision() == "0007"
 
 
 def test_ledger_ids_are_monotonic_and_read_after_cursor(store: StateStore):
