@@ -29,7 +29,7 @@ def describe(paths) -> dict[str, dict]:
 
 
 def dicomweb_source(orthanc, name="orthanc-web", **kw) -> DicomwebSource:
-    return DicomwebSource(name=name, url=orthanc.dicomweb_url, **kw)
+    return DicomwebSource(**{"name": name, "url": orthanc.dicomweb_url, **kw})
 
 
 def dimse_source(orthanc, name="orthanc-dimse", **kw) -> DimseSource:
