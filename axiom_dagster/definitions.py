@@ -3,16 +3,21 @@ from __future__ import annotations
 
 from dagster import Definitions
 
+from assets.backfill import source_definitions
 from assets.catalog import catalog_compaction, catalog_compaction_job
 from assets.study_pipeline import arrival_ledger, study_pipeline, study_pipeline_job
+from axiom_dagster.config.settings import load_default_config
 from resources import AxiomResource
 from sensors.landing import landing_sensor
 from sensors.schedules import nightly_catalog_compaction
 
-defs = Definitions(
+_core = Definitions(
     assets=[arrival_ledger, study_pipeline, catalog_compaction],
     jobs=[study_pipeline_job, catalog_compaction_job],
     sensors=[landing_sensor],
     schedules=[nightly_catalog_compaction],
     resources={"axiom": AxiomResource()},
 )
+
+# Backfill assets, poll sensors and retrieval jobs of the configured sources.
+defs = Definitions.merge(_core, source_definitions(load_default_config()))
