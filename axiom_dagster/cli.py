@@ -1,4 +1,5 @@
-"""`axiom` command line: synth, land, sql, migrate, demo, realtime, apikey."""
+"""`axiom` command line: synth, land, sql, migrate, demo, realtime, apikey (sources and
+backfill: sources_cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -80,9 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     k = keys.add_parser("list", help="list keys (never the secrets)")
     k.set_defaults(func=cmd_apikey_list)
 
+    from axiom_dagster.sources_cli import register as register_sources
+
+    register_sources(sub, lambda q: q.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS))
+
     # `--config` may also follow the subcommand (`axiom realtime --config FILE`).
     for name, subparser in sub.choices.items():
-        if name not in ("rules",):  # rules commands take the file as an argument
+        if name not in ("rules", "sources"):  # rules commands take the file as an argument
             subparser.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
