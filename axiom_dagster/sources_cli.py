@@ -11,6 +11,7 @@ from the UI or `dg launch --assets <source>_archive --partition-range FROM...TO`
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -133,7 +134,9 @@ def cmd_backfill(args) -> int:
     return 1 if any(r.failed or (r.error and not r.fetched) for r in results) else 0
 
 
+@functools.cache
 def _instance():
+    """One Dagster instance per process (each holds its own storage connections)."""
     from dagster import DagsterInstance
 
     return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()

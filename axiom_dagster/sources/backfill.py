@@ -59,7 +59,12 @@ def find_day(source: Source, day: date, settings: BackfillConfig) -> list[StudyR
 def missing_studies(store, source_name: str, studies: list[StudyRef]) -> list[StudyRef]:
     counts = progress.ledger_counts(store, [s.study_uid for s in studies])
     states = progress.states(store, source_name, [s.study_uid for s in studies])
-    return [s for s in studies if not progress.is_complete(s, counts.get(s.study_uid, 0), states.get(s.study_uid))]
+    todo, complete = [], []
+    for s in studies:
+        (complete if progress.is_complete(s, counts.get(s.study_uid, 0), states.get(s.study_uid)) else todo).append(s)
+    # Landed completely but not recorded (killed between landing and bookkeeping): record it.
+    progress.mark(store, source_name, [s for s in complete if (states.get(s.study_uid) or {}).get("status") != "done"], "done")
+    return todo
 
 
 def backfill_day(source: Source, zone: LandingZone, day: date, settings: BackfillConfig, *, dry_run: bool = False,

@@ -1,23 +1,32 @@
-"""Where a retrieved study goes: the landing zone and the arrival ledger, one association per
-study retrieval (the landing sensor sees the study complete once it is closed).
+"""Where a retrieved study goes: the landing zone and the arrival ledger.
+
+A pulled study is still held by its source, so it does not need one fsync per instance as a
+pushed (acknowledged) one does: instances are spooled as plain files, and when the study's
+retrieval ends, LandingZone.import_files lands them in one go (one sync and one ledger
+transaction per chunk, one association per study retrieval, closed at once so the landing
+sensor sees the study complete). A crash before that leaves nothing in the ledger: the study
+is retrieved again.
 
 Instances of the study already in the ledger are skipped, not landed again: a retrieval that
 was killed midway and re-run adds no duplicate rows.
 """
 from __future__ import annotations
 
+import shutil
 import threading
 import uuid
 from io import BytesIO
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
-from axiom_dagster.ingest.landing import LandingZone, NotLandable, read_instance_ids
+from axiom_dagster.ingest.landing import LandingZone, NotLandable, iter_files, read_instance_ids
 from axiom_dagster.sources.base import StudyOutcome
 from axiom_dagster.sources.progress import landed_sops
 
+SPOOL = ".spool"  # hidden: never walked as part of the landing zone
+
 
 class StudySink:
-    """Lands Part 10 instances of one study; safe to call from several receiver threads."""
+    """Collects the Part 10 instances of one study; safe to call from several receiver threads."""
 
     def __init__(self, zone: LandingZone, source: str, study_uid: str, *, calling_ae: str | None = None,
                  called_ae: str | None = None, source_ip: str | None = None):
@@ -29,18 +38,28 @@ class StudySink:
             source=source, calling_ae=calling_ae, called_ae=called_ae, source_ip=source_ip,
             association_id=f"{source[:24]}-{uuid.uuid4().hex}",
         )
+        self.spool = zone.root / SPOOL / self._meta.association_id
 
     def __enter__(self) -> "StudySink":
-        m = self._meta
-        self.zone.store.open_association(m.association_id, m.source, m.calling_ae, m.called_ae, m.source_ip)
+        self.spool.mkdir(parents=True, exist_ok=True)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.zone.store.close_association(self._meta.association_id, self.outcome.fetched)
+        try:
+            files = list(iter_files(self.spool))
+            if files:
+                report = self.zone.import_files(files, self._meta)
+                self.outcome.fetched = report.landed
+                self.outcome.bytes = report.bytes
+                if report.rejected:
+                    self.outcome.failed += len(report.rejected)
+                    self.outcome.error = self.outcome.error or f"landing rejected {len(report.rejected)} instances"
+        finally:
+            shutil.rmtree(self.spool, ignore_errors=True)
 
     def add(self, part10: bytes) -> bool:
-        """Land one Part 10 file's bytes unchanged. Returns False when it was not landed
-        (already there, or not landable: counted as failed with the reason in the outcome)."""
+        """Spool one Part 10 file's bytes unchanged. Returns False when it was not taken
+        (already landed, or not landable: counted as failed with the reason in the outcome)."""
         try:
             ids = read_instance_ids(BytesIO(part10))
         except NotLandable as exc:
@@ -53,16 +72,6 @@ class StudySink:
                 self.outcome.skipped += 1
                 return False
             self._seen.add(ids.sop_uid)
-        try:
-            self.zone.land(ids, lambda fh: fh.write(part10), self._meta)
-        except BaseException:
-            with self._lock:
-                self._seen.discard(ids.sop_uid)
-            raise
-        with self._lock:
-            self.outcome.fetched += 1
-            self.outcome.bytes += len(part10)
+        # UIDs were validated by read_instance_ids: digits and dots only.
+        (self.spool / f"{ids.sop_uid}.dcm").write_bytes(part10)
         return True
-
-    def already_landed(self, sop_uid: str) -> bool:
-        return sop_uid in self._seen

@@ -1,6 +1,7 @@
 """DICOMweb source against a real Orthanc (DICOMweb plugin): QIDO filters and paging, WADO-RS
 whole-study retrieval landing data sets byte-identical to Orthanc's, resumable retrieval."""
 from datetime import date
+from io import BytesIO
 from pathlib import Path
 
 from pydicom import dcmread
@@ -82,7 +83,8 @@ def test_transfer_syntax_preference_is_honoured(tmp_path, orthanc):
     source = DicomwebStudySource(dicomweb_source(orthanc, transfer_syntax=[implicit]))
     study = source.find_studies(*WHOLE_RANGE).studies[0]
     with StudySink(zone_for(config, store), source.name, study.study_uid) as sink:
-        assert source.retrieve_study(study, sink).fetched == 3
+        outcome = source.retrieve_study(study, sink)
+    assert outcome.fetched == 3
     with store.engine.connect() as conn:
         syntaxes = set(conn.exec_driver_sql("SELECT transfer_syntax_uid FROM ledger").scalars())
     assert syntaxes == {implicit}
@@ -105,6 +107,6 @@ def test_unreachable_server_is_a_named_http_error(tmp_path, orthanc):
 
 def _dataset_bytes(part10: bytes) -> bytes:
     """The encoded data set after the File Meta Information group."""
-    ds = dcmread(__import__("io").BytesIO(part10), stop_before_pixels=True)
+    ds = dcmread(BytesIO(part10), stop_before_pixels=True)
     start = 132 + 12 + ds.file_meta[0x00020000].value  # preamble+DICM, group length element, group
     return part10[start:]
