@@ -14,6 +14,7 @@ import argparse
 import functools
 import os
 import sys
+import threading
 import time
 import uuid
 from datetime import date
@@ -106,30 +107,49 @@ def cmd_backfill(args) -> int:
     days = days_between(args.first, args.last)
     run_id = f"cli-{uuid.uuid4().hex[:12]}"
     results = []
+    done = threading.Event()
+    retrieved = [0]  # studies retrieved since the pipeline last ran
     started = time.perf_counter()
+    timing = {}
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, disable=args.no_progress, transient=False) as bar:
-        day_task = bar.add_task("days", total=len(days))
-        study_task = bar.add_task("studies", total=0)
+
+    def retrieve_all(bar, day_task, study_task):
+        """Day by day; the main thread meanwhile runs the pipeline over what has landed."""
+        def on_study(_outcome):
+            retrieved[0] += 1
+            bar.advance(study_task)
+
         try:
             for day in days:
-                result = backfill_day(source, zone, day, spec.backfill, dry_run=args.dry_run, run_id=run_id,
-                                      on_study=lambda _o: bar.advance(study_task))
-                bar.update(study_task, total=(bar.tasks[study_task].total or 0) + result.found - (0 if args.dry_run else result.skipped))
-                if args.dry_run:
-                    bar.advance(study_task, result.found)
+                result = backfill_day(source, zone, day, spec.backfill, dry_run=args.dry_run, run_id=run_id, on_study=on_study,
+                                      on_todo=lambda n: bar.update(study_task, total=(bar.tasks[study_task].total or 0) + n))
                 results.append(result)
                 bar.advance(day_task)
                 if result.error:
                     bar.console.print(f"{result.day}: {result.error}")
         finally:
             source.close()
-    retrieve_seconds = time.perf_counter() - started
+            timing["retrieve"] = time.perf_counter() - started
+            done.set()
+
+    runs = 0
+    pipeline = not (args.dry_run or args.no_pipeline)
+    # Enough landed studies for a pipeline run worth its Dagster overhead while retrieval goes on.
+    threshold = max(5, config.pipeline.batch_max_studies // 4)
+    with Progress(*columns, disable=args.no_progress, transient=False) as bar:
+        worker = threading.Thread(target=retrieve_all, args=(bar, bar.add_task("days", total=len(days)), bar.add_task("studies", total=0)),
+                                  name="backfill-retrieve", daemon=True)
+        worker.start()
+        while not done.wait(0.25):
+            if pipeline and retrieved[0] >= threshold:
+                retrieved[0] = 0
+                runs += _process_landed(args)
+        worker.join()
     if not args.dry_run:
         _record_days(spec.name, [r for r in results if not (r.error and not (r.fetched or r.skipped))])
-    runs = 0
-    if not (args.dry_run or args.no_pipeline):
-        runs = _process_landed(args)
+    if pipeline:
+        runs += _process_landed(args)
+    retrieve_seconds = timing["retrieve"]
     _summary(results, retrieve_seconds, time.perf_counter() - started, runs, args.dry_run)
     return 1 if any(r.failed or (r.error and not r.fetched) for r in results) else 0
 

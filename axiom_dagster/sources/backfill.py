@@ -4,7 +4,7 @@ ledger, retrieve the rest. Resumable: a re-run fetches only what is missing."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Callable, Iterable
 
@@ -12,23 +12,26 @@ from axiom_dagster.config.sources import BackfillConfig
 from axiom_dagster.ingest.landing import LandingZone
 from axiom_dagster.sources import progress
 from axiom_dagster.sources.base import Source, StudyRef
-from axiom_dagster.sources.retrieve import retrieve_studies
+from axiom_dagster.sources.retrieve import RetrievalTotals, retrieve_studies
 
 
 @dataclass
 class DayResult:
     day: str  # YYYY-MM-DD, the partition key
     found: int = 0
-    fetched: int = 0
-    skipped: int = 0
-    failed: int = 0
-    instances: int = 0
-    bytes: int = 0
+    skipped: int = 0  # complete in the ledger already
     seconds: float = 0.0
-    error: str | None = None  # the day's query failed
+    error: str | None = None  # the day's query failed, or some studies did
+    retrieval: RetrievalTotals = field(default_factory=RetrievalTotals)
+
+    fetched = property(lambda self: self.retrieval.fetched_studies)
+    failed = property(lambda self: self.retrieval.failed_studies)
+    instances = property(lambda self: self.retrieval.instances)
+    bytes = property(lambda self: self.retrieval.bytes)
 
     def metadata(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "day" and v is not None}
+        names = ("found", "fetched", "skipped", "failed", "instances", "bytes", "seconds", "error")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
 def days_between(first: date, last: date) -> list[date]:
@@ -68,7 +71,10 @@ def missing_studies(store, source_name: str, studies: list[StudyRef]) -> list[St
 
 
 def backfill_day(source: Source, zone: LandingZone, day: date, settings: BackfillConfig, *, dry_run: bool = False,
-                 run_id: str | None = None, on_study: Callable = lambda _o: None) -> DayResult:
+                 run_id: str | None = None, on_study: Callable = lambda _o: None,
+                 on_todo: Callable[[int], None] = lambda _n: None) -> DayResult:
+    """One day: found, skipped as complete, the rest retrieved. `on_todo(n)` learns how many
+    studies the day will retrieve (progress bars), `on_study(outcome)` each one's result."""
     started = time.perf_counter()
     result = DayResult(day.isoformat())
     try:
@@ -80,15 +86,15 @@ def backfill_day(source: Source, zone: LandingZone, day: date, settings: Backfil
     result.found = len(studies)
     todo = missing_studies(zone.store, source.name, studies)
     result.skipped = result.found - len(todo)
+    on_todo(len(todo))
     if todo and not dry_run:
         progress.mark(zone.store, source.name, todo, "requested", run_id)
-        totals = retrieve_studies(source, zone, todo, concurrency=settings.concurrency, run_id=run_id, on_study=on_study)
-        result.fetched, result.failed = totals.fetched_studies, totals.failed_studies
-        result.instances, result.bytes = totals.instances, totals.bytes
+        totals = result.retrieval = retrieve_studies(source, zone, todo, concurrency=settings.concurrency, run_id=run_id, on_study=on_study)
         if totals.errors:
             result.error = "; ".join(f"{n}× {e}" for e, n in sorted(totals.errors.items()))[:500]
     elif dry_run:
-        result.fetched = 0
+        for _ in todo:
+            on_study(None)
     result.seconds = round(time.perf_counter() - started, 3)
     return result
 

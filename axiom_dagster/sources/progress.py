@@ -2,7 +2,7 @@
 already holds: what makes polls and backfills resumable without duplicates."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Iterable, Sequence
 
 from sqlalchemy import func, select, update
@@ -131,7 +131,3 @@ def failures(store: StateStore, source: str, limit: int = 20) -> list[dict]:
     )
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)

@@ -1,7 +1,8 @@
 """Where a retrieved study goes: the landing zone and the arrival ledger.
 
 A pulled study is still held by its source, so it does not need one fsync per instance as a
-pushed (acknowledged) one does: instances are spooled as plain files, and when the study's
+pushed (acknowledged) one does: instances are spooled as plain files (in memory when
+/dev/shm exists; $AXIOM_SPOOL chooses another folder for very large studies), and when the study's
 retrieval ends, LandingZone.import_files lands them in one go (one sync and one ledger
 transaction per chunk, one association per study retrieval, closed at once so the landing
 sensor sees the study complete). A crash before that leaves nothing in the ledger: the study
@@ -12,17 +13,29 @@ was killed midway and re-run adds no duplicate rows.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import uuid
 from io import BytesIO
+from pathlib import Path
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.ingest.landing import LandingZone, NotLandable, iter_files, read_instance_ids
 from axiom_dagster.sources.base import StudyOutcome
 from axiom_dagster.sources.progress import landed_sops
 
-SPOOL = ".spool"  # hidden: never walked as part of the landing zone
+
+
+def default_spool_root(zone: LandingZone) -> Path:
+    """$AXIOM_SPOOL, else /dev/shm (memory: spooled bytes never hit the disk before the
+    landing copy), else a hidden folder in the landing zone."""
+    if os.environ.get("AXIOM_SPOOL"):
+        return Path(os.environ["AXIOM_SPOOL"])
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return shm / "axiom-spool"
+    return zone.root / ".spool"
 
 
 class StudySink:
@@ -38,7 +51,7 @@ class StudySink:
             source=source, calling_ae=calling_ae, called_ae=called_ae, source_ip=source_ip,
             association_id=f"{source[:24]}-{uuid.uuid4().hex}",
         )
-        self.spool = zone.root / SPOOL / self._meta.association_id
+        self.spool = default_spool_root(zone) / self._meta.association_id
 
     def __enter__(self) -> "StudySink":
         self.spool.mkdir(parents=True, exist_ok=True)
