@@ -5,8 +5,8 @@ the source's concurrency pool, so ticks stay far inside Dagster's 60 s limit. La
 reach the study pipeline through the landing sensor like every other arrival.
 """
 
-from datetime import datetime, timezone
 import hashlib
+from datetime import datetime, timezone
 
 from dagster import (
     Config,
@@ -22,17 +22,17 @@ from dagster import (
 )
 
 from axiom_dagster.config.sources import DicomwebSource, DimseSource
+from axiom_dagster.ingest.landing import LandingZone
 from axiom_dagster.sources.base import SourceError
 from axiom_dagster.sources.poll import PollCursor, plan_poll
 from axiom_dagster.sources.registry import open_source
 from axiom_dagster.sources.retrieve import retrieve_studies, studies_from_state
-from axiom_dagster.ingest.landing import LandingZone
 from resources import AxiomResource, source_resource_key
 
 
 def source_pool(name: str) -> str:
     """The Dagster concurrency pool of a source: limits how many ops retrieve from it at once
-    (`dagster instance concurrency set <pool> <n>`, or default_op_concurrency_limit)."""
+    (`dagster instance concurrency set <pool> <n>`, or `concurrency: pools: default_limit`)."""
     return f"axiom_source_{source_resource_key(name).removeprefix('source_')}"
 
 
