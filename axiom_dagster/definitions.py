@@ -11,13 +11,14 @@ from resources import AxiomResource
 from sensors.landing import landing_sensor
 from sensors.schedules import nightly_catalog_compaction
 
-_core = Definitions(
-    assets=[arrival_ledger, study_pipeline, catalog_compaction],
-    jobs=[study_pipeline_job, catalog_compaction_job],
-    sensors=[landing_sensor],
-    schedules=[nightly_catalog_compaction],
-    resources={"axiom": AxiomResource()},
+defs = Definitions.merge(
+    Definitions(
+        assets=[arrival_ledger, study_pipeline, catalog_compaction],
+        jobs=[study_pipeline_job, catalog_compaction_job],
+        sensors=[landing_sensor],
+        schedules=[nightly_catalog_compaction],
+        resources={"axiom": AxiomResource()},
+    ),
+    # Backfill assets, poll sensors and retrieval jobs of the configured sources.
+    source_definitions(load_default_config()),
 )
-
-# Backfill assets, poll sensors and retrieval jobs of the configured sources.
-defs = Definitions.merge(_core, source_definitions(load_default_config()))
