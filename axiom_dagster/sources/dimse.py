@@ -188,8 +188,11 @@ class DimseStudySource:
     def _ensure_listener(self) -> None:
         """Our C-MOVE destination: a storage SCP routing each instance to the sink of the
         study being moved (several moves may run at once)."""
-        if self._listener is not None:
-            return
+        with self._sinks_lock:  # concurrent retrievals start it once
+            if self._listener is None:
+                self._listener = self._start_listener()
+
+    def _start_listener(self):
         dest = self.config.move_destination
         ae = AE(ae_title=dest.ae_title)
         ae.network_timeout = self.config.timeout_seconds
@@ -207,7 +210,7 @@ class DimseStudySource:
             return STATUS_UNEXPECTED if sink is None else _land(event, sink, data)
 
         try:
-            self._listener = ae.start_server(
+            return ae.start_server(
                 (dest.bind_address, dest.port), block=False,
                 evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay), (evt.EVT_C_STORE, on_store)],
             )

@@ -83,3 +83,22 @@ def test_unknown_study_and_stopped_peer_record_the_dimse_failure(setup, orthanc,
     with StudySink(zone_for(config, store), source.name, missing.study_uid) as sink:
         outcome = source.retrieve_study(missing, sink)
     assert not outcome.ok and "association" in outcome.error
+
+
+def test_concurrent_moves_share_one_listener_and_route_by_study(setup, orthanc):
+    from axiom_dagster.sources import progress
+    from axiom_dagster.sources.retrieve import retrieve_studies
+
+    archive, config, store, move_port = setup
+    source = DimseStudySource(dimse_source(orthanc, retrieve="move", move_destination=MoveDestination(ae_title="AXIOM_MOVE", port=move_port)))
+    try:
+        studies = source.find_studies(*RANGE).studies
+        totals = retrieve_studies(source, zone_for(config, store), studies, concurrency=2, run_id="test-run")
+    finally:
+        source.close()
+    assert totals.fetched_studies == 4 and totals.failed_studies == 0 and totals.instances == 16
+    assert sorted(ledger_sops(store)) == sorted(s for a in archive.values() for s in a["sops"])
+    with store.engine.connect() as conn:
+        per_assoc = conn.exec_driver_sql("SELECT association_id, count(DISTINCT study_uid) FROM ledger GROUP BY association_id").all()
+    assert len(per_assoc) == 4 and all(n == 1 for _, n in per_assoc)  # one association per study
+    assert {r["status"]: r["studies"] for r in progress.summary(store, "orthanc-dimse")} == {"done": 4}
