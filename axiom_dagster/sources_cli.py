@@ -135,7 +135,7 @@ def cmd_backfill(args) -> int:
     runs = 0
     pipeline = not (args.dry_run or args.no_pipeline)
     # Enough landed studies for a pipeline run worth its Dagster overhead while retrieval goes on.
-    threshold = max(5, config.pipeline.batch_max_studies // 4)
+    threshold = max(5, config.pipeline.batch_max_studies // 2)
     with Progress(*columns, disable=args.no_progress, transient=False) as bar:
         worker = threading.Thread(target=retrieve_all, args=(bar, bar.add_task("days", total=len(days)), bar.add_task("studies", total=0)),
                                   name="backfill-retrieve", daemon=True)

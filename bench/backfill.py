@@ -1,4 +1,4 @@
-"""Backfill benchmark: `python bench/backfill.py [--studies 20 --instances 50 --rounds 2 --poll-studies 10000]`.
+"""Backfill benchmark: `python bench/backfill.py [--studies 40 --instances 25 --rounds 2 --poll-studies 10000]`.
 
 A real Orthanc (DICOMweb plugin, TCP_NODELAY=1) holds a synthetic archive (256x256, ~130 KB
 per instance). In the same run, interleaved per round:
@@ -143,7 +143,7 @@ def poll_tick(orthanc: Orthanc, work: Path, page_size: int) -> tuple[float, int]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--studies", type=int, default=20)
+    ap.add_argument("--studies", type=int, default=40)
     ap.add_argument("--series", type=int, default=2)
     ap.add_argument("--instances", type=int, default=25, help="instances per series")
     ap.add_argument("--rows", type=int, default=256)
