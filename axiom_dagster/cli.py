@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # `--config` may also follow the subcommand (`axiom realtime --config FILE`).
     for name, subparser in sub.choices.items():
-        if name not in ("rules", "sources"):  # rules commands take the file as an argument
+        if name not in ("rules", "sources"):  # rules take the file as an argument; sources subcommands add it
             subparser.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:

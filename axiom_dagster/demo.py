@@ -90,7 +90,7 @@ def _archive(folder: Path, spec: SynthSpec) -> list[Path]:
 
 
 # The demo prints its own summary; Dagster's per-event console lines would drown it.
-_QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": os.environ.get("AXIOM_RUN_LOG_LEVEL", "WARNING")}}}}
+_QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 _CURSOR_KEY = "axiom_demo_landing_cursor"
 
 
