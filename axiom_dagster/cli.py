@@ -89,9 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--action")
     k.set_defaults(func=cmd_audit_list)
 
+    from axiom_dagster.sources_cli import register as register_sources
+
+    register_sources(sub, lambda q: q.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS))
+
     # `--config` may also follow the subcommand (`axiom realtime --config FILE`).
     for name, subparser in sub.choices.items():
-        if name not in ("rules",):  # rules commands take the file as an argument
+        if name not in ("rules", "sources"):  # rules take the file as an argument; sources subcommands add it
             subparser.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:

@@ -15,12 +15,9 @@ from axiom_dagster.synth import SynthSpec, generate_archive
 
 
 def run_demo(config: AxiomConfig, config_path: str | None, *, studies: int, series: int, instances: int) -> int:
-    from dagster import DagsterInstance, build_sensor_context
+    from dagster import DagsterInstance
 
     from resources import AxiomResource
-    from sensors.landing import landing_sensor
-
-    from axiom_dagster.definitions import defs
 
     started = time.perf_counter()
     spec = SynthSpec(studies=studies, series_per_study=series, instances_per_series=instances, seed=7)
@@ -40,6 +37,29 @@ def run_demo(config: AxiomConfig, config_path: str | None, *, studies: int, seri
         os.environ["AXIOM_CONFIG"] = str(Path(config_path).resolve())
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     resource = AxiomResource(config_path=config_path or "")
+    runs, cursor = run_landed_batches(instance, resource, lambda request, run: print(
+        f"3. run {run.run_id[:8]} for {request.run_key} (partition {request.partition_key}): {'ok' if run.success else 'FAILED'}"))
+    print(f"   {runs} pipeline runs; ledger cursor now {cursor}")
+
+    con = connect(config.catalog_path)
+    print("4. catalog summary (axiom sql):")
+    con.sql(
+        "SELECT modality, count(DISTINCT study_instance_uid) AS studies, count(*) AS instances, "
+        "round(sum(file_size) / 1e6, 1) AS mb FROM instances GROUP BY modality ORDER BY instances DESC"
+    ).show()
+    print(f"   study status: {store.study_counts()}")
+    print(f"demo finished in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+def run_landed_batches(instance, resource, on_run=lambda request, run: None) -> tuple[int, str | None]:
+    """Drive the landing sensor and study_pipeline_job in process until no batch is left
+    (what the daemon would do); the cursor is kept in the instance between calls."""
+    from dagster import build_sensor_context
+
+    from axiom_dagster.definitions import defs
+    from sensors.landing import landing_sensor
+
     job = defs.resolve_job_def("study_pipeline_job")
     cursor = _saved_cursor(instance)
     runs = 0
@@ -55,20 +75,9 @@ def run_demo(config: AxiomConfig, config_path: str | None, *, studies: int, seri
                 partition_key=request.partition_key, tags={**request.tags, "dagster/run_key": request.run_key},
             )
             runs += 1
-            status = "ok" if run.success else "FAILED"
-            print(f"3. run {run.run_id[:8]} for {request.run_key} (partition {request.partition_key}): {status}")
+            on_run(request, run)
     _save_cursor(instance, cursor)
-    print(f"   {runs} pipeline runs; ledger cursor now {cursor}")
-
-    con = connect(config.catalog_path)
-    print("4. catalog summary (axiom sql):")
-    con.sql(
-        "SELECT modality, count(DISTINCT study_instance_uid) AS studies, count(*) AS instances, "
-        "round(sum(file_size) / 1e6, 1) AS mb FROM instances GROUP BY modality ORDER BY instances DESC"
-    ).show()
-    print(f"   study status: {store.study_counts()}")
-    print(f"demo finished in {time.perf_counter() - started:.1f}s")
-    return 0
+    return runs, cursor
 
 
 def _archive(folder: Path, spec: SynthSpec) -> list[Path]:
