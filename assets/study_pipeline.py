@@ -20,7 +20,8 @@ from dagster import (
     multi_asset,
 )
 
-from axiom_dagster.catalog.tables import REQUIRED_COLUMNS
+from assets.executors import pipeline_executor
+from axiom_dagster.catalog.schema import REQUIRED_COLUMNS
 from axiom_dagster.pipeline.morphers import morpher_factory
 from axiom_dagster.pipeline.run import BatchResult, run_batch
 from resources import AxiomResource
@@ -65,7 +66,7 @@ def study_pipeline(context: AssetExecutionContext, config: StudyBatchConfig, axi
     base = {"batch_id": result.batch_id, "studies": result.studies, "seconds": round(result.seconds, 3)}
     validated = result.instances - _failed(result, "validate")
     quarantine = {
-        "quarantined": result.quarantined, "superseded": result.superseded, "duplicates": result.duplicates,
+        "quarantined": result.quarantined, "arrivals_superseded": result.arrivals_superseded, "duplicates": result.duplicates,
         **{f"quarantined_{stage}": n for stage, n in sorted(result.stage_failures.items())},
         "quarantine_folder": MetadataValue.path(str(cfg.quarantine_path)),
     }
@@ -81,14 +82,15 @@ def study_pipeline(context: AssetExecutionContext, config: StudyBatchConfig, axi
     )
     yield MaterializeResult(
         asset_key="instance_catalog",
-        metadata={**base, "rows": len(result.catalog_rows), "file": MetadataValue.path(result.catalog_file or "")},
+        metadata={**base, "rows": len(result.catalog_rows), "file": MetadataValue.path(result.catalog_file or ""),
+                  "superseded": len(result.superseded)},
     )
     yield from _catalog_checks(result)
     yield from _accounting_checks(result)
 
 
 def _accounting_checks(result: BatchResult):
-    accounted = len(result.catalog_rows) + result.quarantined + result.superseded + result.duplicates
+    accounted = len(result.catalog_rows) + result.quarantined + result.arrivals_superseded + result.duplicates
     yield AssetCheckResult(
         check_name="every_arrival_accounted_for", asset_key="instance_catalog",
         passed=accounted == result.arrivals, severity=AssetCheckSeverity.ERROR,
@@ -122,6 +124,8 @@ def _catalog_checks(result: BatchResult):
 
 study_pipeline_job = define_asset_job(
     "study_pipeline_job",
-    selection=AssetSelection.assets(study_pipeline),
+    # The catalog tables of the day follow the batch, with their checks over the whole day.
+    selection=AssetSelection.assets(study_pipeline) | AssetSelection.assets("catalog_instances", "catalog_series", "catalog_studies"),
     description="Validate, morph, route and catalog one batch of complete studies.",
+    executor_def=pipeline_executor(),
 )

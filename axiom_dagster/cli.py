@@ -1,4 +1,4 @@
-"""`axiom` command line: synth, land, sql, migrate, demo, realtime, apikey."""
+"""`axiom` command line: synth, land, sql, catalog build, migrate, demo, realtime, apikey, audit."""
 from __future__ import annotations
 
 import argparse
@@ -7,8 +7,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from axiom_dagster.config.models import ConfigError
-from axiom_dagster.deid.uidmap import MissingSecretError
+from axiom_dagster.catalog.commands import add_catalog_commands
+from axiom_dagster.config.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,10 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--poll-seconds", type=float, default=5.0)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("sql", help="run SQL over the catalog (views: instances, series, studies, instances_all)")
-    p.add_argument("query")
-    p.add_argument("--max-rows", type=int, default=100)
-    p.set_defaults(func=cmd_sql)
+    add_catalog_commands(sub)
 
     p = sub.add_parser("status", help="studies, batches, deliveries and open exceptions by status")
     p.set_defaults(func=cmd_status)
@@ -79,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("realtime", help="run the realtime ingest service (DICOM listeners + HTTP API)")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--workers", type=int, default=1, help="listener worker processes sharing the ports (SO_REUSEPORT)")
     p.set_defaults(func=cmd_realtime)
 
     p = sub.add_parser("apikey", help="create, revoke or list API keys of the HTTP API")
@@ -93,6 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     k = keys.add_parser("list", help="list keys (never the secrets)")
     k.set_defaults(func=cmd_apikey_list)
 
+    p = sub.add_parser("audit", help="list or verify the tamper-evident audit log")
+    audits = p.add_subparsers(dest="audit_command", required=True)
+    k = audits.add_parser("verify", help="check the hash chain; exit 1 if a row was altered or deleted")
+    k.add_argument("--expect", metavar="SEQ:HASH", help="a head recorded earlier that the chain must still contain")
+    k.set_defaults(func=cmd_audit_verify)
+    k = audits.add_parser("list", help="audit entries after a sequence number")
+    k.add_argument("--after", type=int, default=0)
+    k.add_argument("--limit", type=int, default=100)
+    k.add_argument("--action")
+    k.set_defaults(func=cmd_audit_list)
+
+    from axiom_dagster.sources_cli import register as register_sources
+
+    register_sources(sub, lambda q: None)  # --config is added to every subcommand below
+
     # `--config` may also follow any subcommand (`axiom apikey create NAME --config FILE`).
     _accept_config_everywhere(sub)
     args = parser.parse_args(argv)
@@ -101,14 +114,19 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    except MissingSecretError as exc:
+    except Exception as exc:
+        from axiom_dagster.deid.uidmap import MissingSecretError  # pydicom: imported only here
+
+        if not isinstance(exc, MissingSecretError):
+            raise
         print(f"missing secret: {exc}", file=sys.stderr)
         return 2
 
 
 def _accept_config_everywhere(subparsers) -> None:
     for subparser in subparsers.choices.values():
-        subparser.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        if "--config" not in subparser._option_string_actions:
+            subparser.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         for action in subparser._actions:
             if isinstance(action, argparse._SubParsersAction):
                 _accept_config_everywhere(action)
@@ -126,6 +144,24 @@ def _store(config):
     store = StateStore(config.state_store_url)
     store.migrate()
     return store
+
+
+def _actor() -> str:
+    """Who runs the command, for the audit log: $AXIOM_ACTOR, else the OS user."""
+    import getpass
+    import os
+
+    return os.environ.get("AXIOM_ACTOR") or f"cli:{getpass.getuser()}"
+
+
+def _note_config(args, store) -> None:
+    """Record the configuration file in the audit log when its content changed."""
+    from axiom_dagster.config.settings import default_config_path
+    from axiom_dagster.store.audit import record_config_file
+
+    path = args.config or default_config_path()
+    if path:
+        record_config_file(store, _actor(), path)
 
 
 def cmd_synth(args) -> int:
@@ -179,15 +215,6 @@ def cmd_run(args) -> int:
     return 1 if failed_now else 0
 
 
-def cmd_sql(args) -> int:
-    from axiom_dagster.catalog.tables import connect
-
-    config = _config(args)
-    con = connect(config.catalog_path)
-    con.sql(args.query).show(max_rows=args.max_rows, max_width=200)
-    return 0
-
-
 def cmd_status(args) -> int:
     config = _config(args)
     store = _store(config)
@@ -203,6 +230,7 @@ def cmd_status(args) -> int:
 def cmd_migrate(args) -> int:
     config = _config(args)
     store = _store(config)
+    _note_config(args, store)
     print(f"state store at revision {store.schema_revision()}")
     return 0
 
@@ -264,14 +292,23 @@ def cmd_demo(args) -> int:
 def cmd_realtime(args) -> int:
     from realtime.service import main as realtime_main
 
-    return realtime_main(_config(args), args.log_level)
+    config = _config(args)
+    _note_config(args, _store(config))
+    if args.workers > 1:
+        from axiom_dagster.config.settings import default_config_path
+        from realtime.logs import setup_logging
+        from realtime.workers import Supervisor
+
+        setup_logging(args.log_level)
+        return Supervisor(config, args.config or default_config_path(), args.workers, args.log_level).run()
+    return realtime_main(config, args.log_level)
 
 
 def cmd_apikey_create(args) -> int:
     from axiom_dagster.store.apikeys import create_key
 
     try:
-        key, secret = create_key(_store(_config(args)).engine, args.name, args.role)
+        key, secret = create_key(_store(_config(args)).engine, args.name, args.role, actor=_actor())
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -283,7 +320,7 @@ def cmd_apikey_create(args) -> int:
 def cmd_apikey_revoke(args) -> int:
     from axiom_dagster.store.apikeys import revoke_key
 
-    if revoke_key(_store(_config(args)).engine, args.name):
+    if revoke_key(_store(_config(args)).engine, args.name, actor=_actor()):
         print(f"revoked {args.name}")
         return 0
     print(f"no active API key named or prefixed {args.name!r}", file=sys.stderr)
@@ -296,6 +333,24 @@ def cmd_apikey_list(args) -> int:
     for k in list_keys(_store(_config(args)).engine):
         state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
         print(f"{k.id}\t{k.name}\t{k.role}\t{k.prefix}\tcreated {k.created_at:%Y-%m-%d %H:%M}\t{state}")
+    return 0
+
+
+def cmd_audit_verify(args) -> int:
+    from axiom_dagster.store.audit import verify
+
+    report = verify(_store(_config(args)), expect=args.expect)
+    for problem in report.problems:
+        print(f"TAMPERED: {problem}", file=sys.stderr)
+    print(f"{report.entries} entries; head {report.head_seq}:{report.head_hash} - {'OK' if report.ok else 'FAILED'}")
+    return 0 if report.ok else 1
+
+
+def cmd_audit_list(args) -> int:
+    from axiom_dagster.store.audit import entries
+
+    for e in entries(_store(_config(args)), after=args.after, limit=args.limit, action=args.action):
+        print(f"{e.seq}\t{e.at:%Y-%m-%dT%H:%M:%S}Z\t{e.actor}\t{e.action}\t{e.target or '-'}\t{e.details}")
     return 0
 
 

@@ -48,18 +48,32 @@ def run_pending(config_path: str | None, say=print, *, wait: bool = False, poll_
     daemon would, until no run is requested (`axiom run`, the demo). With `wait`, keep going
     until every landed study is done or failed (quiet periods, retries of failed batches).
     Returns (runs, ledger cursor)."""
-    from dagster import DagsterInstance, build_sensor_context
+    from dagster import DagsterInstance
 
     from resources import AxiomResource
-    from sensors.landing import landing_sensor
-
-    from axiom_dagster.definitions import defs
 
     if config_path:
         # The job's AxiomResource reads $AXIOM_CONFIG: point it at the same file as the sensor.
         os.environ["AXIOM_CONFIG"] = str(Path(config_path).resolve())
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     resource = AxiomResource(config_path=config_path or "")
+
+    def on_run(request, run):
+        status = "ok" if run.success else "FAILED"
+        say(f"run {run.run_id[:8]} for {request.run_key} (partition {request.partition_key}): {status}")
+
+    return run_landed_batches(instance, resource, on_run, wait=wait, poll_seconds=poll_seconds)
+
+
+def run_landed_batches(instance, resource, on_run=lambda request, run: None, *, wait: bool = False,
+                       poll_seconds: float = 5.0) -> tuple[int, str | None]:
+    """Drive the landing sensor and study_pipeline_job in process until no batch is left
+    (what the daemon would do); the cursor is kept in the instance between calls."""
+    from dagster import build_sensor_context
+
+    from axiom_dagster.definitions import defs
+    from sensors.landing import landing_sensor
+
     job = defs.resolve_job_def("study_pipeline_job")
     cursor = _saved_cursor(instance)
     runs = 0
@@ -74,8 +88,7 @@ def run_pending(config_path: str | None, say=print, *, wait: bool = False, poll_
                 partition_key=request.partition_key, tags={**request.tags, "dagster/run_key": request.run_key},
             )
             runs += 1
-            status = "ok" if run.success else "FAILED"
-            say(f"run {run.run_id[:8]} for {request.run_key} (partition {request.partition_key}): {status}")
+            on_run(request, run)
         if result.run_requests:
             continue
         if not wait or not _pending(resource.store):

@@ -8,11 +8,7 @@ file behind (LandingZone.land removes its temp file on error).
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
-import re
-import socket
-import ssl
 import threading
 import time
 import uuid
@@ -23,92 +19,27 @@ from typing import Callable
 from pydicom import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
-from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.ingest.landing import LandingZone
-from axiom_dagster.config.listeners import DicomListener, TLSConfig
-from axiom_dagster.config.models import ConfigError
+from axiom_dagster.config.listeners import DicomListener
 from axiom_dagster.dicom.uids import InvalidUID
 
 from axiom_dagster.ingest.part10 import IncompleteDataSet, check_complete, dataset_sha256
 
 from .dicomio import Unreadable, dataset_uids, instance_ids, part10_prefix
+from .dimse_network import TRANSFER_SYNTAXES, NoDelayAssociationServer, build_ssl_context, ip_allowed
 from .logs import correlation_id
 from .metrics import Metrics
 from .sopclasses import storage_sop_classes
 
 log = logging.getLogger("axiom.realtime.dimse")
 
-# Uncompressed, deflated and the common compressed transfer syntaxes; received data sets are
-# stored as sent, never transcoded.
-TRANSFER_SYNTAXES = [
-    "1.2.840.10008.1.2",  # Implicit VR Little Endian
-    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
-    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old modalities)
-    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
-    "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 & 4)
-    "1.2.840.10008.1.2.4.57",  # JPEG Lossless (Process 14)
-    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
-    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
-    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
-    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
-    "1.2.840.10008.1.2.4.91",  # JPEG 2000
-    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
-    "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
-    "1.2.840.10008.1.2.4.203",  # HTJ2K
-    "1.2.840.10008.1.2.5",  # RLE Lossless
-]
-
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_DATASET_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
-
-
-def build_ssl_context(tls: TLSConfig, resolve: Callable[[Path], Path], where: str = "tls") -> ssl.SSLContext:
-    """The server TLS context; a missing or unusable file is a ConfigError naming the field
-    (`where` is the listener's place in the configuration, e.g. "listeners[1] (name).tls")."""
-    files = {name: resolve(getattr(tls, name)) for name in ("cert", "key", "ca") if getattr(tls, name) is not None}
-    for name, path in files.items():
-        if not path.is_file():
-            raise ConfigError(f"{where}.{name}: file not found: {path}")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        ctx.load_cert_chain(certfile=str(files["cert"]), keyfile=str(files["key"]))
-    except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(f"{where}.cert / {where}.key: cannot load the certificate and key "
-                          f"({files['cert']}, {files['key']}): {exc.strerror or exc}") from None
-    if "ca" in files:
-        try:
-            ctx.load_verify_locations(cafile=str(files["ca"]))
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(f"{where}.ca: cannot load CA certificates ({files['ca']}): {exc.strerror or exc}") from None
-    ctx.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else (
-        ssl.CERT_OPTIONAL if tls.ca is not None else ssl.CERT_NONE)
-    return ctx
-
-
-class NoDelayAssociationServer(ThreadedAssociationServer):
-    """pynetdicom's server with TCP_NODELAY on every accepted socket (pynetdicom 3.0.4 leaves
-    Nagle on: each C-STORE response then waits ~40 ms for the peer's delayed ACK)."""
-
-    def get_request(self):
-        client_socket, address = self.socket.accept()
-        client_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.ssl_context:
-            client_socket.settimeout(30)
-            try:
-                client_socket = self.ssl_context.wrap_socket(client_socket, server_side=True)
-            except (ssl.SSLError, OSError) as exc:
-                log.warning("TLS handshake failed", extra={"peer_ip": address[0], "error": str(exc)})
-                client_socket.close()
-                raise
-            client_socket.settimeout(None)
-        return client_socket, address
 
 
 class _AssocState:
@@ -125,6 +56,8 @@ class _AssocState:
 
 class DicomListenerService:
     """One configured listener: its AE, its server thread, its handlers."""
+
+    server_class = NoDelayAssociationServer  # realtime/reuseport.py: several processes, one port
 
     def __init__(self, listener: DicomListener, zone: LandingZone, metrics: Metrics,
                  resolve: Callable[[Path], Path] = lambda p: Path(p)):
@@ -163,7 +96,7 @@ class DicomListenerService:
         address = (self.listener.bind_address, self.listener.port)
         self.server = self.ae.make_server(
             address, ae_title=self.listener.ae_title, ssl_context=self.ssl_context,
-            evt_handlers=handlers, server_class=NoDelayAssociationServer,
+            evt_handlers=handlers, server_class=self.server_class,
         )
         self.ae._servers.append(self.server)
         self._thread = threading.Thread(target=self.server.serve_forever, name=f"dicom-{self.listener.name}", daemon=True)
@@ -211,7 +144,7 @@ class DicomListenerService:
         reason = None
         if self.allowed_aes and calling not in self.allowed_aes:
             reason, diag = "calling AE title not allowed", 0x03
-        elif self.networks and not _ip_allowed(ip, self.networks):
+        elif self.networks and not ip_allowed(ip, self.networks):
             reason, diag = "source address not allowed", 0x01
         if reason:
             log.warning("association rejected", extra={
@@ -337,13 +270,3 @@ class DicomListenerService:
         rsp.Status = status
         rsp.ErrorComment = comment[:64]
         return rsp
-
-
-def _ip_allowed(ip: str, networks) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    return any(addr in net for net in networks)

@@ -26,6 +26,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            "pid": record.process,  # several listener workers may share one log stream
         }
         cid = getattr(record, "correlation_id", None) or correlation_id.get()
         if cid:

@@ -1,3 +1,4 @@
 from .axiom import AxiomResource
+from .sources import SourceResource, source_resource_key
 
-__all__ = ["AxiomResource"]
+__all__ = ["AxiomResource", "SourceResource", "source_resource_key"]

@@ -111,3 +111,12 @@ def orthanc(tmp_path):
     server = Orthanc(tmp_path / "orthanc").start()
     yield server
     server.stop()
+
+
+def pytest_collection_modifyitems(items):
+    """The inner loop (`-m "not slow"`) runs the PostgreSQL variants of the state store's
+    own tests only; the full suite runs every test on both backends."""
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        if spec is not None and spec.params.get("store_url") == "postgresql" and not item.nodeid.startswith("tests/store/"):
+            item.add_marker(pytest.mark.slow)

@@ -14,15 +14,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from axiom_dagster.config.errors import ENV_REF, ConfigError  # noqa: F401 - re-exported
 from axiom_dagster.config.listeners import AuthConfig, DicomListener, HttpConfig, unique_listeners
 from axiom_dagster.config.rules import RulesConfig
+from axiom_dagster.config.sources import Source, unique_sources
 
-ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEFAULT_PATH_TEMPLATE = "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
-
-
-class ConfigError(ValueError):
-    """A configuration file that cannot be used; the message names file, line and field."""
 
 
 class _Model(BaseModel):
@@ -93,8 +90,8 @@ class AxiomConfig(RulesConfig):
     listeners: list[DicomListener] = Field(default_factory=list)
     http: HttpConfig = HttpConfig()
     auth: AuthConfig = AuthConfig()
+    sources: list[Source] = Field(default_factory=list)
     # Filled in by later features; kept here so one file holds everything.
-    sources: list[dict[str, Any]] = Field(default_factory=list)
     ai: dict[str, Any] = Field(default_factory=dict)
     # The folder relative paths resolve against (set by the loader, not by the file).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -124,6 +121,17 @@ class AxiomConfig(RulesConfig):
         if unknown:
             raise ValueError("; ".join(unknown))
         return self
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sources(cls, value):
+        return unique_sources(value)
+
+    def source(self, name: str):
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(f"no source named {name!r} (configured: {', '.join(s.name for s in self.sources) or 'none'})")
 
     @field_validator("listeners")
     @classmethod

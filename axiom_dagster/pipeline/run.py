@@ -13,9 +13,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from axiom_dagster.catalog.tables import instance_table, write_batch
+from axiom_dagster.catalog.tables import write_batch
 from axiom_dagster.config.models import AxiomConfig, PipelineConfig
 from axiom_dagster.rules.morph import Morpher, PassThrough
+from axiom_dagster.store import audit
 from axiom_dagster.store.records import LedgerRow
 from axiom_dagster.store.state import StateStore
 from axiom_dagster.ingest.redaction import describe_exception
@@ -38,10 +39,12 @@ class BatchResult:
     failed_studies: set[str] = field(default_factory=set)
     stage_failures: dict[str, int] = field(default_factory=dict)
     catalog_rows: list[dict] = field(default_factory=list)
-    superseded: int = 0
+    # Arrivals of the batch: superseded by a newer copy, or identical duplicates.
+    arrivals_superseded: int = 0
     duplicates: int = 0
     arrivals: int = 0  # ledger rows in the batch's manifest
     quarantined: int = 0
+    superseded: list[str] = field(default_factory=list)  # SOP Instance UIDs whose older catalog row this batch replaced
     # Where the time went: process (workers), sync (durability), record (state + catalog).
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -149,10 +152,10 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
     out.phase_seconds["sync"] = round(time.perf_counter() - phase, 3)
     phase = time.perf_counter()
     store.record_deliveries(deliveries)
-    table = _catalog_table(results, batch_id, run_id)
     out.catalog_rows = [r.catalog_row for r in results if r.catalog_row]
     if out.catalog_rows:
-        out.catalog_file = write_batch(config.catalog_path, "instances", partition, batch_id, table)
+        written = write_batch(config.catalog_path, partition, f"batch-{batch_id:08d}", out.catalog_rows)
+        out.catalog_file, out.superseded = written.file, written.superseded
     store.record_exceptions([r.exception for r in results if r.exception])
     store.record_arrival_decisions([
         {"ledger_id": r.ledger_id, "sop_uid": r.sop_uid, "decision": "failed" if r.exception else r.decision,
@@ -160,7 +163,7 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
         for r in results
     ])
     out.quarantined = sum(1 for r in results if r.exception)
-    out.superseded = sum(1 for r in results if r.decision == "superseded")
+    out.arrivals_superseded = sum(1 for r in results if r.decision == "superseded")
     out.duplicates = sum(1 for r in results if r.decision == "duplicate")
     out.delivered = sum(1 for d in deliveries if d["status"] == "delivered")
     out.failed = sum(1 for r in results if r.exception) + sum(1 for d in deliveries if d["status"] == "failed")
@@ -173,31 +176,18 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
     }
     store.finish_batch(batch_id, out.failed_studies)
     store.record_audit(_study_audit(results, batch_id, run_id))
+    audit.record_routes(store, _routes(results), actor="study_pipeline", batch_id=batch_id, run_id=run_id)
     out.phase_seconds["record"] = round(time.perf_counter() - phase, 3)
     return out
 
 
-def _catalog_table(results: Sequence[InstanceResult], batch_id: int, run_id: str):
-    """The batch's catalog table. Should one row not convert to the catalog's types, the
-    rows are converted one by one and the instances whose row fails get an exception
-    (stage catalog) instead of failing the batch."""
-    rows = [r.catalog_row for r in results if r.catalog_row]
-    try:
-        return instance_table(rows)
-    except Exception:
-        pass
-    for r in results:
-        if r.catalog_row:
-            try:
-                instance_table([r.catalog_row])
-            except Exception as exc:
-                r.catalog_row = None
-                r.exception = r.exception or dict(
-                    stage="catalog", reason=f"catalog row failed: {describe_exception(exc)}",
-                    ledger_id=r.ledger_id, study_uid=r.study_uid, sop_uid=r.sop_uid,
-                    batch_id=batch_id, run_id=run_id,
-                )
-    return instance_table([r.catalog_row for r in results if r.catalog_row])
+def _routes(results: Sequence[InstanceResult]) -> list[dict]:
+    """Which instance went where, with the content hash of each delivered copy."""
+    return [
+        {**{k: d[k] for k in ("ledger_id", "study_uid", "sop_uid", "destination", "location")},
+         "content_sha256": r.content_hashes[d["destination"]]}
+        for r in results for d in r.deliveries if d["status"] == "delivered"
+    ]
 
 
 def _study_audit(results: Sequence[InstanceResult], batch_id: int, run_id: str) -> list[dict]:

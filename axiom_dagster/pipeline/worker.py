@@ -5,16 +5,17 @@ Imports only pydicom and the domain core, so worker processes start quickly.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import Callable
 
 from pydicom import Dataset, dcmread
 
+from axiom_dagster.catalog.extract import instance_row
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.rules.morph import Morpher, PassThrough
 from axiom_dagster.destinations.paths import render_path
@@ -54,6 +55,8 @@ class InstanceResult:
     # winner | superseded | failed (see pipeline.arrivals); winner_ledger_id for superseded
     decision: str = "winner"
     winner_ledger_id: int | None = None
+    # destination -> SHA-256 of the file written there (the audit log's instance routes)
+    content_hashes: dict[str, str] = field(default_factory=dict)
 
 
 _MORPHERS: dict[bytes, Morpher] = {}
@@ -134,7 +137,7 @@ def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher)
         for copy in outcome.copies:
             target = targets[copy.destination]
             try:
-                location = _write(target, copy.dataset, None if copy.changed else data)
+                location, result.content_hashes[copy.destination] = _write(target, copy.dataset, None if copy.changed else data)
                 result.deliveries.append(_delivery(row, settings, copy.destination, "delivered", str(location)))
             except Exception as exc:
                 result.deliveries.append(
@@ -170,17 +173,21 @@ def quarantine(result: InstanceResult, row: LedgerRow, settings: WorkerSettings,
     return result
 
 
-def _write(target: RouteTarget, ds: Dataset, unchanged: bytes | None) -> Path:
-    """Write atomically (temp + rename); an unchanged instance is copied byte for byte."""
+def _write(target: RouteTarget, ds: Dataset, unchanged: bytes | None) -> tuple[Path, str]:
+    """Write atomically (temp + rename); an unchanged instance is copied byte for byte.
+    Returns the path and the SHA-256 of what was written."""
     final = render_path(target.root, target.path_template, ds)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     if unchanged is not None:
         tmp.write_bytes(unchanged)
+        digest = hashlib.sha256(unchanged).hexdigest()
     else:
         ds.save_as(tmp, enforce_file_format=True)
+        with open(tmp, "rb") as written:
+            digest = hashlib.file_digest(written, "sha256").hexdigest()
     os.replace(tmp, final)
-    return final
+    return final, digest
 
 
 def _delivery(row: LedgerRow, settings: WorkerSettings, destination: str, status: str, location, error=None) -> dict:
@@ -190,62 +197,7 @@ def _delivery(row: LedgerRow, settings: WorkerSettings, destination: str, status
     )
 
 
-def _dicom_date(value) -> date | None:
-    text = str(value or "").strip()
-    if len(text) == 8 and text.isdigit():
-        try:
-            return date(int(text[:4]), int(text[4:6]), int(text[6:]))
-        except ValueError:
-            return None
-    return None
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _str(value) -> str | None:
-    return str(value) if value not in (None, "") else None
-
-
 def catalog_row(ds: Dataset, row: LedgerRow, settings: WorkerSettings, destinations: list[str]) -> dict:
-    g = ds.get
-    return {
-        "sop_instance_uid": str(ds.SOPInstanceUID),
-        "sop_class_uid": str(ds.SOPClassUID),
-        "study_instance_uid": str(ds.StudyInstanceUID),
-        "series_instance_uid": str(ds.SeriesInstanceUID),
-        "patient_id": _str(g("PatientID")),
-        "patient_name": _str(g("PatientName")),
-        "patient_sex": _str(g("PatientSex")),
-        "patient_birth_date": _dicom_date(g("PatientBirthDate")),
-        "study_date": _dicom_date(g("StudyDate")),
-        "study_time": _str(g("StudyTime")),
-        "accession_number": _str(g("AccessionNumber")),
-        "study_description": _str(g("StudyDescription")),
-        "series_description": _str(g("SeriesDescription")),
-        "modality": _str(g("Modality")),
-        "body_part_examined": _str(g("BodyPartExamined")),
-        "institution_name": _str(g("InstitutionName")),
-        "station_name": _str(g("StationName")),
-        "manufacturer": _str(g("Manufacturer")),
-        "series_number": _int(g("SeriesNumber")),
-        "instance_number": _int(g("InstanceNumber")),
-        "rows": _int(g("Rows")),
-        "columns": _int(g("Columns")),
-        "number_of_frames": _int(g("NumberOfFrames")),
-        "transfer_syntax_uid": _str(getattr(ds.file_meta, "TransferSyntaxUID", None)),
-        "file_size": row.size,
-        "source": row.source,
-        "calling_ae": row.calling_ae,
-        "received_at": row.received_at,
-        "ledger_id": row.id,
-        "batch_id": settings.batch_id,
-        "run_id": settings.run_id,
-        "destinations": destinations,
-    }
-
-
+    return instance_row(
+        ds, row, batch_id=settings.batch_id, run_id=settings.run_id, status="routed", destinations=destinations
+    )

@@ -1,8 +1,9 @@
-"""Plain records read from the state store, shared with worker processes."""
+"""Plain records read from the state store, shared with worker processes, and the
+conversions from table rows (stored times are UTC)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 
 @dataclass(frozen=True)
@@ -34,3 +35,24 @@ class Batch:
     studies: int
     instances: int
     attempts: int = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; every stored time is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _ledger_row(r) -> LedgerRow:
+    m = dict(r._mapping)
+    m["received_at"] = _aware(m["received_at"])
+    return LedgerRow(**m)
+
+
+def _batch(r) -> Batch:
+    return Batch(r.id, r.partition, r.status, r.studies, r.instances, r.attempts)

@@ -178,3 +178,24 @@ audit = Table(
     Column("run_id", String(64)),
     Column("detail", Text),
 )
+
+# What remote sources (poll sensors, backfills) found and retrieved, one row per source and
+# study: makes retrieval resumable and records DIMSE/HTTP failures with the study.
+source_studies = Table(
+    "source_studies",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("study_uid", UID, primary_key=True),
+    Column("study_date", String(8)),  # YYYYMMDD as the source reported it
+    Column("instances_expected", Integer),
+    # found -> requested -> retrieving -> done | failed
+    Column("status", String(16), nullable=False),
+    Column("instances_fetched", Integer, nullable=False, default=0),
+    Column("bytes", BigInteger, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text),  # protocol status / HTTP error; never element values
+    Column("run_id", String(64)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_source_studies_status", "source", "status"),
+    Index("ix_source_studies_date", "source", "study_date"),
+)

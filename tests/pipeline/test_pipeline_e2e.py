@@ -83,7 +83,10 @@ def test_archive_routed_cataloged_with_quarantine_and_idempotent_rerun(tmp_path,
     assert routed_meta["deliveries"].value == len(inputs) and routed_meta["failures"].value == 0
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {"sop_instance_uid_unique": True, "required_columns_present": True,
-                      "every_arrival_accounted_for": True, "no_instance_quarantined": True}
+                      "every_arrival_accounted_for": True, "no_instance_quarantined": True,
+                      # the catalog tables of the day, checked over the whole day
+                      "sop_instance_uid_unique_in_catalog": True, "required_columns_non_null": True,
+                      "series_counts_consistent": True, "study_counts_consistent": True}
     validated_meta = next(m for m in mats if m.asset_key.path == ["validated_instances"]).metadata
     assert validated_meta["quarantined"].value == 0 and "quarantine_folder" in validated_meta
 

@@ -83,6 +83,7 @@ def test_echo(service):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow  # every pydicom test file through storescu, twice
 def test_compressed_and_deflated_stored_as_sent(service, tmp_path):
     """Stored without transcoding, byte-identical to what DCMTK storescp +B (bit-preserving)
     receives from the same storescu run (storescu re-encodes some odd files while sending,
