@@ -8,6 +8,7 @@ file behind (LandingZone.land removes its temp file on error).
 from __future__ import annotations
 
 import errno
+import re
 import logging
 import threading
 import time

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydicom import dcmread
 
 from axiom_dagster.config.sources import FilesystemSource
-from axiom_dagster.ingest.landing import iter_files
+from axiom_dagster.ingest.importer import iter_files
 from axiom_dagster.sources.base import Page, SourceError, StudyOutcome, StudyRef, dicom_date_range, valid_study_uid
 
 _TAGS = ["StudyInstanceUID", "StudyDate", "Modality", "InstitutionName", "StudyDescription"]
@@ -48,6 +48,8 @@ class ArchiveStudySource:
     def _scan(self) -> dict[str, _Study]:
         index: dict[str, _Study] = {}
         for path in iter_files(self.root):
+            if not isinstance(path, Path):  # a link or special file, not read
+                continue
             try:
                 ds = dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
             except Exception:  # not DICOM or a damaged header: not part of the archive

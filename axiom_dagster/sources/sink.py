@@ -21,7 +21,8 @@ from io import BytesIO
 from pathlib import Path
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
-from axiom_dagster.ingest.landing import LandingZone, NotLandable, iter_files, read_instance_ids
+from axiom_dagster.ingest.importer import iter_files
+from axiom_dagster.ingest.landing import LandingZone, NotLandable, read_instance_ids
 from axiom_dagster.sources.base import StudyOutcome
 from axiom_dagster.sources.progress import landed_sops
 
