@@ -8,7 +8,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 # Debian's DCMTK and Orthanc leave Nagle on unless this is set (40 ms stalls per C-STORE).
 export TCP_NODELAY := 1
 
-.PHONY: demo test dev bench lock system-deps clean
+.PHONY: demo test test-fast dev bench lock system-deps clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: $(VENV)/.installed
 
 test: system-deps $(VENV)/.installed
 	$(PY) -m pytest -n 2 -q
+
+# The inner loop: everything but the tests marked slow (see README, Tests).
+test-fast: system-deps $(VENV)/.installed
+	$(PY) -m pytest -m "not slow" -n 2 -q
 
 dev: $(VENV)/.installed
 	$(VENV)/bin/dg dev

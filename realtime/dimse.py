@@ -8,10 +8,8 @@ file behind (LandingZone.land removes its temp file on error).
 from __future__ import annotations
 
 import errno
-import ipaddress
+import re
 import logging
-import socket
-import ssl
 import threading
 import time
 import uuid
@@ -21,77 +19,28 @@ from typing import Callable
 
 from pydicom import Dataset
 from pynetdicom import AE, evt
-from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
-from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.ingest.landing import LandingZone
-from axiom_dagster.config.listeners import DicomListener, TLSConfig
+from axiom_dagster.config.listeners import DicomListener
 from axiom_dagster.dicom.uids import InvalidUID
 
+from axiom_dagster.ingest.part10 import IncompleteDataSet, check_complete, dataset_sha256
+
 from .dicomio import Unreadable, dataset_uids, instance_ids, part10_prefix
+from .dimse_network import TRANSFER_SYNTAXES, NoDelayAssociationServer, build_ssl_context, ip_allowed
 from .logs import correlation_id
 from .metrics import Metrics
+from .sopclasses import storage_sop_classes
 
 log = logging.getLogger("axiom.realtime.dimse")
-
-# Uncompressed, deflated and the common compressed transfer syntaxes; received data sets are
-# stored as sent, never transcoded.
-TRANSFER_SYNTAXES = [
-    "1.2.840.10008.1.2",  # Implicit VR Little Endian
-    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
-    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old modalities)
-    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
-    "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 & 4)
-    "1.2.840.10008.1.2.4.57",  # JPEG Lossless (Process 14)
-    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
-    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
-    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
-    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
-    "1.2.840.10008.1.2.4.91",  # JPEG 2000
-    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
-    "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
-    "1.2.840.10008.1.2.4.203",  # HTJ2K
-    "1.2.840.10008.1.2.5",  # RLE Lossless
-]
 
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_DATASET_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
-
-
-def build_ssl_context(tls: TLSConfig, resolve: Callable[[Path], Path]) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(certfile=str(resolve(tls.cert)), keyfile=str(resolve(tls.key)))
-    if tls.ca is not None:
-        ctx.load_verify_locations(cafile=str(resolve(tls.ca)))
-    ctx.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else (
-        ssl.CERT_OPTIONAL if tls.ca is not None else ssl.CERT_NONE)
-    return ctx
-
-
-class NoDelayAssociationServer(ThreadedAssociationServer):
-    """pynetdicom's server with TCP_NODELAY on every accepted socket (pynetdicom 3.0.4 leaves
-    Nagle on: each C-STORE response then waits ~40 ms for the peer's delayed ACK)."""
-
-    def get_request(self):
-        client_socket, address = self.socket.accept()
-        client_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.ssl_context:
-            client_socket.settimeout(30)
-            try:
-                client_socket = self.ssl_context.wrap_socket(client_socket, server_side=True)
-            except (ssl.SSLError, OSError) as exc:
-                log.warning("TLS handshake failed", extra={"peer_ip": address[0], "error": str(exc)})
-                client_socket.close()
-                raise
-            client_socket.settimeout(None)
-        return client_socket, address
 
 
 class _AssocState:
@@ -109,6 +58,8 @@ class _AssocState:
 class DicomListenerService:
     """One configured listener: its AE, its server thread, its handlers."""
 
+    server_class = NoDelayAssociationServer  # realtime/reuseport.py: several processes, one port
+
     def __init__(self, listener: DicomListener, zone: LandingZone, metrics: Metrics,
                  resolve: Callable[[Path], Path] = lambda p: Path(p)):
         self.listener = listener
@@ -117,7 +68,8 @@ class DicomListenerService:
         self.metrics = metrics
         self.networks = listener.networks()
         self.allowed_aes = set(listener.allowed_calling_aes)
-        self.ssl_context = build_ssl_context(listener.tls, resolve) if listener.tls else None
+        where = f"listener {listener.name!r}: field tls"
+        self.ssl_context = build_ssl_context(listener.tls, resolve, where) if listener.tls else None
         self.server: NoDelayAssociationServer | None = None
         self._thread: threading.Thread | None = None
         self._stop_lock = threading.Lock()
@@ -127,8 +79,8 @@ class DicomListenerService:
         ae.maximum_associations = listener.max_associations
         ae.network_timeout = listener.network_timeout_seconds
         ae.require_called_aet = listener.require_called_ae
-        for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
+        for sop_class in storage_sop_classes(listener.extra_sop_classes):
+            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification, TRANSFER_SYNTAXES[:3])
         self.ae = ae
 
@@ -145,7 +97,7 @@ class DicomListenerService:
         address = (self.listener.bind_address, self.listener.port)
         self.server = self.ae.make_server(
             address, ae_title=self.listener.ae_title, ssl_context=self.ssl_context,
-            evt_handlers=handlers, server_class=NoDelayAssociationServer,
+            evt_handlers=handlers, server_class=self.server_class,
         )
         self.ae._servers.append(self.server)
         self._thread = threading.Thread(target=self.server.serve_forever, name=f"dicom-{self.listener.name}", daemon=True)
@@ -193,7 +145,7 @@ class DicomListenerService:
         reason = None
         if self.allowed_aes and calling not in self.allowed_aes:
             reason, diag = "calling AE title not allowed", 0x03
-        elif self.networks and not _ip_allowed(ip, self.networks):
+        elif self.networks and not ip_allowed(ip, self.networks):
             reason, diag = "source address not allowed", 0x01
         if reason:
             log.warning("association rejected", extra={
@@ -244,12 +196,14 @@ class DicomListenerService:
                 uids = dataset_uids(buf, ts)
                 ids = instance_ids(uids, ts)
             except (Unreadable, InvalidUID) as exc:
-                return self._fail(state, STATUS_CANNOT_UNDERSTAND, "unreadable" if isinstance(exc, Unreadable) else "invalid_uid", str(exc))
+                return self._refuse(state, self._as_sent(req, buf, ts), None, str(exc), STATUS_CANNOT_UNDERSTAND,
+                                    "unreadable" if isinstance(exc, Unreadable) else "invalid_uid")
             if ids.sop_uid != str(req.AffectedSOPInstanceUID).strip("\x00 ") or (
                 ids.sop_class_uid and ids.sop_class_uid != str(req.AffectedSOPClassUID).strip("\x00 ")
             ):
-                return self._fail(state, STATUS_DATASET_MISMATCH, "dataset_mismatch",
-                                  "SOP Class/Instance UID in the data set differ from the request")
+                return self._refuse(state, self._as_sent(req, buf, ts), ids,
+                                    "SOP Class/Instance UID in the data set differ from the request",
+                                    STATUS_DATASET_MISMATCH, "dataset_mismatch")
             sop_class = ids.sop_class_uid or str(req.AffectedSOPClassUID)
             prefix = part10_prefix(sop_class, ids.sop_uid, ts, state.calling_ae)
 
@@ -257,11 +211,16 @@ class DicomListenerService:
                 fh.write(prefix)
                 fh.write(buf)
 
+            try:
+                check_complete(buf, ts)
+            except IncompleteDataSet as exc:
+                return self._refuse(state, write, ids, f"data set does not parse to its end: {exc}")
+
             meta = ArrivalMeta(source=name, calling_ae=state.calling_ae, called_ae=state.called_ae,
                                source_ip=state.ip, association_id=state.id,
                                received_at=datetime.now(timezone.utc))
             try:
-                ledger_id = self.zone.land(ids, write, meta)
+                ledger_id = self.zone.land(ids, write, meta, sha256=dataset_sha256(buf))
             except OSError as exc:
                 reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io_error"
                 return self._fail(state, STATUS_OUT_OF_RESOURCES, reason, f"{reason}: {exc.strerror}")
@@ -280,6 +239,29 @@ class DicomListenerService:
             log.debug("instance landed", extra={"ledger_id": ledger_id, "sop_uid": ids.sop_uid, "bytes": size})
         return STATUS_SUCCESS
 
+    def _refuse(self, state: _AssocState, write, ids, comment: str, status: int = STATUS_CANNOT_UNDERSTAND,
+                reason: str = "incomplete") -> Dataset:
+        """A data set refused (cut short, unreadable, invalid UIDs, not what the request says):
+        not acknowledged, and kept in quarantine/landing with its reason."""
+        try:
+            self.zone.quarantine_refused(write, comment, source=self.listener.name, ids=ids)
+        except Exception:  # the refusal itself must still be answered
+            log.exception("could not quarantine a refused instance", extra={"listener": self.listener.name})
+        return self._fail(state, status, reason, comment)
+
+    @staticmethod
+    def _as_sent(req, buf, ts: str):
+        """Writes the data set as received behind File Meta Information naming the request's
+        (unchecked) SOP Class and Instance UIDs: quarantine keeps what was sent."""
+        def uid(value) -> str:  # the request's UIDs are unchecked: digits and dots only
+            return re.sub(r"[^0-9.]", "", str(value or ""))[:64] or "0.0"
+
+        def write(fh) -> None:
+            fh.write(part10_prefix(uid(req.AffectedSOPClassUID), uid(req.AffectedSOPInstanceUID), ts))
+            fh.write(buf)
+
+        return write
+
     def _fail(self, state: _AssocState, status: int, reason: str, comment: str) -> Dataset:
         state.failures += 1
         self.metrics.failures.inc(listener=self.listener.name, reason=reason)
@@ -289,13 +271,3 @@ class DicomListenerService:
         rsp.Status = status
         rsp.ErrorComment = comment[:64]
         return rsp
-
-
-def _ip_allowed(ip: str, networks) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    return any(addr in net for net in networks)

@@ -21,14 +21,11 @@ from axiom_dagster.config.destinations import (  # noqa: F401 - re-exported
     FilesystemDestination,
     NetworkDestination,
 )
+from axiom_dagster.config.errors import ENV_REF, ConfigError  # noqa: F401 - re-exported
 from axiom_dagster.config.listeners import AuthConfig, DicomListener, HttpConfig, unique_listeners
 from axiom_dagster.config.rules import RulesConfig
+from axiom_dagster.config.sources import Source, unique_sources
 
-ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-class ConfigError(ValueError):
-    """A configuration file that cannot be used; the message names file, line and field."""
 
 
 class _Model(BaseModel):
@@ -60,6 +57,13 @@ class PipelineConfig(_Model):
     start_method: Literal["fork", "forkserver", "spawn"] = "fork"
     # A batch requested this long ago whose run never started is requested again.
     stale_request_seconds: float = Field(3600.0, gt=0)
+    # Which arrival of a SOP Instance UID sent more than once is used: the latest complete
+    # one, or the first (later arrivals recorded as superseded). Identical bytes: no-op.
+    arrival_winner: Literal["latest", "first"] = "latest"
+    # A batch whose run failed, was canceled or whose process died is requested again after
+    # retry_delay_seconds, up to max_batch_attempts runs; then it stays failed.
+    retry_delay_seconds: float = Field(60.0, ge=0)
+    max_batch_attempts: int = Field(3, ge=1)
 
 
 class DeliveryConfig(_Model):
@@ -85,8 +89,8 @@ class AxiomConfig(RulesConfig):
     listeners: list[DicomListener] = Field(default_factory=list)
     http: HttpConfig = HttpConfig()
     auth: AuthConfig = AuthConfig()
+    sources: list[Source] = Field(default_factory=list)
     # Filled in by later features; kept here so one file holds everything.
-    sources: list[dict[str, Any]] = Field(default_factory=list)
     ai: dict[str, Any] = Field(default_factory=dict)
     # The folder relative paths resolve against (set by the loader, not by the file).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -116,6 +120,17 @@ class AxiomConfig(RulesConfig):
         if unknown:
             raise ValueError("; ".join(unknown))
         return self
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sources(cls, value):
+        return unique_sources(value)
+
+    def source(self, name: str):
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(f"no source named {name!r} (configured: {', '.join(s.name for s in self.sources) or 'none'})")
 
     @field_validator("listeners")
     @classmethod

@@ -9,7 +9,11 @@ from typing import Any
 from pydicom.dataelem import RawDataElement
 
 from axiom_dagster.dicom import fastvalues as _fv
-from axiom_dagster.rules.conditions import _NEGATIVE, _ORDER, _READ_ERRORS, _UNSET, Leaf, _reader, _to_float, single_tag
+from axiom_dagster.dicom import raw_sequences
+from axiom_dagster.rules.compare import _ORDER, _to_float
+from axiom_dagster.rules.context import _UNSET
+from axiom_dagster.rules.leaf import _NEGATIVE, Leaf
+from axiom_dagster.rules.readers import _READ_ERRORS, _reader, single_tag
 
 _FUSED_TEXT_VRS = _fv._SPLIT_RSTRIP_ALL | _fv._SPLIT_RSTRIP_EACH | _fv._SINGLE | {"PN"}
 _RAW_VR = RawDataElement._fields.index("VR")
@@ -268,7 +272,7 @@ def _fused_nested(leaf: Leaf):
     probe, want, dict_vr, index, last_index = _fv.FastTag(first.tag), last.tag, path.vr, first.index, last.index
     test, slow_read = leaf.value_test(), _reader(path)
     empty = leaf.op in _NEGATIVE
-    nested_values, raw_class = _fv.nested_values, RawDataElement
+    nested_values, raw_class = raw_sequences.nested_values, RawDataElement
 
     def fused_nested(d, ctx):
         e = d.get(probe)

@@ -3,13 +3,13 @@
 The generated function evaluates the rules in the same order, with the same
 short-circuits and gating (enabled, sources, schedules, first_match) as the interpreted
 path in engine.py, and gives the same matches. `matcher_source(engine)` returns its text
-(tests/test_rules_fastpath.py checks it compiles and names every leaf).
+(tests/rules/test_rules_fastpath.py checks it compiles and names every leaf).
 
 What makes it cheaper than walking the condition trees:
 - each distinct leaf is evaluated at most once per instance (a local `vN`), as the
   interned-leaf memo of the interpreted path does;
 - each attribute path is read once per instance, into a local `aN` that every leaf on
-  it shares (`conditions.path_reader`: raw decoding, lookups with FastTag constants,
+  it shares (`readers.path_reader`: raw decoding, lookups with FastTag constants,
   i.e. without BaseTag's Python __eq__); a leaf on it is then a predicate on the
   decoded values (`Leaf.value_test`). `exists`/`not_exists` on a standard attribute
   are `K[k] in d`;
@@ -28,7 +28,9 @@ import itertools
 from typing import Any, Callable
 
 from axiom_dagster.dicom import fastvalues as _fv
-from axiom_dagster.rules.conditions import All, AnyOf, Leaf, Node, Not, path_reader, single_tag
+from axiom_dagster.rules.leaf import Leaf
+from axiom_dagster.rules.nodes import All, AnyOf, Node, Not
+from axiom_dagster.rules.readers import path_reader, single_tag
 from axiom_dagster.rules.fused import fused_test
 
 

@@ -1,8 +1,9 @@
-"""Plain records read from the state store, shared with worker processes."""
+"""Plain records read from the state store, shared with worker processes, and the
+conversions from table rows (stored times are UTC)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class LedgerRow:
     called_ae: str | None
     source_ip: str | None
     association_id: str | None
+    sha256: str | None = None
+    original_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,3 +34,25 @@ class Batch:
     status: str
     studies: int
     instances: int
+    attempts: int = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; every stored time is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _ledger_row(r) -> LedgerRow:
+    m = dict(r._mapping)
+    m["received_at"] = _aware(m["received_at"])
+    return LedgerRow(**m)
+
+
+def _batch(r) -> Batch:
+    return Batch(r.id, r.partition, r.status, r.studies, r.instances, r.attempts)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance, asset, materialize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,12 +16,17 @@ def test_definitions_graph():
     from axiom_dagster.definitions import defs
 
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"arrival_ledger", "validated_instances", "morphed_instances", "routed_instances", "instance_catalog", "catalog_compaction"}
+    assert keys == {"arrival_ledger", "validated_instances", "morphed_instances", "routed_instances", "instance_catalog", "catalog_compaction",
+                    "catalog_instances", "catalog_series", "catalog_studies"}
     assert defs.resolve_sensor_def("landing_sensor").job_name == "study_pipeline_job"
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
-    assert checks == {"sop_instance_uid_unique", "required_columns_present", "rows_preserved"}
+    assert checks == {"sop_instance_uid_unique", "required_columns_present", "rows_preserved",
+                      "every_arrival_accounted_for", "no_instance_quarantined",
+                      "sop_instance_uid_unique_in_catalog", "required_columns_non_null", "series_counts_consistent",
+                      "study_counts_consistent"}
 
 
+@pytest.mark.slow  # loads the code location in a dg subprocess
 def test_dg_check_defs_passes(tmp_path):
     dg = Path(sys.executable).with_name("dg")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "NO_PROXY": "*"}
@@ -30,6 +36,7 @@ def test_dg_check_defs_passes(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # creates the whole Dagster schema in PostgreSQL
 def test_postgres_instance_config(tmp_path, postgres_url, monkeypatch):
     """config/dagster-postgres.yaml, as documented, stores runs in PostgreSQL."""
     shutil.copy(ROOT / "config" / "dagster-postgres.yaml", tmp_path / "dagster.yaml")

@@ -18,7 +18,7 @@ from resources import AxiomResource
 from sensors.landing import landing_sensor
 from tests.realtime.support import DCMTK_ENV, InProcessService, dataset_bytes, make_config
 
-pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK not installed"), pytest.mark.slow]
 
 
 def test_cstore_to_routed_and_cataloged(tmp_path, monkeypatch, store_url):

@@ -1,10 +1,12 @@
 """The Orthanc peer the source and destination tests use: starts, stores, serves DICOMweb, restarts."""
+import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread
 
 from axiom_dagster.synth import SynthSpec, generate_archive
 
 
+@pytest.mark.slow  # starts and restarts Orthanc
 def test_orthanc_peer_stores_serves_and_survives_restart(orthanc, tmp_path):
     paths = generate_archive(tmp_path / "a", SynthSpec(studies=1, series_per_study=1, instances_per_series=3, rows=16, columns=16))
     assert orthanc.upload_files(paths) == 3

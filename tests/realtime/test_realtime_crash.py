@@ -17,7 +17,7 @@ from axiom_dagster.store.state import StateStore
 from axiom_dagster.synth import SynthSpec, generate_archive
 from tests.realtime.support import DCMTK_ENV, dataset_bytes, make_config
 
-pytestmark = pytest.mark.dcmtk
+pytestmark = [pytest.mark.dcmtk, pytest.mark.slow]  # each test starts and kills the service
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -205,6 +205,7 @@ def test_streaming_parser_any_chunking(tmp_path):
     assert err.value.status == 413
 
 
+@pytest.mark.slow  # one CLI process per step
 def test_cli_apikey_create_list_revoke(tmp_path):
     cfg, _ = make_config(tmp_path, listeners=[])
     env_py = [sys.executable, "-m", "axiom_dagster.cli", "--config", str(cfg), "apikey"]

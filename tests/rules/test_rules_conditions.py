@@ -7,7 +7,9 @@ import pytest
 from pydicom import Dataset, Sequence
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
-from axiom_dagster.rules.conditions import ConfigError, EvalContext, TagPath, compile_condition
+from axiom_dagster.rules.conditions import compile_condition
+from axiom_dagster.rules.context import EvalContext
+from axiom_dagster.rules.paths import ConfigError, TagPath
 from axiom_dagster.config.rules import Condition
 
 

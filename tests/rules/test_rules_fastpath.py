@@ -13,8 +13,11 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.deid import DeidOptions, DeidProfile, UIDMapper
 from axiom_dagster.rules import compile_rules
-from axiom_dagster.rules.actions import clone_dataset
-from axiom_dagster.rules.conditions import EvalContext, Leaf, TagPath, path_reader
+from axiom_dagster.rules.action_base import clone_dataset
+from axiom_dagster.rules.context import EvalContext
+from axiom_dagster.rules.leaf import Leaf
+from axiom_dagster.rules.paths import TagPath
+from axiom_dagster.rules.readers import path_reader
 from axiom_dagster.config.rules import Condition
 
 KEY = b"test-secret-key-0123456789abcdef"
@@ -85,6 +88,28 @@ CASES = [
     ("ISO 2022 IR 6\\ISO 2022 IR 87", "Yamada^Tarou=山田^太郎", "CT"),
 ]
 SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian]
+
+
+# Cases that take the same decoding paths as another: ISO_IR 100 as ISO_IR 192 (a plain
+# codec on non-ASCII bytes), ASCII under ISO_IR 192 as ASCII under the default.
+_SAME_PATHS_AS_ANOTHER = {1, 3}
+
+
+def _grid() -> list:
+    """CASES x SYNTAXES for the long leaf-by-leaf comparisons. The inner loop
+    (`-m "not slow"`) runs one cell per transfer syntax, each with a case that takes
+    its own decoding path (default ASCII, UTF-8, ISO 2022 fallback); the full suite
+    runs the whole grid."""
+    params = []
+    for i, (charset, name, desc) in enumerate(CASES):
+        for j, ts in enumerate(SYNTAXES):
+            inner = j == i % len(SYNTAXES) and i not in _SAME_PATHS_AS_ANOTHER
+            marks = () if inner else (pytest.mark.slow,)
+            params.append(pytest.param(charset, name, desc, ts, marks=marks, id=f"{charset}-{name}-{desc}-{ts.name}"))
+    return params
+
+
+GRID = _grid()
 
 
 LEAF_OPS = [("eq", "CT"), ("eq", 512), ("eq", 1.0), ("gt", 5), ("lt", "12:00"), ("ge", "20240101"),
@@ -252,8 +277,7 @@ COMPILED_OPS = LEAF_OPS + [
 ]
 
 
-@pytest.mark.parametrize("ts", SYNTAXES, ids=lambda t: t.name)
-@pytest.mark.parametrize("charset,name,desc", CASES)
+@pytest.mark.parametrize("charset,name,desc,ts", GRID)
 def test_compiled_leaf_equals_eval(charset, name, desc, ts):
     """Leaf.compiled() (specialised reader and predicate) == Leaf._eval, per path and op."""
     raw = make(charset, name, desc, ts)
@@ -516,43 +540,54 @@ FUSED_OPS = COMPILED_OPS + [("in", ["ORIGINAL", "X"]), ("not_in", ["ORIGINAL"]),
                             ("eq", "ORIGINAL"), ("eq", "Doe^John"), ("in", ["  CT "]), ("ne", "")]
 
 
-@pytest.mark.parametrize("ts", SYNTAXES, ids=lambda t: t.name)
-@pytest.mark.parametrize("charset,name,desc", CASES)
+def _fused_leaves(texts):
+    """(leaf, its fused test, what) for each path in `texts`, operator and option that
+    fused_test handles."""
+    from axiom_dagster.rules.fused import fused_test
+
+    for text in texts:
+        for op, value in FUSED_OPS:
+            for extra in ({}, {"case_insensitive": True}, {"match": "all"}):
+                leaf = Leaf(Condition(attribute=text, op=op, value=value, **extra), "t")
+                fused = fused_test(leaf)
+                if fused is not None:
+                    yield leaf, fused, (text, op, value, extra)
+
+
+@pytest.mark.parametrize("charset,name,desc,ts", GRID)
 def test_fused_leaf_equals_eval(charset, name, desc, ts):
     """fused.fused_test (read, decode and test in one call; single ASCII values
     inline) == Leaf._eval, per path, op and option, on raw and on converted elements."""
-    from axiom_dagster.rules.fused import fused_test
-
     raw = make(charset, name, desc, ts)
     meta = ArrivalMeta()
     converted = dcmread(BytesIO(raw), stop_before_pixels=True)
     for _ in converted:  # every element converted: the shared reader's pydicom path
         pass
     n = 0
-    for text in PATHS + ["PatientAge", "PatientName[0]", "ImageType[0]", "ImageType[5]", "Columns"]:
-        for op, value in FUSED_OPS:
-            for extra in ({}, {"case_insensitive": True}, {"match": "all"}):
-                leaf = Leaf(Condition(attribute=text, op=op, value=value, **extra), "t")
-                fused = fused_test(leaf)
-                if fused is None:
-                    continue
-                n += 1
-                ds = dcmread(BytesIO(raw), stop_before_pixels=True)
-                fast = fused(ds._dict, EvalContext(ds, meta))
-                slow = leaf._eval(EvalContext(dcmread(BytesIO(raw), stop_before_pixels=True), meta))
-                assert fast == slow, (text, op, value, extra)
-                assert fused(converted._dict, EvalContext(converted, meta)) == slow, (text, op, value, extra)
+    for leaf, fused, what in _fused_leaves(PATHS + ["PatientAge", "PatientName[0]", "ImageType[0]", "ImageType[5]", "Columns"]):
+        n += 1
+        ds = dcmread(BytesIO(raw), stop_before_pixels=True)
+        fast = fused(ds._dict, EvalContext(ds, meta))
+        slow = leaf._eval(EvalContext(dcmread(BytesIO(raw), stop_before_pixels=True), meta))
+        assert fast == slow, what
+        assert fused(converted._dict, EvalContext(converted, meta)) == slow, what
     assert n > 500
 
 
+ODD_VRS = [("IS", 0x00200013), ("DS", 0x00180050), ("LO", 0x00081030), ("SH", 0x00081010), ("CS", 0x00080060),
+           ("PN", 0x00100010), ("LT", 0x00204000), ("AE", 0x00081010), ("US", 0x00280010), ("FD", 0x00189345)]
+# Byte order changes only the binary decoders: the inner loop runs big endian for those.
+ODD_GRID = [pytest.param(vr, tag, little, id=f"{vr}-{'little' if little else 'big'}",
+                         marks=() if little or vr in ("US", "FD") else (pytest.mark.slow,))
+            for vr, tag in ODD_VRS for little in (True, False)]
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on the invalid IS/DS spellings
-@pytest.mark.parametrize("vr,tag", [("IS", 0x00200013), ("DS", 0x00180050), ("LO", 0x00081030), ("SH", 0x00081010),
-                                    ("CS", 0x00080060), ("PN", 0x00100010), ("LT", 0x00204000), ("AE", 0x00081010),
-                                    ("US", 0x00280010), ("FD", 0x00189345)])
-def test_fused_leaf_on_odd_raw_values(vr, tag):
+@pytest.mark.parametrize("vr,tag,little", ODD_GRID)
+def test_fused_leaf_on_odd_raw_values(vr, tag, little):
     """fused_test's single-value shortcuts vs Leaf._eval on the spellings the decoders
-    care about (padding, backslashes, empty values, numbers pydicom refuses), both byte
-    orders, the dictionary VR and another explicit VR."""
+    care about (padding, backslashes, empty values, numbers pydicom refuses), each byte
+    order, the dictionary VR and another explicit VR."""
     from pydicom.dataelem import RawDataElement
     from pydicom.tag import BaseTag
 
@@ -564,31 +599,33 @@ def test_fused_leaf_on_odd_raw_values(vr, tag):
     path = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
     ops = [("eq", "CT"), ("ne", "CT"), ("in", ["CT", "12"]), ("not_in", ["CT"]), ("gt", 5), ("le", 12),
            ("eq", 12), ("startswith", "C"), ("eq", "AB"), ("regex", r"^\d")]
+    # Compiled once and reused on every value, as the engine reuses them on every instance.
+    leaves = []
+    for op, value in ops:
+        for extra in ({}, {"match": "all"}, {"case_insensitive": True}):
+            for suffix in ("", "[0]", "[1]"):
+                leaf = Leaf(Condition(attribute=path + suffix, op=op, value=value, **extra), "t")
+                fused = fused_test(leaf)
+                assert fused is not None
+                leaves.append((leaf, fused, (op, extra, suffix)))
     for text in texts:
-        for little in (True, False):
-            for elem_vr in (vr, None, "UN"):
-                def fresh():
-                    ds = Dataset()
-                    ds._dict[BaseTag(tag)] = RawDataElement(BaseTag(tag), elem_vr, len(text), text, 0,
-                                                            elem_vr is None, little)
-                    return ds
-                for op, value in ops:
-                    for extra in ({}, {"match": "all"}, {"case_insensitive": True}):
-                        for suffix in ("", "[0]", "[1]"):
-                            leaf = Leaf(Condition(attribute=path + suffix, op=op, value=value, **extra), "t")
-                            fused = fused_test(leaf)
-                            assert fused is not None
-                            try:
-                                slow = leaf._eval(EvalContext(fresh(), ArrivalMeta()))
-                            except Exception:  # pydicom refuses the value
-                                continue
-                            ds = fresh()
-                            assert fused(ds._dict, EvalContext(ds, ArrivalMeta())) == slow, (text, elem_vr, op, extra, suffix)
+        for elem_vr in (vr, None, "UN"):
+            def fresh():
+                ds = Dataset()
+                ds._dict[BaseTag(tag)] = RawDataElement(BaseTag(tag), elem_vr, len(text), text, 0,
+                                                        elem_vr is None, little)
+                return ds
+            for leaf, fused, how in leaves:
+                try:
+                    slow = leaf._eval(EvalContext(fresh(), ArrivalMeta()))
+                except Exception:  # pydicom refuses the value
+                    continue
+                ds = fresh()
+                assert fused(ds._dict, EvalContext(ds, ArrivalMeta())) == slow, (text, elem_vr, how)
 
 
-def test_fused_private_and_meta_leaves_equal_eval():
-    """fused_test on private attributes (creator in block 0x10, later, missing; raw and
-    converted; both syntaxes) and on arrival metadata == Leaf._eval."""
+def test_fused_meta_leaves_equal_eval():
+    """fused_test on arrival metadata == Leaf._eval (the cidr answer memo included)."""
     from axiom_dagster.rules.fused import fused_test
 
     metas = [ArrivalMeta(calling_ae="CT01", source_ip="10.1.2.3"), ArrivalMeta(calling_ae="", source_ip=None),
@@ -603,8 +640,29 @@ def test_fused_private_and_meta_leaves_equal_eval():
             for _ in range(2):
                 ds = Dataset()
                 assert fused(ds._dict, EvalContext(ds, meta)) == leaf._eval(EvalContext(ds, meta)), (cond, meta)
-    raws = [make(c, n, d, ts) for (c, n, d) in CASES for ts in SYNTAXES]
-    gap = Dataset()  # the creator after another block
+
+
+def _check_fused_private(raw: bytes) -> None:
+    """fused_test on private attributes (creator found, missing; raw and converted
+    elements) == Leaf._eval."""
+    texts = ['(0019,"ACME CT",12)', '(0019,"ACME CT",14)', '(0019,"NOPE",12)', '(0019,"ACME CT",12)[0]',
+             '(0019,"ACME CT",12)[1]']
+    for leaf, fused, what in _fused_leaves(texts):
+        slow = leaf._eval(EvalContext(dcmread(BytesIO(raw), stop_before_pixels=True), ArrivalMeta()))
+        ds = dcmread(BytesIO(raw), stop_before_pixels=True)
+        assert fused(ds._dict, EvalContext(ds, ArrivalMeta())) == slow, what
+        for _ in ds:
+            pass
+        assert fused(ds._dict, EvalContext(ds, ArrivalMeta())) == slow, what
+
+
+@pytest.mark.parametrize("charset,name,desc,ts", GRID)
+def test_fused_private_leaves_equal_eval(charset, name, desc, ts):
+    _check_fused_private(make(charset, name, desc, ts))
+
+
+def test_fused_private_leaf_creator_after_another_block():
+    gap = Dataset()
     gap.add_new(0x00190010, "LO", "OTHER")
     gap.add_new(0x00190011, "LO", "ACME CT")
     gap.add_new(0x00191112, "DS", "7")
@@ -615,19 +673,4 @@ def test_fused_private_and_meta_leaves_equal_eval():
     gap.file_meta.MediaStorageSOPInstanceUID = "1.2.3"
     buf = BytesIO()
     dcmwrite(buf, gap, enforce_file_format=True)
-    raws.append(buf.getvalue())
-    for raw in raws:
-        for text in ('(0019,"ACME CT",12)', '(0019,"ACME CT",14)', '(0019,"NOPE",12)', '(0019,"ACME CT",12)[0]',
-                     '(0019,"ACME CT",12)[1]'):
-            for op, value in FUSED_OPS:
-                for extra in ({}, {"case_insensitive": True}, {"match": "all"}):
-                    leaf = Leaf(Condition(attribute=text, op=op, value=value, **extra), "t")
-                    fused = fused_test(leaf)
-                    if fused is None:
-                        continue
-                    slow = leaf._eval(EvalContext(dcmread(BytesIO(raw), stop_before_pixels=True), ArrivalMeta()))
-                    ds = dcmread(BytesIO(raw), stop_before_pixels=True)
-                    assert fused(ds._dict, EvalContext(ds, ArrivalMeta())) == slow, (text, op, value, extra)
-                    for _ in ds:
-                        pass
-                    assert fused(ds._dict, EvalContext(ds, ArrivalMeta())) == slow, (text, op, value, extra)
+    _check_fused_private(buf.getvalue())
