@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import getpass
 
-from axiom_dagster.destinations.delivery import deliver_all
-from axiom_dagster.store.deliveries import DeliveryState
-
 
 def add_commands(sub, config_loader, store_opener) -> None:
     p = sub.add_parser("exceptions", help="list, requeue (retry) or resolve exceptions")
@@ -39,6 +36,8 @@ def _who(args) -> str:
 
 
 def _list(args, store) -> int:
+    from axiom_dagster.store.deliveries import DeliveryState
+
     rows = DeliveryState(store).list_exceptions(open_only=not args.all, stage=args.stage)
     for r in rows:
         state = f"resolved by {r['resolved_by']} at {r['resolved_at']:%Y-%m-%d %H:%M} ({r['resolution']})" if r["resolved_at"] else "open"
@@ -49,6 +48,8 @@ def _list(args, store) -> int:
 
 
 def _retry(args, config, store_opener) -> int:
+    from axiom_dagster.store.deliveries import DeliveryState
+
     if args.destination and args.destination not in {d.name for d in config.destinations}:
         print(f"unknown destination {args.destination!r}")
         return 2
@@ -56,6 +57,8 @@ def _retry(args, config, store_opener) -> int:
 
 
 def _resolve(args, store) -> int:
+    from axiom_dagster.store.deliveries import DeliveryState
+
     return _act(lambda: DeliveryState(store).resolve(args.id, _who(args), args.note))
 
 
@@ -70,6 +73,9 @@ def _act(action) -> int:
 
 
 def _deliver(args, config, store_opener) -> int:
+    # Imported here: `axiom sql` and other commands must not pay for pydicom and the clients.
+    from axiom_dagster.destinations.delivery import deliver_all
+
     reports = deliver_all(config, store_opener(config), names=args.destination)
     for report in reports.values():
         print(report.summary())

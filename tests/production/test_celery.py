@@ -130,5 +130,8 @@ def test_a_batch_whose_celery_worker_dies_is_redelivered_and_completes(tmp_path,
         workers = [e.dagster_event.engine_event_data.metadata["Celery worker"].value
                    for e in instance.all_logs(record.dagster_run.run_id, of_type=DagsterEventType.ENGINE_EVENT)
                    if "Celery worker" in e.dagster_event.engine_event_data.metadata]
-    assert [w.split("@")[0] for w in workers] == ["doomed", "survivor"]
+    # The batch step started on the doomed worker and was finished by the survivor, which
+    # also ran the job's later step (the catalog tables).
+    names = [w.split("@")[0] for w in workers]
+    assert names[:2] == ["doomed", "survivor"] and set(names) == {"doomed", "survivor"}
     store.dispose()
