@@ -1,18 +1,116 @@
-"""Catalog maintenance: compaction merges the small per-batch Parquet files of past days."""
+"""Catalog assets: the instances, series and studies tables of one arrival day, checked over
+the whole day (and the whole catalog for SOP Instance UID uniqueness) every time a batch
+adds to it, so a failed check stays failed until the data is right, whatever the next
+batch brings; and compaction, which merges the small per-batch files of past days.
+"""
 from datetime import datetime, timedelta, timezone
 
 from dagster import (
     AssetCheckResult,
+    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetSpec,
     Config,
     MaterializeResult,
+    MetadataValue,
     asset,
     define_asset_job,
+    multi_asset,
 )
 
+from axiom_dagster.catalog.schema import REQUIRED_COLUMNS
 from axiom_dagster.catalog.tables import compact_partition, connect, partitions
+from assets.study_pipeline import arrival_partitions
 from resources import AxiomResource
+
+
+CATALOG_TABLES = [
+    AssetSpec("catalog_instances", deps=["instance_catalog"], kinds={"parquet", "duckdb"},
+              description="One row per SOP Instance UID of the arrival day: typed columns, the header as DICOM JSON, provenance."),
+    AssetSpec("catalog_series", deps=["catalog_instances"], kinds={"parquet"},
+              description="One row per series with instances of the day: counts, sizes, dates, first/last arrival."),
+    AssetSpec("catalog_studies", deps=["catalog_instances"], kinds={"parquet"},
+              description="One row per study with instances of the day: modalities, series and instance counts, sizes."),
+]
+CATALOG_CHECKS = [
+    AssetCheckSpec("sop_instance_uid_unique_in_catalog", asset="catalog_instances",
+                   description="No SOP Instance UID appears twice in `instances`, across the whole catalog."),
+    AssetCheckSpec("required_columns_non_null", asset="catalog_instances",
+                   description=f"{', '.join(REQUIRED_COLUMNS)} are never null in the day's rows."),
+    AssetCheckSpec("series_counts_consistent", asset="catalog_series",
+                   description="Each series' instance count and size equal its instance rows."),
+    AssetCheckSpec("study_counts_consistent", asset="catalog_studies",
+                   description="Each study's series and instance counts equal its instance rows."),
+]
+
+
+def _preview(con, query: str) -> MetadataValue:
+    cursor = con.execute(query)
+    rows, columns = cursor.fetchall(), [d[0] for d in cursor.description]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    return MetadataValue.md("\n".join(lines))
+
+
+def _one(con, query: str, params=()):
+    return con.execute(query, list(params)).fetchall()[0][0]
+
+
+@multi_asset(specs=CATALOG_TABLES, check_specs=CATALOG_CHECKS, partitions_def=arrival_partitions, group_name="catalog")
+def catalog_tables(context: AssetExecutionContext, axiom: AxiomResource):
+    day = context.partition_key
+    con = connect(axiom.config.catalog_path)
+    in_day = "study_instance_uid IN (SELECT study_instance_uid FROM instances WHERE arrival_date = ?::DATE)"
+    instances = _one(con, "SELECT count(*) FROM instances WHERE arrival_date = ?::DATE", [day])
+    yield MaterializeResult(asset_key="catalog_instances", metadata={
+        "rows_in_day": instances,
+        "rows_in_catalog": _one(con, "SELECT count(*) FROM instances"),
+        "superseded_in_day": _one(con, "SELECT count(*) FROM superseded WHERE arrival_date = ?::DATE", [day]),
+        "rows_with_warnings": _one(con, "SELECT count(*) FROM instances WHERE arrival_date = ?::DATE AND len(warnings) > 0", [day]),
+        "preview": _preview(con, f"SELECT study_instance_uid, modality, study_date, series_number, instance_number, "
+                                 f"file_size FROM instances WHERE arrival_date = '{day}' LIMIT 5"),
+    })
+    yield MaterializeResult(asset_key="catalog_series", metadata={
+        "series_in_day": _one(con, f"SELECT count(*) FROM series WHERE {in_day}", [day]),
+        "preview": _preview(con, f"SELECT series_instance_uid, modality, instances, bytes FROM series "
+                                 f"WHERE first_arrival_date <= '{day}' AND last_arrival_date >= '{day}' LIMIT 5"),
+    })
+    yield MaterializeResult(asset_key="catalog_studies", metadata={
+        "studies_in_day": _one(con, f"SELECT count(*) FROM studies WHERE {in_day}", [day]),
+        "preview": _preview(con, f"SELECT study_instance_uid, modalities, series, instances, study_date FROM studies "
+                                 f"WHERE first_arrival_date <= '{day}' AND last_arrival_date >= '{day}' LIMIT 5"),
+    })
+    yield from catalog_checks(con, day)
+
+
+def catalog_checks(con, day: str):
+    dupes = _one(con, "SELECT count(*) FROM (SELECT sop_instance_uid FROM instances GROUP BY 1 HAVING count(*) > 1)")
+    yield AssetCheckResult(check_name="sop_instance_uid_unique_in_catalog", asset_key="catalog_instances",
+                           passed=dupes == 0, severity=AssetCheckSeverity.ERROR, metadata={"duplicated_uids": dupes})
+    nulls = {
+        c: _one(con, f"SELECT count(*) FROM instances WHERE arrival_date = ?::DATE AND ({c} IS NULL OR {c} = '')", [day])
+        for c in REQUIRED_COLUMNS
+    }
+    yield AssetCheckResult(check_name="required_columns_non_null", asset_key="catalog_instances",
+                           passed=not any(nulls.values()), severity=AssetCheckSeverity.ERROR,
+                           metadata={f"null_{c}": n for c, n in nulls.items()})
+    day_series = "SELECT DISTINCT series_instance_uid FROM instances WHERE arrival_date = ?::DATE"
+    bad_series = _one(con, f"""
+        WITH actual AS (SELECT series_instance_uid, count(*) AS n, sum(file_size) AS b FROM instances
+                        WHERE series_instance_uid IN ({day_series}) GROUP BY 1)
+        SELECT count(*) FROM actual FULL JOIN (SELECT * FROM series WHERE series_instance_uid IN ({day_series})) s
+        USING (series_instance_uid) WHERE s.instances IS DISTINCT FROM actual.n OR s.bytes IS DISTINCT FROM actual.b""", [day, day])
+    yield AssetCheckResult(check_name="series_counts_consistent", asset_key="catalog_series",
+                           passed=bad_series == 0, severity=AssetCheckSeverity.ERROR, metadata={"inconsistent_series": bad_series})
+    day_studies = "SELECT DISTINCT study_instance_uid FROM instances WHERE arrival_date = ?::DATE"
+    bad_studies = _one(con, f"""
+        WITH actual AS (SELECT study_instance_uid, count(*) AS n, count(DISTINCT series_instance_uid) AS k FROM instances
+                        WHERE study_instance_uid IN ({day_studies}) GROUP BY 1)
+        SELECT count(*) FROM actual FULL JOIN (SELECT * FROM studies WHERE study_instance_uid IN ({day_studies})) s
+        USING (study_instance_uid) WHERE s.instances IS DISTINCT FROM actual.n OR s.series IS DISTINCT FROM actual.k""", [day, day])
+    yield AssetCheckResult(check_name="study_counts_consistent", asset_key="catalog_studies",
+                           passed=bad_studies == 0, severity=AssetCheckSeverity.ERROR, metadata={"inconsistent_studies": bad_studies})
 
 
 class CompactionConfig(Config):
@@ -22,33 +120,33 @@ class CompactionConfig(Config):
 
 
 @asset(
-    deps=["instance_catalog"],
+    deps=["catalog_instances"],
     group_name="catalog",
     kinds={"parquet"},
     check_specs=[AssetCheckSpec("rows_preserved", asset="catalog_compaction", description="Compaction keeps every row.")],
-    description="Merges each past arrival day's batch files into one Parquet file.",
+    description="Merges each past arrival day's batch files into one Parquet file per table.",
 )
 def catalog_compaction(context: AssetExecutionContext, config: CompactionConfig, axiom: AxiomResource):
     root = axiom.config.catalog_path
     cutoff = (datetime.now(timezone.utc) - timedelta(days=config.skip_recent_days)).strftime("%Y-%m-%d")
-    count = "SELECT count(*) FROM instances_all"
-    before = connect(root).execute(count).fetchone()[0]
+    rows = "SELECT sop_instance_uid, ledger_id, file_path FROM instances ORDER BY ALL"
+    before = connect(root).execute(rows).fetchall()
     merged = {}
     for day in partitions(root, "instances"):
         if day < cutoff:
-            done = compact_partition(root, "instances", day, config.min_files)
+            done = compact_partition(root, day, config.min_files)
             if done:
                 merged[day] = done
-    after = connect(root).execute(count).fetchone()[0]
+    after = connect(root).execute(rows).fetchall()
     context.log.info(f"compacted {len(merged)} partitions ({sum(f for f, _ in merged.values())} files)")
     yield MaterializeResult(
         metadata={
             "partitions_compacted": len(merged),
             "files_merged": sum(f for f, _ in merged.values()),
-            "rows": after,
+            "rows": len(after),
         }
     )
-    yield AssetCheckResult(check_name="rows_preserved", passed=before == after, metadata={"before": before, "after": after})
+    yield AssetCheckResult(check_name="rows_preserved", passed=before == after, metadata={"before": len(before), "after": len(after)})
 
 
 catalog_compaction_job = define_asset_job("catalog_compaction_job", selection=[catalog_compaction])

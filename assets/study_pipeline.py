@@ -21,7 +21,8 @@ from dagster import (
 )
 
 from assets.crosswalks import crosswalk_key, sourced_crosswalks
-from axiom_dagster.catalog.tables import REQUIRED_COLUMNS
+from assets.executors import pipeline_executor
+from axiom_dagster.catalog.schema import REQUIRED_COLUMNS
 from axiom_dagster.config.settings import load_default_config
 from axiom_dagster.pipeline.morphers import morpher_factory
 from axiom_dagster.pipeline.run import BatchResult, run_batch
@@ -55,6 +56,8 @@ class StudyBatchConfig(Config):
     check_specs=[
         AssetCheckSpec("sop_instance_uid_unique", asset="instance_catalog", description="No SOP Instance UID twice in the batch's catalog file."),
         AssetCheckSpec("required_columns_present", asset="instance_catalog", description="Identifying columns are never null."),
+        AssetCheckSpec("every_arrival_accounted_for", asset="instance_catalog", description="Each arrival of the batch is catalogued, quarantined with a reason, superseded or a duplicate: nothing lost."),
+        AssetCheckSpec("no_instance_quarantined", asset="validated_instances", description="Warns when instances of the batch went to quarantine (see the quarantine folder and the exceptions table)."),
     ],
     partitions_def=arrival_partitions,
     group_name="study_pipeline",
@@ -67,7 +70,12 @@ def study_pipeline(context: AssetExecutionContext, config: StudyBatchConfig, axi
     )
     base = {"batch_id": result.batch_id, "studies": result.studies, "seconds": round(result.seconds, 3)}
     validated = result.instances - _failed(result, "validate")
-    yield MaterializeResult(asset_key="validated_instances", metadata={**base, "instances": result.instances, "valid": validated, "failures": _failed(result, "validate"), "bytes": result.bytes})
+    quarantine = {
+        "quarantined": result.quarantined, "arrivals_superseded": result.arrivals_superseded, "duplicates": result.duplicates,
+        **{f"quarantined_{stage}": n for stage, n in sorted(result.stage_failures.items())},
+        "quarantine_folder": MetadataValue.path(str(cfg.quarantine_path)),
+    }
+    yield MaterializeResult(asset_key="validated_instances", metadata={**base, "instances": result.instances, "valid": validated, "failures": _failed(result, "validate"), "bytes": result.bytes, **quarantine})
     ai = result.ai
     yield MaterializeResult(asset_key="morphed_instances", metadata={
         **base, "morphed": validated - _failed(result, "morph"), "failures": _failed(result, "morph"),
@@ -84,9 +92,25 @@ def study_pipeline(context: AssetExecutionContext, config: StudyBatchConfig, axi
     )
     yield MaterializeResult(
         asset_key="instance_catalog",
-        metadata={**base, "rows": len(result.catalog_rows), "file": MetadataValue.path(result.catalog_file or "")},
+        metadata={**base, "rows": len(result.catalog_rows), "file": MetadataValue.path(result.catalog_file or ""),
+                  "superseded": len(result.superseded)},
     )
     yield from _catalog_checks(result)
+    yield from _accounting_checks(result)
+
+
+def _accounting_checks(result: BatchResult):
+    accounted = len(result.catalog_rows) + result.quarantined + result.arrivals_superseded + result.duplicates
+    yield AssetCheckResult(
+        check_name="every_arrival_accounted_for", asset_key="instance_catalog",
+        passed=accounted == result.arrivals, severity=AssetCheckSeverity.ERROR,
+        metadata={"arrivals": result.arrivals, "accounted": accounted},
+    )
+    yield AssetCheckResult(
+        check_name="no_instance_quarantined", asset_key="validated_instances",
+        passed=result.quarantined == 0, severity=AssetCheckSeverity.WARN,
+        metadata={"quarantined": result.quarantined, **{f"stage_{k}": v for k, v in result.stage_failures.items()}},
+    )
 
 
 def _failed(result: BatchResult, stage: str) -> int:
@@ -110,6 +134,8 @@ def _catalog_checks(result: BatchResult):
 
 study_pipeline_job = define_asset_job(
     "study_pipeline_job",
-    selection=AssetSelection.assets(study_pipeline),
+    # The catalog tables of the day follow the batch, with their checks over the whole day.
+    selection=AssetSelection.assets(study_pipeline) | AssetSelection.assets("catalog_instances", "catalog_series", "catalog_studies"),
     description="Validate, morph, route and catalog one batch of complete studies.",
+    executor_def=pipeline_executor(),
 )

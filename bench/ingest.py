@@ -7,6 +7,9 @@ One sender (DCMTK storescu, TCP_NODELAY=1, one association) sends the same synth
                    set, same max PDU size as the service (1 MB): the like-for-like baseline
   * minimal-16K  - the same with pynetdicom's default max PDU (16 KB)
   * storescp     - DCMTK storescp writing files (no fsync)
+  * service-mp   - the service as `axiom realtime --workers N` (N listener processes on one
+                   port, SO_REUSEPORT; default N = cores), same durability
+  * orthanc      - Orthanc (tests/peers/orthanc.py, its own storage and SQLite index), started here
 Rounds are interleaved so disk-speed drift hits every target alike. `--associations 1,4` also
 measures 4 concurrent storescu associations (whole studies split over 4 folders). Then STOW-RS
 into the service (httpx, 50 instances per request). Prints a table and the ratio service/minimal.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import shutil
 import socket
 import statistics
@@ -36,6 +40,8 @@ from axiom_dagster.config.models import parse_config  # noqa: E402
 from axiom_dagster.synth import SynthSpec, generate_archive  # noqa: E402
 
 DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
+# By full path: pynetdicom installs its own storescu/storescp in .venv/bin.
+STORESCU, STORESCP = "/usr/bin/storescu", "/usr/bin/storescp"
 
 
 def free_port() -> int:
@@ -47,7 +53,7 @@ def free_port() -> int:
 def send(port: int, folders: list[Path]) -> float:
     """One storescu association per folder, all started at once; wall time until all end."""
     started = time.perf_counter()
-    procs = [subprocess.Popen(["storescu", "-aec", "AXIOM", "+sd", "+r", "127.0.0.1", str(port), str(folder)],
+    procs = [subprocess.Popen([STORESCU, "-aec", "AXIOM", "+sd", "+r", "127.0.0.1", str(port), str(folder)],
                               env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for folder in folders]
     errors = [p.communicate()[1] for p in procs]
@@ -103,8 +109,37 @@ class MinimalSCP:
         self.server.shutdown()
 
 
+def state_store_url(root: Path, pg_admin: str | None) -> str:
+    """SQLite under root, or (--pg) a fresh database on the given PostgreSQL server."""
+    if not pg_admin:
+        return f"sqlite:///{root / 'state.db'}"
+    import sqlalchemy as sa
+
+    name = f"axiom_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(pg_admin, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    _PG_DATABASES.append((pg_admin, name))
+    return pg_admin.rsplit("/", 1)[0] + f"/{name}"
+
+
+_PG_DATABASES: list[tuple[str, str]] = []
+
+
+def drop_pg_databases() -> None:
+    import sqlalchemy as sa
+
+    for admin_url, name in _PG_DATABASES:
+        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+    _PG_DATABASES.clear()
+
+
 class Service:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, url: str | None = None):
         from realtime.service import RealtimeService, _Server
         import uvicorn
 
@@ -113,7 +148,7 @@ class Service:
         self.port, self.http_port = free_port(), free_port()
         data = {
             "landing": {"path": str(root / "landing"), "quarantine_path": str(root / "q")},
-            "state_store": {"url": f"sqlite:///{root / 'state.db'}"},
+            "state_store": {"url": url or f"sqlite:///{root / 'state.db'}"},
             "listeners": [{"name": "bench", "ae_title": "AXIOM", "port": self.port}],
             "http": {"port": self.http_port, "disk_free_threshold_mb": 1},
         }
@@ -133,6 +168,57 @@ class Service:
         self.svc.request_stop()
         self.thread.join(10)
         self.svc.shutdown()
+
+
+class MultiProcessService:
+    """`axiom realtime --workers N` in its own process tree (supervisor + N listener workers)."""
+
+    def __init__(self, root: Path, workers: int, url: str):
+        root.mkdir(parents=True)
+        self.port, self.http_port = free_port(), free_port()
+        self.url = url
+        data = {
+            "landing": {"path": str(root / "landing"), "quarantine_path": str(root / "q")},
+            "state_store": {"url": url},
+            "listeners": [{"name": "bench", "ae_title": "AXIOM", "port": self.port}],
+            "http": {"port": self.http_port, "disk_free_threshold_mb": 1},
+        }
+        config = root / "axiom.yaml"
+        config.write_text(yaml.safe_dump(data))
+        self.log = root / "service.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "axiom_dagster.cli", "realtime", "--config", str(config), "--workers", str(workers),
+             "--log-level", "WARNING"], cwd=ROOT, env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
+        deadline = time.monotonic() + 120
+        while True:  # every worker accepts once its HTTP socket answers; probe until all have bound
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    pass
+                if httpx.get(f"http://127.0.0.1:{self.http_port}/health", timeout=1).status_code == 200:
+                    break
+            except (OSError, httpx.HTTPError):
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"the multi-process service did not start; see {self.log}")
+            time.sleep(0.1)
+        time.sleep(3.0)  # let the remaining workers finish starting (imports) before measuring
+
+    def ledger_count(self) -> int:
+        from axiom_dagster.store.state import StateStore
+
+        store = StateStore(self.url)
+        try:
+            return store.ledger_count()
+        finally:
+            store.dispose()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def stow(url: str, key: str, files: list[Path], per_request: int = 50) -> float:
@@ -162,8 +248,11 @@ def main() -> int:
     ap.add_argument("--associations", default="1",
                     help="comma-separated numbers of concurrent storescu associations to run, e.g. 1,4")
     ap.add_argument("--targets", default="service,minimal-1M,minimal-16K,storescp",
-                    help="comma-separated subset of service,minimal-1M,minimal-16K,storescp")
+                    help="comma-separated subset of service,service-mp,orthanc,minimal-1M,minimal-16K,storescp")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="listener processes of service-mp")
     ap.add_argument("--no-stow", action="store_true", help="skip the STOW-RS measurement")
+    ap.add_argument("--pg", nargs="?", const="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", default=None,
+                    help="state store of service and service-mp on PostgreSQL (admin URL; a fresh database per round)")
     ap.add_argument("--workdir", type=Path, default=None, help="where files are written (default: the system temp folder)")
     args = ap.parse_args()
     targets = args.targets.split(",")
@@ -193,12 +282,31 @@ def main() -> int:
                 if "service" in targets:
                     # fresh state each round: same ledger size for every round
                     root = work / f"svc{tag}"
-                    svc = Service(root)
+                    root.mkdir()
+                    svc = Service(root, state_store_url(root, args.pg))
                     results["service", k].append(send(svc.port, folders[k]))
                     landed = svc.svc.store.ledger_count()
                     svc.stop()
                     assert landed == n, f"service ledger has {landed} rows, expected {n}"
                     shutil.rmtree(root, ignore_errors=True)
+                if "service-mp" in targets:
+                    root = work / f"mp{tag}"
+                    mp = MultiProcessService(root, args.workers, state_store_url(work, args.pg) if args.pg
+                                             else f"sqlite:///{root / 'state.db'}")
+                    results["service-mp", k].append(send(mp.port, folders[k]))
+                    landed = mp.ledger_count()
+                    mp.stop()
+                    assert landed == n, f"multi-process service ledger has {landed} rows, expected {n}"
+                    shutil.rmtree(root, ignore_errors=True)
+                if "orthanc" in targets:
+                    from tests.peers.orthanc import Orthanc
+
+                    orthanc = Orthanc(work / f"orthanc{tag}").start()
+                    results["orthanc", k].append(send(orthanc.dicom_port, folders[k]))
+                    stored = len(orthanc.instances())
+                    orthanc.stop()
+                    assert stored == n, f"Orthanc stored {stored} instances, expected {n}"
+                    shutil.rmtree(work / f"orthanc{tag}", ignore_errors=True)
                 for label, pdu in (("minimal-1M", 1_048_576), ("minimal-16K", 16_382)):
                     if label in targets:
                         out = work / f"{label}{tag}"
@@ -211,7 +319,7 @@ def main() -> int:
                     out = work / f"storescp{tag}"
                     out.mkdir()
                     port = free_port()
-                    proc = subprocess.Popen(["storescp", "-aet", "AXIOM", "-od", str(out), str(port)], env=DCMTK_ENV,
+                    proc = subprocess.Popen([STORESCP, "-aet", "AXIOM", "-od", str(out), str(port)], env=DCMTK_ENV,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     time.sleep(0.3)
                     results["storescp", k].append(send(port, folders[k]))
@@ -231,7 +339,8 @@ def main() -> int:
 
         print()
         print(f"{'target':<34}{'assocs':>7}{'inst/s':>10}{'MB/s':>10}{'best inst/s':>13}")
-        names = {"service": "service (durable: fsync+ledger)", "minimal-1M": "minimal pynetdicom SCP, 1 MB PDU",
+        names = {"service": "service (durable: fsync+ledger)", "orthanc": "Orthanc",
+                 "service-mp": f"service, {args.workers} worker processes", "minimal-1M": "minimal pynetdicom SCP, 1 MB PDU",
                  "minimal-16K": "minimal pynetdicom SCP, 16 KB PDU", "storescp": "DCMTK storescp"}
         med = {}
         for (t, k), v in results.items():
@@ -242,8 +351,13 @@ def main() -> int:
             print(f"{'STOW-RS into service (50/request)':<34}{1:>7}{n / stow_s:>10.0f}{size_mb / stow_s:>10.1f}{'':>13}")
         print()
         for k in assoc_counts:
+            if "service-mp" in targets:
+                for t, what, goal in (("orthanc", "Orthanc", 1.0), ("storescp", "DCMTK storescp", 0.5)):
+                    if t in targets:
+                        print(f"{k} association(s): ratio service ({args.workers} workers) / {what}: "
+                              f"{med[t, k] / med['service-mp', k]:.2f}  (target >= {goal})")
             if "service" not in targets:
-                break
+                continue
             for t, what in (("minimal-1M", "minimal SCP (same 1 MB PDU)"), ("minimal-16K", "minimal SCP (default 16 KB PDU)"),
                             ("storescp", "DCMTK storescp")):
                 if t in targets:
@@ -251,6 +365,7 @@ def main() -> int:
                     print(f"{k} association(s): ratio service / {what}: {med[t, k] / med['service', k]:.2f}{target_note}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        drop_pg_databases()
     return 0
 
 

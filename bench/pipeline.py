@@ -54,6 +54,20 @@ def floor_loop(paths: list[Path], out: Path) -> float:
     return time.perf_counter() - started
 
 
+def bench_config(work: Path, morph: str, **pipeline) -> AxiomConfig:
+    """The benchmark's configuration under `work`: SQLite state store, one folder destination,
+    and with morph="set" the one re-encoding rule."""
+    return AxiomConfig(
+        landing={"path": work / "landing", "quarantine_path": work / "quarantine"},
+        state_store={"url": f"sqlite:///{work / 'state.db'}"},
+        catalog={"path": str(work / "catalog")},
+        pipeline=PipelineConfig(quiet_period_seconds=0, **pipeline),
+        destinations=[FilesystemDestination(name="archive", path=work / "routed")],
+        rulesets=SET_INSTITUTION if morph == "set" else [],
+        base_dir=work,
+    )
+
+
 def pipeline_run(work: Path, archive: list[Path], morph: str) -> tuple[float, int]:
     from dagster import DagsterInstance, build_sensor_context
 
@@ -61,15 +75,7 @@ def pipeline_run(work: Path, archive: list[Path], morph: str) -> tuple[float, in
     from resources import AxiomResource
     from sensors.landing import landing_sensor
 
-    config = AxiomConfig(
-        landing={"path": work / "landing", "quarantine_path": work / "quarantine"},
-        state_store={"url": f"sqlite:///{work / 'state.db'}"},
-        catalog={"path": str(work / "catalog")},
-        pipeline=PipelineConfig(quiet_period_seconds=0, batch_max_studies=1000),
-        destinations=[FilesystemDestination(name="archive", path=work / "routed")],
-        rulesets=SET_INSTITUTION if morph == "set" else [],
-        base_dir=work,
-    )
+    config = bench_config(work, morph, batch_max_studies=1000)
     import yaml
 
     work.mkdir(parents=True, exist_ok=True)

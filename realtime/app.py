@@ -17,10 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from axiom_dagster.config.models import AxiomConfig
 from axiom_dagster.ingest.landing import LandingZone
+from axiom_dagster.store.deliveries import DeliveryState
+from axiom_dagster.store import audit
 from axiom_dagster.store.schema import associations, ledger
-from axiom_dagster.dicom.uids import is_valid_uid
+from axiom_dagster.dicom.uids import is_valid_uid, uid_problem
 
 from . import stow
+from .exceptions_api import add_exception_routes
 from .auth import Authenticator, Principal, requirer
 from .logs import correlation_id
 from .metrics import CONTENT_TYPE, Metrics
@@ -145,17 +148,40 @@ def create_app(config: AxiomConfig, zone: LandingZone, metrics: Metrics, dicom_s
         """Per-study status (received → queued → processing → done/failed) with its Dagster
         run and partition, deliveries per destination, exceptions and audit trail."""
         if not is_valid_uid(study_uid):
-            return JSONResponse({"detail": f"not a valid StudyInstanceUID: {study_uid[:80]!r}"}, status_code=400)
+            return JSONResponse({"detail": f"not a valid StudyInstanceUID ({uid_problem(study_uid)})"}, status_code=400)
         report = store.study_report(study_uid)
         if report is None:
             return JSONResponse({"detail": "study not known to the state store"}, status_code=404)
+        report["delivery_state"] = DeliveryState(store).study_rollup(study_uid)
         return report
+
+    add_exception_routes(app, config, store, require)
+    # ---- audit log ----------------------------------------------------------------------
+
+    @app.get("/api/v1/audit", tags=["audit"], summary="Audit log entries after a sequence number")
+    def audit_entries(after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+                      action: str | None = Query(None, max_length=64), target: str | None = Query(None, max_length=256),
+                      _: Principal = Depends(require("audit"))):
+        items = [e.as_json() for e in audit.entries(store, after=after, limit=limit, action=action, target=target)]
+        return {"items": items, "next_cursor": items[-1]["seq"] if items else after}
+
+    @app.get("/api/v1/audit/verify", tags=["audit"], summary="Check the audit log's hash chain")
+    def audit_verify(_: Principal = Depends(require("audit"))):
+        report = audit.verify(store)
+        return {"ok": report.ok, "entries": report.entries, "head_seq": report.head_seq,
+                "head_hash": report.head_hash, "problems": report.problems}
+
+    @app.get("/api/v1/audit/instances/{sop_uid}", tags=["audit"], summary="Where one instance went")
+    def audit_routes(sop_uid: str, _: Principal = Depends(require("audit"))):
+        if not is_valid_uid(sop_uid):
+            return JSONResponse({"detail": f"not a valid SOPInstanceUID: {sop_uid[:80]!r}"}, status_code=400)
+        return {"sop_uid": sop_uid, "routes": audit.routes_of(store, sop_uid)}
 
     # ---- STOW-RS ------------------------------------------------------------------------
 
     async def _stow(request: Request, study: str | None) -> Response:
         if study is not None and not is_valid_uid(study):
-            return JSONResponse({"detail": f"not a valid StudyInstanceUID: {study[:80]!r}"}, status_code=400)
+            return JSONResponse({"detail": f"not a valid StudyInstanceUID ({uid_problem(study)})"}, status_code=400)
         try:
             boundary = stow.check_content_type(request.headers.get("content-type"))
         except stow.BadRequest as exc:

@@ -16,8 +16,11 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from axiom_dagster.ingest.landing import InstanceIds
 from axiom_dagster.dicom.uids import InvalidUID
+from axiom_dagster.ingest.landing import InstanceIds
+from axiom_dagster.ingest.part10 import LONG_VRS as _LONG_VRS
+from axiom_dagster.ingest.part10 import Unreadable, part10_layout
+from axiom_dagster.ingest.redaction import describe_exception
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -33,12 +36,7 @@ _WANTED = {
     0x0020000E: "series",
 }
 _LAST = 0x0020000E
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 _HEAD_BYTES = 256 * 1024  # decompressed prefix of a deflated data set we look at
-
-
-class Unreadable(ValueError):
-    """The bytes are not a DICOM data set we can read the identifying UIDs from."""
 
 
 class _Fallback(Exception):
@@ -111,7 +109,7 @@ def _pydicom_uids(data: bytes | memoryview, transfer_syntax: str) -> dict[str, s
                 out[key] = str(value).strip("\x00 ")
         return out
     except Exception as exc:  # pydicom raises many types on damaged data
-        raise Unreadable(f"unreadable data set: {type(exc).__name__}: {exc}") from None
+        raise Unreadable(f"unreadable data set: {describe_exception(exc)}") from None
 
 
 def instance_ids(uids: dict[str, str], transfer_syntax: str) -> InstanceIds:
@@ -157,45 +155,6 @@ def part10_prefix(sop_class: str, sop_instance: str, transfer_syntax: str, sourc
 
 
 # ---- Part 10 files (STOW-RS parts) -------------------------------------------------------
-
-def part10_layout(head: bytes) -> tuple[int, str]:
-    """(offset of the data set, transfer syntax) of a Part 10 file from its first bytes.
-
-    Accepts the standard 128-byte preamble + "DICM", or a file that starts directly with the
-    "DICM" prefix or the group 0002 elements (some writers omit the preamble).
-    """
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        pos = 132
-    elif head[:4] == b"DICM":
-        pos = 4
-    elif head[:2] == b"\x02\x00":
-        pos = 0
-    else:
-        raise Unreadable("not a DICOM Part 10 file (no DICM prefix)")
-    transfer_syntax = None
-    try:
-        while pos + 8 <= len(head):
-            group, elem = struct.unpack_from("<HH", head, pos)
-            if group != 0x0002:
-                break
-            vr = head[pos + 4:pos + 6]
-            if vr in _LONG_VRS:
-                length = struct.unpack_from("<I", head, pos + 8)[0]
-                pos += 12
-            else:
-                length = struct.unpack_from("<H", head, pos + 6)[0]
-                pos += 8
-            if elem == 0x0010:
-                transfer_syntax = head[pos:pos + length].decode("ascii").strip("\x00 ")
-            pos += length
-    except (struct.error, UnicodeDecodeError):
-        raise Unreadable("damaged File Meta Information") from None
-    if not transfer_syntax:
-        raise Unreadable("File Meta Information has no TransferSyntaxUID (0002,0010)")
-    if pos > len(head):
-        raise Unreadable("File Meta Information is truncated")
-    return pos, transfer_syntax
-
 
 def part10_ids(path: Path) -> tuple[InstanceIds, int]:
     """Validated ids of a Part 10 file and the offset where its data set starts."""

@@ -8,6 +8,7 @@ file behind (LandingZone.land removes its temp file on error).
 from __future__ import annotations
 
 import errno
+import re
 import logging
 import threading
 import time
@@ -18,7 +19,6 @@ from typing import Callable
 
 from pydicom import Dataset
 from pynetdicom import AE, evt
-from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -27,10 +27,13 @@ from axiom_dagster.ingest.landing import LandingZone
 from axiom_dagster.config.listeners import DicomListener
 from axiom_dagster.dicom.uids import InvalidUID
 
+from axiom_dagster.ingest.part10 import IncompleteDataSet, check_complete, dataset_sha256
+
 from .dicomio import Unreadable, dataset_uids, instance_ids, part10_prefix
 from .dimse_network import TRANSFER_SYNTAXES, NoDelayAssociationServer, build_ssl_context, ip_allowed
 from .logs import correlation_id
 from .metrics import Metrics
+from .sopclasses import storage_sop_classes
 
 log = logging.getLogger("axiom.realtime.dimse")
 
@@ -55,6 +58,8 @@ class _AssocState:
 class DicomListenerService:
     """One configured listener: its AE, its server thread, its handlers."""
 
+    server_class = NoDelayAssociationServer  # realtime/reuseport.py: several processes, one port
+
     def __init__(self, listener: DicomListener, zone: LandingZone, metrics: Metrics,
                  resolve: Callable[[Path], Path] = lambda p: Path(p)):
         self.listener = listener
@@ -63,7 +68,8 @@ class DicomListenerService:
         self.metrics = metrics
         self.networks = listener.networks()
         self.allowed_aes = set(listener.allowed_calling_aes)
-        self.ssl_context = build_ssl_context(listener.tls, resolve) if listener.tls else None
+        where = f"listener {listener.name!r}: field tls"
+        self.ssl_context = build_ssl_context(listener.tls, resolve, where) if listener.tls else None
         self.server: NoDelayAssociationServer | None = None
         self._thread: threading.Thread | None = None
         self._stop_lock = threading.Lock()
@@ -73,8 +79,8 @@ class DicomListenerService:
         ae.maximum_associations = listener.max_associations
         ae.network_timeout = listener.network_timeout_seconds
         ae.require_called_aet = listener.require_called_ae
-        for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
+        for sop_class in storage_sop_classes(listener.extra_sop_classes):
+            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification, TRANSFER_SYNTAXES[:3])
         self.ae = ae
 
@@ -91,7 +97,7 @@ class DicomListenerService:
         address = (self.listener.bind_address, self.listener.port)
         self.server = self.ae.make_server(
             address, ae_title=self.listener.ae_title, ssl_context=self.ssl_context,
-            evt_handlers=handlers, server_class=NoDelayAssociationServer,
+            evt_handlers=handlers, server_class=self.server_class,
         )
         self.ae._servers.append(self.server)
         self._thread = threading.Thread(target=self.server.serve_forever, name=f"dicom-{self.listener.name}", daemon=True)
@@ -190,12 +196,14 @@ class DicomListenerService:
                 uids = dataset_uids(buf, ts)
                 ids = instance_ids(uids, ts)
             except (Unreadable, InvalidUID) as exc:
-                return self._fail(state, STATUS_CANNOT_UNDERSTAND, "unreadable" if isinstance(exc, Unreadable) else "invalid_uid", str(exc))
+                return self._refuse(state, self._as_sent(req, buf, ts), None, str(exc), STATUS_CANNOT_UNDERSTAND,
+                                    "unreadable" if isinstance(exc, Unreadable) else "invalid_uid")
             if ids.sop_uid != str(req.AffectedSOPInstanceUID).strip("\x00 ") or (
                 ids.sop_class_uid and ids.sop_class_uid != str(req.AffectedSOPClassUID).strip("\x00 ")
             ):
-                return self._fail(state, STATUS_DATASET_MISMATCH, "dataset_mismatch",
-                                  "SOP Class/Instance UID in the data set differ from the request")
+                return self._refuse(state, self._as_sent(req, buf, ts), ids,
+                                    "SOP Class/Instance UID in the data set differ from the request",
+                                    STATUS_DATASET_MISMATCH, "dataset_mismatch")
             sop_class = ids.sop_class_uid or str(req.AffectedSOPClassUID)
             prefix = part10_prefix(sop_class, ids.sop_uid, ts, state.calling_ae)
 
@@ -203,11 +211,16 @@ class DicomListenerService:
                 fh.write(prefix)
                 fh.write(buf)
 
+            try:
+                check_complete(buf, ts)
+            except IncompleteDataSet as exc:
+                return self._refuse(state, write, ids, f"data set does not parse to its end: {exc}")
+
             meta = ArrivalMeta(source=name, calling_ae=state.calling_ae, called_ae=state.called_ae,
                                source_ip=state.ip, association_id=state.id,
                                received_at=datetime.now(timezone.utc))
             try:
-                ledger_id = self.zone.land(ids, write, meta)
+                ledger_id = self.zone.land(ids, write, meta, sha256=dataset_sha256(buf))
             except OSError as exc:
                 reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io_error"
                 return self._fail(state, STATUS_OUT_OF_RESOURCES, reason, f"{reason}: {exc.strerror}")
@@ -225,6 +238,29 @@ class DicomListenerService:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("instance landed", extra={"ledger_id": ledger_id, "sop_uid": ids.sop_uid, "bytes": size})
         return STATUS_SUCCESS
+
+    def _refuse(self, state: _AssocState, write, ids, comment: str, status: int = STATUS_CANNOT_UNDERSTAND,
+                reason: str = "incomplete") -> Dataset:
+        """A data set refused (cut short, unreadable, invalid UIDs, not what the request says):
+        not acknowledged, and kept in quarantine/landing with its reason."""
+        try:
+            self.zone.quarantine_refused(write, comment, source=self.listener.name, ids=ids)
+        except Exception:  # the refusal itself must still be answered
+            log.exception("could not quarantine a refused instance", extra={"listener": self.listener.name})
+        return self._fail(state, status, reason, comment)
+
+    @staticmethod
+    def _as_sent(req, buf, ts: str):
+        """Writes the data set as received behind File Meta Information naming the request's
+        (unchecked) SOP Class and Instance UIDs: quarantine keeps what was sent."""
+        def uid(value) -> str:  # the request's UIDs are unchecked: digits and dots only
+            return re.sub(r"[^0-9.]", "", str(value or ""))[:64] or "0.0"
+
+        def write(fh) -> None:
+            fh.write(part10_prefix(uid(req.AffectedSOPClassUID), uid(req.AffectedSOPInstanceUID), ts))
+            fh.write(buf)
+
+        return write
 
     def _fail(self, state: _AssocState, status: int, reason: str, comment: str) -> Dataset:
         state.failures += 1

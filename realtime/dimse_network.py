@@ -12,6 +12,7 @@ from typing import Callable
 from pynetdicom.transport import ThreadedAssociationServer
 
 from axiom_dagster.config.listeners import TLSConfig
+from axiom_dagster.config.models import ConfigError
 
 log = logging.getLogger("axiom.realtime.dimse")
 
@@ -37,12 +38,25 @@ TRANSFER_SYNTAXES = [
 ]
 
 
-def build_ssl_context(tls: TLSConfig, resolve: Callable[[Path], Path]) -> ssl.SSLContext:
+def build_ssl_context(tls: TLSConfig, resolve: Callable[[Path], Path], where: str = "tls") -> ssl.SSLContext:
+    """The server TLS context; a missing or unusable file is a ConfigError naming the field
+    (`where` is the listener's place in the configuration, e.g. "listeners[1] (name).tls")."""
+    files = {name: resolve(getattr(tls, name)) for name in ("cert", "key", "ca") if getattr(tls, name) is not None}
+    for name, path in files.items():
+        if not path.is_file():
+            raise ConfigError(f"{where}.{name}: file not found: {path}")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(certfile=str(resolve(tls.cert)), keyfile=str(resolve(tls.key)))
-    if tls.ca is not None:
-        ctx.load_verify_locations(cafile=str(resolve(tls.ca)))
+    try:
+        ctx.load_cert_chain(certfile=str(files["cert"]), keyfile=str(files["key"]))
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"{where}.cert / {where}.key: cannot load the certificate and key "
+                          f"({files['cert']}, {files['key']}): {exc.strerror or exc}") from None
+    if "ca" in files:
+        try:
+            ctx.load_verify_locations(cafile=str(files["ca"]))
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"{where}.ca: cannot load CA certificates ({files['ca']}): {exc.strerror or exc}") from None
     ctx.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else (
         ssl.CERT_OPTIONAL if tls.ca is not None else ssl.CERT_NONE)
     return ctx

@@ -26,6 +26,7 @@ from .app import create_app
 from .dimse import DicomListenerService
 from .logs import setup_logging
 from .metrics import Metrics
+from .reuseport import ReusePortListenerService, reuseport_socket
 from .stow import SOURCE as STOW_SOURCE
 
 log = logging.getLogger("axiom.realtime")
@@ -40,18 +41,24 @@ class _Server(uvicorn.Server):
 
 
 class RealtimeService:
-    def __init__(self, config: AxiomConfig, *, close_stale_associations: bool = True):
+    """`worker=True`: one of several processes sharing the ports (realtime/workers.py): its
+    sockets use SO_REUSEPORT and crash recovery is left to the supervisor."""
+
+    def __init__(self, config: AxiomConfig, *, close_stale_associations: bool = True, worker: bool = False):
         self.config = config
+        self.worker = worker
         self.store = StateStore(config.state_store_url)
-        self.store.migrate()
+        if not worker:
+            self.store.migrate()  # the supervisor migrated once before starting its workers
         self.zone = LandingZone(config.landing_path, config.quarantine_path, self.store)
         self.metrics = Metrics()
-        self.listeners = [DicomListenerService(lc, self.zone, self.metrics, config.resolve) for lc in config.listeners]
+        listener_class = ReusePortListenerService if worker else DicomListenerService
+        self.listeners = [listener_class(lc, self.zone, self.metrics, config.resolve) for lc in config.listeners]
         self.app = create_app(config, self.zone, self.metrics, self.dicom_status)
         self.http_server: _Server | None = None
         self._stopping = threading.Event()
         self._stopped = threading.Event()
-        self._close_stale = close_stale_associations
+        self._close_stale = close_stale_associations and not worker
 
     def dicom_status(self) -> dict:
         return {s.listener.name: {"accepting": s.server is not None, "port": s.port,
@@ -77,7 +84,8 @@ class RealtimeService:
             s.start()
 
     def run(self) -> int:
-        self.recover()
+        if not self.worker:
+            self.recover()  # a worker's siblings may be writing temp files right now
         self.start_dicom()
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
@@ -87,9 +95,10 @@ class RealtimeService:
                                      access_log=False, timeout_graceful_shutdown=int(http.shutdown_grace_seconds) or None,
                                      lifespan="off")
                 self.http_server = _Server(cfg)
+                sockets = [reuseport_socket(http.bind, http.port)] if self.worker else None
                 log.info("realtime service ready", extra={"http": f"{http.bind}:{http.port}",
                                                           "dicom": {s.listener.name: s.port for s in self.listeners}})
-                asyncio.run(self.http_server.serve())
+                asyncio.run(self.http_server.serve(sockets=sockets))
             else:
                 log.info("realtime service ready", extra={"dicom": {s.listener.name: s.port for s in self.listeners}})
                 while not self._stopping.is_set():
@@ -178,4 +187,6 @@ def sweep_temp_files(root: Path, days: int = 2) -> int:
 
 def main(config: AxiomConfig, log_level: str = "INFO") -> int:
     setup_logging(log_level)
-    return RealtimeService(config).run()
+    # AXIOM_CLOSE_STALE_ASSOCIATIONS=0 when several replicas share one state store.
+    close_stale = os.environ.get("AXIOM_CLOSE_STALE_ASSOCIATIONS", "1") != "0"
+    return RealtimeService(config, close_stale_associations=close_stale).run()

@@ -23,6 +23,8 @@ from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.ingest.landing import InstanceIds, LandingZone
 from axiom_dagster.dicom.uids import InvalidUID
 
+from axiom_dagster.ingest.part10 import check_file_and_hash
+
 from .dicomio import Unreadable, part10_ids, part10_prefix
 from .metrics import Metrics
 
@@ -179,14 +181,23 @@ def _land_one(zone, metrics, part: Part, index: int, url_study, client_ip, assoc
         out.failed.append({"sop_class": ids.sop_class_uid if ids else None,
                            "sop": ids.sop_uid if ids else None, "code": code, "detail": detail})
 
+    def keep(reason: str, ids: InstanceIds | None = None) -> None:
+        """Refused parts are kept in quarantine/landing, byte for byte as sent."""
+        try:
+            zone.quarantine_refused(lambda fh: fh.write(part.path.read_bytes()), reason, source=SOURCE, ids=ids)
+        except Exception:  # the part's failure must still be reported
+            log.exception("could not quarantine a refused STOW-RS part", extra={"part": index + 1})
+
     ctype = part.content_type.split(";")[0].strip().lower()
     if ctype != "application/dicom":
         return fail(FAILURE_CANNOT_UNDERSTAND, "wrong_part_type", f"part media type {ctype!r} is not application/dicom")
     try:
         ids, offset = part10_ids(part.path)
     except (Unreadable, InvalidUID) as exc:
+        keep(str(exc))
         return fail(FAILURE_CANNOT_UNDERSTAND, "unreadable" if isinstance(exc, Unreadable) else "invalid_uid", str(exc))
     if url_study and ids.study_uid != url_study:
+        keep("StudyInstanceUID of the instance differs from the one in the request URL", ids)
         return fail(FAILURE_DATASET_MISMATCH, "study_mismatch",
                     "StudyInstanceUID of the instance differs from the one in the request URL", ids)
     prefix = part10_prefix(ids.sop_class_uid or "1.2.840.10008.5.1.4.1.1.7", ids.sop_uid, ids.transfer_syntax_uid)
@@ -198,10 +209,15 @@ def _land_one(zone, metrics, part: Part, index: int, url_study, client_ip, assoc
             size = os.fstat(src.fileno()).st_size
             os.sendfile(fh.fileno(), src.fileno(), offset, size - offset)
 
+    sha, problem = check_file_and_hash(part.path, offset, ids.transfer_syntax_uid)
+    if problem:
+        reason = f"data set does not parse to its end: {problem}"
+        keep(reason, ids)
+        return fail(FAILURE_CANNOT_UNDERSTAND, "incomplete", reason, ids)
     meta = ArrivalMeta(source=SOURCE, source_ip=client_ip, association_id=assoc_id,
                        received_at=datetime.now(timezone.utc))
     try:
-        zone.land(ids, write, meta)
+        zone.land(ids, write, meta, sha256=sha)
     except OSError as exc:
         return fail(FAILURE_OUT_OF_RESOURCES, "io_error", f"cannot write: {exc.strerror}", ids)
     except SQLAlchemyError as exc:
@@ -224,7 +240,8 @@ def response_json(out: Outcome, base_url: str) -> dict:
         body["00081190"] = {"vr": "UR", "Value": [f"{base_url}/studies/{next(iter(out.study_uids))}"]}
     if out.failed:
         body["00081198"] = {"vr": "SQ", "Value": [
-            {"00081150": ui(f["sop_class"]), "00081155": ui(f["sop"]), "00081197": {"vr": "US", "Value": [f["code"]]}}
+            {"00081150": ui(f["sop_class"]), "00081155": ui(f["sop"]), "00081197": {"vr": "US", "Value": [f["code"]]},
+             "00000902": {"vr": "LO", "Value": [f["detail"][:64]]}}
             for f in out.failed]}
     if out.stored:
         body["00081199"] = {"vr": "SQ", "Value": [

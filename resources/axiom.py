@@ -4,12 +4,14 @@ from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
 from axiom_dagster.config.models import AxiomConfig
-from axiom_dagster.config.settings import load_default_config
+from axiom_dagster.config.settings import default_config_path, load_default_config
+from axiom_dagster.store.audit import record_config_file
 from axiom_dagster.store.state import StateStore
 
 # One store (engine, connection pool) per URL per process, migrated once: Dagster builds a
 # new resource for every sensor tick and run, which must not mean a new pool and migration.
 _STORES: dict[str, StateStore] = {}
+_CONFIGS_NOTED: set[tuple[str, str]] = set()
 
 
 def shared_store(url: str) -> StateStore:
@@ -34,4 +36,10 @@ class AxiomResource(ConfigurableResource):
 
     @property
     def store(self) -> StateStore:
-        return shared_store(self.config.state_store_url)
+        store = shared_store(self.config.state_store_url)
+        path = self.config_path or default_config_path()
+        if path and (store.url, str(path)) not in _CONFIGS_NOTED:
+            # A configuration changed since the last run or tick shows in the audit log.
+            record_config_file(store, "dagster", path)
+            _CONFIGS_NOTED.add((store.url, str(path)))
+        return store

@@ -2,6 +2,7 @@
 Axiom environment in a temp folder."""
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -11,7 +12,37 @@ import sqlalchemy as sa
 
 from axiom_dagster.config.models import AxiomConfig
 from axiom_dagster.store.state import StateStore
+from axiom_dagster.ingest.redaction import install_log_redaction
 from tests.helpers import make_config
+from tests.realworld.damage import PHI_VALUES
+
+install_log_redaction()  # as every entry point does (cli, definitions, realtime)
+
+
+class _LogCapture(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        self.lines.append(f"{record.name}: {text}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_phi_in_logs():
+    """A log capture over the whole suite (each xdist worker): no line may carry one of the
+    test PHI values that tests/realworld/damage.py writes into damaged copies."""
+    capture = _LogCapture()
+    root = logging.getLogger()
+    root.addHandler(capture)
+    yield capture
+    root.removeHandler(capture)
+    leaks = [line for line in capture.lines if any(v in line for v in PHI_VALUES)]
+    assert not leaks, f"{len(leaks)} log lines carry test PHI, e.g. {leaks[0][:300]}"
+
 
 PG_ADMIN_URL = os.environ.get("AXIOM_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 

@@ -9,7 +9,8 @@ from axiom_dagster.ingest.arrival import ArrivalMeta
 import yaml
 
 from axiom_dagster.config.models import AxiomConfig, FilesystemDestination, PipelineConfig
-from axiom_dagster.ingest.landing import ImportReport, LandingZone, iter_files
+from axiom_dagster.ingest.importer import ImportReport, iter_files
+from axiom_dagster.ingest.landing import LandingZone
 from axiom_dagster.store.state import StateStore
 from axiom_dagster.synth import SynthSpec, generate_archive
 

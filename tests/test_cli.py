@@ -15,9 +15,9 @@ def test_synth_land_sql_and_demo(tmp_path, capsys, monkeypatch):
     (tmp_path / "arch" / "junk.bin").write_bytes(b"\x01\x02")
     assert main(["--config", config_file, "land", str(tmp_path / "arch")]) == 1
     out = capsys.readouterr().out
-    assert "landed 6 instances" in out and "quarantined" in out and "junk.bin" in out
+    assert "landed 6 instances" in out and "rejected" in out and "junk.bin" in out
     assert main(["migrate", "--config", config_file]) == 0
-    assert "revision 0005" in capsys.readouterr().out
+    assert "state store at revision 0" in capsys.readouterr().out
 
     # The demo lands its own archive, then drives the sensor and the job for everything waiting.
     assert main(["--config", config_file, "demo", "--studies", "2", "--series", "1", "--instances", "2"]) == 0
@@ -30,4 +30,4 @@ def test_synth_land_sql_and_demo(tmp_path, capsys, monkeypatch):
     assert main(["status", "--config", config_file]) == 0
     out = capsys.readouterr().out
     assert "ledger: 10 instances" in out and "studies: done: 4" in out
-    assert "deliveries: archive / delivered: 10" in out and "open exceptions: landing: 1" in out
+    assert "deliveries: archive / confirmed: 10" in out and "open exceptions: landing: 1" in out

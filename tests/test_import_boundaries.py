@@ -17,8 +17,8 @@ ORDER = [
     "catalog", "destinations", "pipeline", "sources",
 ]
 # Top-level modules that assemble or drive the Dagster side (the CLI starts the services).
-ENTRY_POINTS = {"definitions.py", "cli.py", "demo.py"}
-ADAPTER_LIBRARIES = {"dagster", "dagster_postgres", "dagster_gcp", "fastapi", "starlette", "uvicorn"}
+ENTRY_POINTS = {"definitions.py", "cli.py", "demo.py", "sources_cli.py"}
+ADAPTER_LIBRARIES = {"dagster", "dagster_postgres", "dagster_gcp", "dagster_celery", "celery", "fastapi", "starlette", "uvicorn"}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -1,146 +1,200 @@
-"""The metadata catalog: write-once Parquet files, Hive-partitioned by arrival date, with
-DuckDB views over them for SQL.
+"""The catalog's tables, written once per batch: instances, series, studies, superseded.
 
-Layout: <root>/instances/arrival_date=YYYY-MM-DD/batch-<id>.parquet. A re-run of a batch
-rewrites its own file with the same rows, so re-runs never duplicate.
+Layout: <root>/<table>/arrival_date=YYYY-MM-DD/<batch name>.parquet, the same name in
+each table. Duplicates are resolved when a batch is written, not when it is read: a SOP
+Instance UID already in the catalog keeps the row of its latest arrival (highest ledger
+id; the newer batch when there is none); the other row moves to `superseded` with the
+name of the batch that superseded it, and the file it was in is rewritten without it
+(with its series and studies files). So `instances` is a plain scan, and nothing is lost.
+A re-run of a batch writes the same files again: idempotent.
+
+Concurrent runs write different files; two runs superseding rows in the same older file
+at the same moment is the one case that is not safe (the pipeline's batches never share
+a study, so it does not happen there).
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Sequence
 
-import duckdb
 import polars as pl
 
-INSTANCE_SCHEMA = pl.Schema(
-    {
-        "sop_instance_uid": pl.String,
-        "sop_class_uid": pl.String,
-        "study_instance_uid": pl.String,
-        "series_instance_uid": pl.String,
-        "patient_id": pl.String,
-        "patient_name": pl.String,
-        "patient_sex": pl.String,
-        "patient_birth_date": pl.Date,
-        "study_date": pl.Date,
-        "study_time": pl.String,
-        "accession_number": pl.String,
-        "study_description": pl.String,
-        "series_description": pl.String,
-        "modality": pl.String,
-        "body_part_examined": pl.String,
-        "institution_name": pl.String,
-        "station_name": pl.String,
-        "manufacturer": pl.String,
-        "series_number": pl.Int32,
-        "instance_number": pl.Int32,
-        "rows": pl.Int32,
-        "columns": pl.Int32,
-        "number_of_frames": pl.Int32,
-        "transfer_syntax_uid": pl.String,
-        "file_size": pl.Int64,
-        "source": pl.String,
-        "calling_ae": pl.String,
-        "received_at": pl.Datetime("us", "UTC"),
-        "ledger_id": pl.Int64,
-        "batch_id": pl.Int64,
-        "run_id": pl.String,
-        "destinations": pl.List(pl.String),
-    }
-)
-REQUIRED_COLUMNS = ("sop_instance_uid", "study_instance_uid", "series_instance_uid", "sop_class_uid", "modality")
+from axiom_dagster.catalog.schema import INSTANCE_SCHEMA, REQUIRED_COLUMNS, SCHEMA_VERSION, TABLES  # noqa: F401
+from axiom_dagster.catalog.storage import CatalogStorage
+
+SORT_KEYS = ["study_instance_uid", "series_instance_uid", "instance_number", "sop_instance_uid"]
+PARTITION = "arrival_date"
+# A zero-row file per table carries the current schema: views work on an empty catalog and
+# read columns added later as NULL in older files.
+SCHEMA_PARTITION = "0001-01-01"
+SCHEMA_FILE = f"schema-v{SCHEMA_VERSION}.parquet"
 
 
-def instance_table(rows: Sequence[dict]) -> pl.DataFrame:
+def instance_columns(rows: Sequence[dict]) -> dict[str, list]:
+    """Rows as plain column lists: what a forked worker returns (polars is not fork-safe)."""
+    return {name: [row.get(name) for row in rows] for name in INSTANCE_SCHEMA}
+
+
+def instance_table(rows: Sequence[dict] | dict[str, list]) -> pl.DataFrame:
     # polars, not pyarrow: pyarrow imports pandas to convert Python values (~1 s per run).
-    return pl.DataFrame(
-        {name: [row.get(name) for row in rows] for name in INSTANCE_SCHEMA}, schema=INSTANCE_SCHEMA
+    columns = rows if isinstance(rows, dict) else instance_columns(rows)
+    return pl.DataFrame(columns, schema=INSTANCE_SCHEMA).sort(SORT_KEYS, nulls_last=True)
+
+
+def series_table(instances: pl.DataFrame) -> pl.DataFrame:
+    out = instances.group_by("series_instance_uid", maintain_order=True).agg(
+        pl.col("study_instance_uid").first(),
+        pl.col("patient_id").drop_nulls().first(),
+        pl.col("modality").drop_nulls().first(),
+        pl.col("series_number").drop_nulls().first(),
+        pl.col("series_description").drop_nulls().first(),
+        pl.col("body_part_examined").drop_nulls().first(),
+        pl.col("institution_name").drop_nulls().first(),
+        pl.len().cast(pl.Int64).alias("instances"),
+        pl.col("file_size").sum().cast(pl.Int64).alias("bytes"),
+        pl.col("content_date").min().alias("first_content_date"),
+        pl.col("content_date").max().alias("last_content_date"),
+        pl.col("received_at").min().alias("first_received_at"),
+        pl.col("received_at").max().alias("last_received_at"),
     )
+    return out.with_columns(pl.lit(SCHEMA_VERSION, pl.Int16).alias("schema_version")).select(list(TABLES["series"]))
 
 
-def write_batch(root: str | Path, table_name: str, arrival_date: str, batch_id: int, table: pl.DataFrame) -> str:
-    """Write one batch's rows as one Parquet file (atomically); return its path."""
-    folder = Path(root) / table_name / f"arrival_date={arrival_date}"
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"batch-{batch_id:08d}.parquet"
-    tmp = folder / f".{final.name}.tmp"
-    table.write_parquet(tmp, compression="zstd")
-    os.replace(tmp, final)
-    return str(final)
+def study_table(instances: pl.DataFrame) -> pl.DataFrame:
+    out = instances.group_by("study_instance_uid", maintain_order=True).agg(
+        pl.col("patient_id").drop_nulls().first(),
+        pl.col("patient_name").drop_nulls().first(),
+        pl.col("accession_number").drop_nulls().first(),
+        pl.col("study_date").min(),
+        pl.col("study_description").drop_nulls().first(),
+        pl.col("institution_name").drop_nulls().first(),
+        pl.col("modality").drop_nulls().unique().sort().alias("modalities"),
+        pl.col("series_instance_uid").unique().sort().alias("series_instance_uids"),
+        pl.len().cast(pl.Int64).alias("instances"),
+        pl.col("file_size").sum().cast(pl.Int64).alias("bytes"),
+        pl.col("received_at").min().alias("first_received_at"),
+        pl.col("received_at").max().alias("last_received_at"),
+    )
+    return out.with_columns(pl.lit(SCHEMA_VERSION, pl.Int16).alias("schema_version")).select(list(TABLES["studies"]))
 
 
-def _sql_literal(path: Path | str) -> str:
-    return str(path).replace("'", "''")
+def _rel(table: str, partition: str, name: str) -> str:
+    return f"{table}/{PARTITION}={partition}/{name}.parquet"
 
 
-def connect(root: str | Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the catalog's views.
+def ensure_schema_files(storage: CatalogStorage) -> None:
+    """The zero-row schema files of this version, and (local catalogs) catalog.duckdb."""
+    from axiom_dagster.catalog.views import DUCKDB_FILE, write_duckdb_file
 
-    `instances_all` is every row written; `instances` keeps the newest row per SOP Instance
-    UID (an instance sent twice is cataloged twice), `series` and `studies` roll it up.
+    created = False
+    for table, schema in TABLES.items():
+        rel = f"{table}/{PARTITION}={SCHEMA_PARTITION}/{SCHEMA_FILE}"
+        if not storage.exists(rel):
+            storage.write_parquet(rel, pl.DataFrame(schema=schema))
+            created = True
+    if not storage.remote and (created or not storage.exists(DUCKDB_FILE)):
+        write_duckdb_file(storage.root)
+
+
+def _write_instances_file(storage: CatalogStorage, partition: str, name: str, frame: pl.DataFrame) -> None:
+    """An instances file and the series and studies files aggregated from it (or none if empty)."""
+    if frame.height == 0:
+        for table in ("instances", "series", "studies"):
+            if storage.exists(_rel(table, partition, name)):
+                storage.remove(_rel(table, partition, name))
+        return
+    # Rollups first: a reader that sees the instances file also sees its series and studies.
+    storage.write_parquet(_rel("series", partition, name), series_table(frame))
+    storage.write_parquet(_rel("studies", partition, name), study_table(frame))
+    storage.write_parquet(_rel("instances", partition, name), frame)
+
+
+@dataclass
+class BatchWrite:
+    """What writing one batch did."""
+
+    file: str
+    rows: int
+    superseded: list[str] = field(default_factory=list)  # SOP Instance UIDs whose older row moved
+    rewritten: list[str] = field(default_factory=list)  # older files rewritten without those rows
+
+
+def _arrival_order(frame: pl.DataFrame) -> pl.DataFrame:
+    # Latest arrival last: ledger id when known, then the order the rows were written in.
+    return frame.with_row_index("_order").sort(["ledger_id", "_order"], nulls_last=False)
+
+
+def write_batch(root: str, partition: str, name: str, rows: Sequence[dict] | pl.DataFrame) -> BatchWrite:
+    """Write one batch's instances (and its series and studies); supersede older rows."""
+    from axiom_dagster.catalog.views import existing_rows
+
+    storage = CatalogStorage(root)
+    ensure_schema_files(storage)
+    frame = rows if isinstance(rows, pl.DataFrame) else instance_table(rows)
+    own = _rel("instances", partition, name)
+    older = existing_rows(root, frame["sop_instance_uid"].drop_nulls().unique().to_list(), exclude=own)
+    # Every candidate row per SOP Instance UID: this batch's and older files'; latest wins.
+    candidates = pl.concat(
+        [older.select(list(INSTANCE_SCHEMA) + ["_file"]), frame.with_columns(pl.lit(own).alias("_file"))],
+        how="vertical_relaxed",
+    )
+    ordered = _arrival_order(candidates)
+    last = ordered.group_by("sop_instance_uid").agg(pl.col("_order").last())["_order"]
+    winners = ordered.filter(pl.col("_order").is_in(last.implode()) | pl.col("sop_instance_uid").is_null())
+    losers = ordered.filter(~pl.col("_order").is_in(winners["_order"].implode())).drop("_order")
+    mine = winners.filter(pl.col("_file") == own).drop("_order", "_file").sort(SORT_KEYS, nulls_last=True)
+
+    result = BatchWrite(file=storage.url(own), rows=mine.height)
+    if losers.height:
+        sup_rel = _rel("superseded", partition, name)
+        moved = losers.drop("_file").with_columns(pl.lit(name).alias("superseded_by"))
+        if storage.exists(sup_rel):  # a re-run keeps what the first run moved here
+            moved = pl.concat([storage.read_parquet([sup_rel]), moved], how="diagonal_relaxed").unique(keep="first", maintain_order=True)
+        storage.write_parquet(sup_rel, moved)
+        result.superseded = sorted(set(losers["sop_instance_uid"].to_list()))
+    _write_instances_file(storage, partition, name, mine)
+    for rel in sorted(set(losers["_file"].to_list()) - {own}):
+        gone = losers.filter(pl.col("_file") == rel)
+        kept = _without(storage.read_parquet([rel]), gone)
+        _, part, file_name = rel.split("/")
+        _write_instances_file(storage, part.split("=", 1)[1], file_name[: -len(".parquet")], kept)
+        result.rewritten.append(rel)
+    return result
+
+
+def _without(frame: pl.DataFrame, gone: pl.DataFrame) -> pl.DataFrame:
+    keys = ["sop_instance_uid", "ledger_id", "file_path"]
+    frame = frame.with_columns(pl.lit(None, INSTANCE_SCHEMA[c]).alias(c) for c in INSTANCE_SCHEMA if c not in frame.columns)
+    return frame.join(gone.select(keys), on=keys, how="anti", nulls_equal=True).select(list(INSTANCE_SCHEMA))
+
+
+def partitions(root: str, table_name: str) -> list[str]:
+    """Arrival dates that have files in a table, oldest first."""
+    found = {rel.split("/")[1].split("=", 1)[1] for rel in CatalogStorage(root).list(table_name)}
+    return sorted(found - {SCHEMA_PARTITION})
+
+
+def compact_partition(root: str, arrival_date: str, min_files: int) -> tuple[int, int] | None:
+    """Merge a partition's instance files into one (series and studies follow).
+
+    Returns (files merged, rows) or None. The merged files are written before the
+    originals are removed: a reader may see a row twice for that moment, never miss one.
     """
-    con = duckdb.connect(database)
-    glob = _sql_literal(Path(root) / "instances" / "**" / "*.parquet")
-    if not any((Path(root) / "instances").rglob("*.parquet")):
-        # No data yet: empty views with the right columns.
-        con.register("_empty_instances", instance_table([]).to_arrow())
-        source = "SELECT *, NULL::DATE AS arrival_date FROM _empty_instances"
-    else:
-        source = f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
-    con.execute(f"CREATE OR REPLACE VIEW instances_all AS {source}")
-    con.execute(
-        """CREATE OR REPLACE VIEW instances AS
-           SELECT * FROM instances_all
-           QUALIFY row_number() OVER (PARTITION BY sop_instance_uid ORDER BY ledger_id DESC) = 1"""
-    )
-    con.execute(
-        """CREATE OR REPLACE VIEW series AS
-           SELECT series_instance_uid, any_value(study_instance_uid) AS study_instance_uid,
-                  any_value(modality) AS modality, any_value(series_number) AS series_number,
-                  any_value(series_description) AS series_description,
-                  any_value(body_part_examined) AS body_part_examined,
-                  count(*) AS instances, sum(file_size) AS bytes
-           FROM instances GROUP BY series_instance_uid"""
-    )
-    con.execute(
-        """CREATE OR REPLACE VIEW studies AS
-           SELECT study_instance_uid, any_value(patient_id) AS patient_id,
-                  any_value(accession_number) AS accession_number, min(study_date) AS study_date,
-                  string_agg(DISTINCT modality, '\\' ORDER BY modality) AS modalities_in_study,
-                  any_value(institution_name) AS institution_name,
-                  count(DISTINCT series_instance_uid) AS series, count(*) AS instances,
-                  sum(file_size) AS bytes, max(received_at) AS last_received_at
-           FROM instances GROUP BY study_instance_uid"""
-    )
-    return con
-
-
-def compact_partition(root: str | Path, table_name: str, arrival_date: str, min_files: int) -> tuple[int, int] | None:
-    """Merge a partition's files into one when it has at least `min_files`.
-
-    Returns (files merged, rows) or None. The merged file is written and renamed into place
-    before the originals are removed: a reader never misses rows (the `instances` view drops
-    the duplicates it may see for that moment). A batch re-run after compaction writes its
-    file again; `instances` still shows each SOP Instance UID once.
-    """
-    folder = Path(root) / table_name / f"arrival_date={arrival_date}"
-    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+    storage = CatalogStorage(root)
+    files = storage.list(f"instances/{PARTITION}={arrival_date}")
     if len(files) < max(min_files, 2):
         return None
-    merged = pl.read_parquet(files)
-    final = folder / f"compacted-{files[0].stem}-{files[-1].stem}.parquet"
-    tmp = folder / f".{final.name}.tmp"
-    merged.write_parquet(tmp, compression="zstd")
-    os.replace(tmp, final)
-    for path in files:
-        if path != final:
-            path.unlink()
+    merged = storage.read_parquet(files).select(list(INSTANCE_SCHEMA)).sort(SORT_KEYS, nulls_last=True)
+    first, last = files[0].rsplit("/", 1)[1][:-8], files[-1].rsplit("/", 1)[1][:-8]
+    name = f"compacted-{first}-{last}"
+    _write_instances_file(storage, arrival_date, name, merged)
+    for rel in files:
+        if rel != _rel("instances", arrival_date, name):
+            for table in ("series", "studies", "instances"):
+                other = rel.replace("instances/", f"{table}/", 1)
+                if storage.exists(other):
+                    storage.remove(other)
     return len(files), merged.height
 
 
-def partitions(root: str | Path, table_name: str) -> list[str]:
-    """Arrival dates that have a folder in the catalog, oldest first."""
-    folder = Path(root) / table_name
-    prefix = "arrival_date="
-    return sorted(p.name[len(prefix):] for p in folder.glob(f"{prefix}*") if p.is_dir())
+from axiom_dagster.catalog.views import connect  # noqa: E402,F401 - callers import it from here too

@@ -23,9 +23,13 @@ YAML sample (see README, "Realtime ingest"):
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+")
 
 
 class _Model(BaseModel):
@@ -73,6 +77,17 @@ class DicomListener(_Model):
     # Largest P-DATA PDU we accept (0 = unlimited); larger PDUs mean fewer Python round trips.
     max_pdu_size: int = Field(1_048_576, ge=0)
     network_timeout_seconds: float = Field(60.0, gt=0)
+    # Private SOP classes accepted besides every standard storage SOP class (retired included).
+    extra_sop_classes: list[str] = Field(default_factory=list)
+
+    @field_validator("extra_sop_classes")
+    @classmethod
+    def _sop_classes(cls, value: list[str]) -> list[str]:
+        # PS3.5 9.1 grammar (config comes before dicom/ in the import order: spelled out here)
+        bad = [i for i, v in enumerate(value) if len(v) > 64 or not _UID.fullmatch(v)]
+        if bad:
+            raise ValueError(f"extra_sop_classes[{bad[0]}] is not a valid DICOM UID")
+        return value
 
     @field_validator("ae_title")
     @classmethod

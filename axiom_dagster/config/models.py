@@ -14,16 +14,19 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from axiom_dagster.config.destinations import (  # noqa: F401 - re-exported
+    DEFAULT_PATH_TEMPLATE,
+    DESTINATION_TYPES,
+    Destination,
+    FilesystemDestination,
+    NetworkDestination,
+)
+from axiom_dagster.config.errors import ENV_REF, ConfigError  # noqa: F401 - re-exported
 from axiom_dagster.config.listeners import AuthConfig, DicomListener, HttpConfig, unique_listeners
 from axiom_dagster.config.ai import AIConfig, check_ai_references
 from axiom_dagster.config.rules import RulesConfig
+from axiom_dagster.config.sources import Source, unique_sources
 
-ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-DEFAULT_PATH_TEMPLATE = "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
-
-
-class ConfigError(ValueError):
-    """A configuration file that cannot be used; the message names file, line and field."""
 
 
 class _Model(BaseModel):
@@ -55,24 +58,23 @@ class PipelineConfig(_Model):
     start_method: Literal["fork", "forkserver", "spawn"] = "fork"
     # A batch requested this long ago whose run never started is requested again.
     stale_request_seconds: float = Field(3600.0, gt=0)
+    # Which arrival of a SOP Instance UID sent more than once is used: the latest complete
+    # one, or the first (later arrivals recorded as superseded). Identical bytes: no-op.
+    arrival_winner: Literal["latest", "first"] = "latest"
+    # A batch whose run failed, was canceled or whose process died is requested again after
+    # retry_delay_seconds, up to max_batch_attempts runs; then it stays failed.
+    retry_delay_seconds: float = Field(60.0, ge=0)
+    max_batch_attempts: int = Field(3, ge=1)
 
 
-class FilesystemDestination(_Model):
-    type: Literal["filesystem"] = "filesystem"
-    name: str
-    path: Path
-    path_template: str = DEFAULT_PATH_TEMPLATE
-
-    @field_validator("path_template")
-    @classmethod
-    def _template_names_sop(cls, value: str) -> str:
-        if "{SOPInstanceUID}" not in value:
-            raise ValueError("path_template must contain {SOPInstanceUID} so instances do not collide")
-        return value
-
-
-# One kind for now; later kinds (DICOM, DICOMweb, cloud) join as a union on `type`.
-Destination = FilesystemDestination
+class DeliveryConfig(_Model):
+    staging_path: Path = Path("var/outbox")
+    # A claimed ("sent") instance with no outcome after this long is sent again (crash recovery).
+    sent_lease_seconds: float = Field(600.0, gt=0)
+    # Instances one delivery run takes per destination.
+    max_instances_per_run: int = Field(5000, ge=1)
+    # A staged copy is removed once its destination confirmed it (the landed original stays).
+    keep_confirmed_copies: bool = False
 
 
 class AxiomConfig(RulesConfig):
@@ -84,18 +86,19 @@ class AxiomConfig(RulesConfig):
     catalog: CatalogConfig = CatalogConfig()
     pipeline: PipelineConfig = PipelineConfig()
     destinations: list[Destination] = Field(default_factory=list)
+    delivery: DeliveryConfig = DeliveryConfig()
     listeners: list[DicomListener] = Field(default_factory=list)
     http: HttpConfig = HttpConfig()
     auth: AuthConfig = AuthConfig()
+    sources: list[Source] = Field(default_factory=list)
     # Filled in by later features; kept here so one file holds everything.
-    sources: list[dict[str, Any]] = Field(default_factory=list)
     ai: AIConfig = AIConfig()
     # The folder relative paths resolve against (set by the loader, not by the file).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
     @field_validator("destinations")
     @classmethod
-    def _unique_destination_names(cls, value: list[FilesystemDestination]):
+    def _unique_destination_names(cls, value: list[Destination]):
         names = [d.name for d in value]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -119,6 +122,17 @@ class AxiomConfig(RulesConfig):
         if unknown:
             raise ValueError("; ".join(unknown))
         return self
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sources(cls, value):
+        return unique_sources(value)
+
+    def source(self, name: str):
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(f"no source named {name!r} (configured: {', '.join(s.name for s in self.sources) or 'none'})")
 
     @field_validator("listeners")
     @classmethod
@@ -152,6 +166,11 @@ class AxiomConfig(RulesConfig):
 
     def destination_path(self, dest: FilesystemDestination) -> Path:
         return self.resolve(dest.path)
+
+    @property
+    def staging_path(self) -> Path:
+        """Where the pipeline writes each network destination's copy until it is confirmed."""
+        return self.resolve(self.delivery.staging_path)
 
 
 def load_config(path: str | Path) -> AxiomConfig:
@@ -259,7 +278,8 @@ def locate(root: yaml.Node | None, source: str, loc: tuple, message: str) -> str
 def _describe(exc: ValidationError, root: yaml.Node | None, source: str) -> str:
     lines = []
     for err in exc.errors():
-        loc = tuple(err["loc"])
+        # A destination's union tag (destinations[1].dicom.port) is not a field of the file.
+        loc = tuple(p for i, p in enumerate(err["loc"]) if not (p in DESTINATION_TYPES and i and isinstance(err["loc"][i - 1], int)))
         message = err["msg"].removeprefix("Value error, ")
         # Cross-field validators report "field.path: text; other.path: text" at the top.
         parts = [_FIELD_MESSAGE.match(p) for p in message.split("; ")]

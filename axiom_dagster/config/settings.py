@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from axiom_dagster.config.models import AxiomConfig, load_config
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # axiom_dagster/config/settings.py -> repo root
 
 
 def default_config_path() -> Path | None:
@@ -18,6 +17,8 @@ def default_config_path() -> Path | None:
     return candidate if candidate.exists() else None
 
 
-def load_default_config(path: str | Path | None = None) -> AxiomConfig:
+def load_default_config(path: str | Path | None = None):
+    from axiom_dagster.config.models import AxiomConfig, load_config  # pydantic: imported when needed
+
     path = Path(path) if path else default_config_path()
     return load_config(path) if path else AxiomConfig()

@@ -25,6 +25,17 @@ def require_uid(value: object, attribute: str) -> str:
     """
     text = str(value).strip("\x00 ") if value is not None else ""
     if not is_valid_uid(text):
-        shown = text if len(text) <= 80 else text[:77] + "..."
-        raise InvalidUID(f"{attribute} is not a valid DICOM UID: {shown!r}")
+        # The problem, never the value: an invalid "UID" may be a damaged copy of anything.
+        raise InvalidUID(f"{attribute} is not a valid DICOM UID ({uid_problem(text)})")
     return text
+
+
+def uid_problem(text: str) -> str:
+    """What is wrong with an invalid UID, in words that do not repeat it."""
+    if not text:
+        return "missing or empty"
+    if len(text) > MAX_UID_LENGTH:
+        return f"{len(text)} characters, more than {MAX_UID_LENGTH}"
+    if any(c not in "0123456789." for c in text):
+        return "characters other than digits and dots"
+    return "an empty component, a leading zero or a single component"

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.ingest.group_commit import GroupCommitLedger
-from axiom_dagster.ingest.quarantine import quarantine_file
+from axiom_dagster.ingest.quarantine import quarantine_file, quarantine_write
+from axiom_dagster.ingest.redaction import describe_exception
 from axiom_dagster.store.state import StateStore
 from axiom_dagster.dicom.uids import InvalidUID, require_uid
 
@@ -46,16 +47,15 @@ class NotLandable(ValueError):
     """The input cannot be landed (not DICOM, or its identifying UIDs are missing/invalid)."""
 
 
-def read_instance_ids(path: Path) -> InstanceIds:
-    """Read and validate the identifying UIDs of a Part 10 file without its pixel data."""
+def read_instance_ids(path_or_file) -> InstanceIds:
+    """Read and validate the identifying UIDs of a Part 10 file without its pixel data.
+
+    Every failure (not DICOM, a damaged header, a value pydicom cannot convert, an invalid
+    UID) is NotLandable with a reason that names the problem, never a value.
+    """
     try:
-        ds = dcmread(path, stop_before_pixels=True, specific_tags=HEADER_TAGS)
-    except InvalidDicomError as exc:
-        raise NotLandable(f"not a DICOM Part 10 file: {exc}") from None
-    except Exception as exc:  # pydicom raises many types on damaged headers
-        raise NotLandable(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from None
-    meta = getattr(ds, "file_meta", None)
-    try:
+        ds = dcmread(path_or_file, stop_before_pixels=True, specific_tags=HEADER_TAGS)
+        meta = getattr(ds, "file_meta", None)
         return InstanceIds.validated(
             ds.get("StudyInstanceUID"),
             ds.get("SeriesInstanceUID"),
@@ -63,8 +63,12 @@ def read_instance_ids(path: Path) -> InstanceIds:
             ds.get("SOPClassUID"),
             meta.get("TransferSyntaxUID") if meta is not None else None,
         )
+    except InvalidDicomError:
+        raise NotLandable("not a DICOM Part 10 file") from None
     except InvalidUID as exc:
         raise NotLandable(str(exc)) from None
+    except Exception as exc:  # pydicom raises many types on damaged headers
+        raise NotLandable(f"unreadable DICOM header: {describe_exception(exc)}") from None
 
 
 class LandingZone:
@@ -77,27 +81,37 @@ class LandingZone:
         self._durable_dirs: set[Path] = set()
         self._ledger = GroupCommitLedger(store)
 
-    def path_for(self, ids: InstanceIds, arrival_date: str) -> Path:
-        # UIDs were validated by InstanceIds.validated: digits and dots only.
-        return self.root / arrival_date / ids.study_uid / f"{ids.sop_uid}.dcm"
+    def path_for(self, ids: InstanceIds, arrival_date: str, sha256: str | None = None) -> Path:
+        """Each arrival under its own name: the data set's hash (identical re-sends share one
+        file), or a random token when no hash is given. Nothing landed is overwritten.
+        UIDs were validated by InstanceIds.validated: digits and dots only."""
+        token = sha256[:20] if sha256 else uuid.uuid4().hex[:20]
+        return self.root / arrival_date / ids.study_uid / f"{ids.sop_uid}.{token}.dcm"
 
-    def land(self, ids: InstanceIds, write: Callable[[object], None], meta: ArrivalMeta) -> int:
+    def land(self, ids: InstanceIds, write: Callable[[object], None], meta: ArrivalMeta, *,
+             sha256: str | None = None, original_path: str | None = None) -> int:
         """Write one instance with `write(fileobj)`, make it durable, append the ledger row.
 
-        Returns the ledger id; the caller acknowledges the instance only after that.
+        Returns the ledger id; the caller acknowledges the instance only after that. The
+        caller has checked that the data set parses to its end (ingest.part10.check_complete)
+        and passes its hash: a file with that hash already landed is not written again.
         """
         arrival_date = meta.received_at.strftime("%Y-%m-%d")
-        final = self.path_for(ids, arrival_date)
+        final = self.path_for(ids, arrival_date, sha256)
         self._ensure_dir(final.parent)
-        try:
-            size = _write_atomically(final, write, sync=True)
-        except FileNotFoundError:  # folder removed behind our back (cleanup): forget, redo
-            self._durable_dirs.clear()
-            self._ensure_dir(final.parent)
-            size = _write_atomically(final, write, sync=True)
-        # The rename is a change of the folder: fsync it before the ledger row points here.
-        _fsync_dir(final.parent)
-        return self._ledger.append(self._ledger_values(ids, final, size, meta, arrival_date))
+        if sha256 and final.exists():
+            size = final.stat().st_size  # identical data set landed before: keep that file
+        else:
+            try:
+                size = _write_atomically(final, write, sync=True)
+            except FileNotFoundError:  # folder removed behind our back (cleanup): forget, redo
+                self._durable_dirs.clear()
+                self._ensure_dir(final.parent)
+                size = _write_atomically(final, write, sync=True)
+            # The rename is a change of the folder: fsync it before the ledger row points here.
+            _fsync_dir(final.parent)
+        values = self._ledger_values(ids, final, size, meta, arrival_date)
+        return self._ledger.append({**values, "sha256": sha256, "original_path": original_path})
 
     def _ensure_dir(self, folder: Path) -> None:
         """mkdir -p `folder` below the root, each level's entry in its parent fsynced once per
@@ -116,48 +130,37 @@ class LandingZone:
                 self._durable_dirs.clear()  # bounded memory; a miss costs one mkdir + fsync
             self._durable_dirs.add(d)
 
-    def import_files(self, paths: Iterable[Path], meta: ArrivalMeta) -> "ImportReport":
-        """Land existing files (e.g. `axiom land <folder>`); non-DICOM files are quarantined.
+    def import_files(self, paths: Iterable, meta: ArrivalMeta) -> "ImportReport":
+        """Land existing files (e.g. `axiom land <folder>`); see ingest.importer."""
+        from axiom_dagster.ingest.importer import import_files
 
-        The sources stay where they are, so one os.sync() per chunk replaces per-file fsync.
-        """
-        report = ImportReport()
-        assoc_id = meta.association_id or f"import-{uuid.uuid4().hex}"
-        meta = ArrivalMeta(
-            source=meta.source, calling_ae=meta.calling_ae, called_ae=meta.called_ae,
-            source_ip=meta.source_ip, association_id=assoc_id, received_at=meta.received_at,
-        )
-        self.store.open_association(assoc_id, meta.source, meta.calling_ae, meta.called_ae, meta.source_ip)
-        pending: list[dict] = []
-        for path in paths:
-            try:
-                ids = read_instance_ids(path)
-            except NotLandable as exc:
-                self._quarantine_unlandable(path, str(exc), meta)
-                report.rejected.append((path, str(exc)))
-                continue
-            arrival_date = meta.received_at.strftime("%Y-%m-%d")
-            final = self.path_for(ids, arrival_date)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            size = _write_atomically(final, lambda fh, src=path: _sendfile(src, fh), sync=False)
-            pending.append(self._ledger_values(ids, final, size, meta, arrival_date))
-            report.landed += 1
-            report.bytes += pending[-1]["size"]
-            if len(pending) >= 500:
-                self._flush(pending)
-        self._flush(pending)
-        self.store.close_association(assoc_id, report.landed)
-        return report
+        return import_files(self, paths, meta)
 
-    def _flush(self, pending: list[dict]) -> None:
-        if pending:
-            os.sync()
-            self.store.append_ledger_many(pending)
-            pending.clear()
+    def quarantine_refused(self, write: Callable[[object], None], reason: str, *, source: str,
+                           ids: InstanceIds | None = None) -> Path:
+        """Keep bytes a receiver refuses (not acknowledged: e.g. a data set cut short) in
+        quarantine/landing/ with the reason and an exception row. Returns the copy's path."""
+        def to_file(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fdatasync(fh.fileno())
+
+        target = quarantine_write(self.quarantine_root, "landing", to_file, reason,
+                                  name=f"{uuid.uuid4().hex}.dcm", source=source)
+        self.store.record_exceptions([{
+            "stage": "landing", "reason": reason, "quarantine_path": str(target),
+            "study_uid": ids.study_uid if ids else None, "sop_uid": ids.sop_uid if ids else None,
+        }])
+        return target
 
     def _quarantine_unlandable(self, path: Path, reason: str, meta: ArrivalMeta) -> None:
-        target = quarantine_file(self.quarantine_root, "landing", path, reason, name=f"{uuid.uuid4().hex}-{path.name}")
-        self.store.record_exceptions([{"stage": "landing", "reason": reason, "quarantine_path": str(target)}])
+        target = None
+        if path.is_file():
+            target = quarantine_file(self.quarantine_root, "landing", path, reason, name=f"{uuid.uuid4().hex}-{path.name}")
+        self.store.record_exceptions([{
+            "stage": "landing", "reason": reason, "quarantine_path": str(target) if target else None,
+        }])
 
     @staticmethod
     def _ledger_values(ids: InstanceIds, path: Path, size: int, meta: ArrivalMeta, arrival_date: str) -> dict:
@@ -168,22 +171,6 @@ class LandingZone:
             path=str(path), size=size, source=meta.source, calling_ae=meta.calling_ae,
             called_ae=meta.called_ae, source_ip=meta.source_ip, association_id=meta.association_id,
         )
-
-
-@dataclass
-class ImportReport:
-    landed: int = 0
-    bytes: int = 0
-    rejected: list[tuple[Path, str]] = field(default_factory=list)
-
-
-def iter_files(folder: Path) -> Iterator[Path]:
-    """Every regular file below `folder`, in a stable order, skipping hidden files."""
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                yield Path(dirpath) / name
 
 
 def _write_atomically(final: Path, write: Callable[[object], None], *, sync: bool) -> int:
@@ -204,11 +191,6 @@ def _write_atomically(final: Path, write: Callable[[object], None], *, sync: boo
         tmp.unlink(missing_ok=True)
         raise
     return size
-
-
-def _sendfile(src: Path, fh) -> None:
-    with open(src, "rb") as fin:
-        os.sendfile(fh.fileno(), fin.fileno(), 0, os.fstat(fin.fileno()).st_size)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -6,6 +6,7 @@ import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 
 def quarantine_file(
@@ -17,15 +18,26 @@ def quarantine_file(
     A copy (not a move) keeps the landing zone complete, so a fixed rule can re-run the batch.
     With overwrite, a re-run that fails the same way replaces its earlier copy.
     """
+    return quarantine_write(
+        root, stage, lambda tmp: shutil.copyfile(source, tmp), reason, name=name or source.name,
+        overwrite=overwrite, source=str(source), **context,
+    )
+
+
+def quarantine_write(
+    root: Path, stage: str, write: Callable[[Path], None], reason: str, *, name: str,
+    overwrite: bool = False, **context,
+) -> Path:
+    """Write a quarantined copy with `write(temp_path)` (e.g. bytes a receiver refused) into
+    root/<stage>/<date>/ with its `.reason.json`; return its path."""
     now = datetime.now(timezone.utc)
     folder = root / stage / now.strftime("%Y-%m-%d")
     folder.mkdir(parents=True, exist_ok=True)
-    base = name or source.name
-    target = folder / base if overwrite else _free_name(folder, base)
+    target = folder / name if overwrite else _free_name(folder, name)
     tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(source, tmp)
+    write(tmp)
     os.replace(tmp, target)
-    reason_doc = {"reason": reason, "stage": stage, "source": str(source), "at": now.isoformat(), **context}
+    reason_doc = {"reason": reason, "stage": stage, "at": now.isoformat(), **context}
     target.with_name(target.name + ".reason.json").write_text(json.dumps(reason_doc, indent=2, default=str))
     return target
 

@@ -12,7 +12,8 @@ from axiom_dagster.dicom.uids import is_valid_uid
 # cataloging and de-identification rely on.
 REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality")
 UID_ATTRIBUTES = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-_NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+# Deflated: the data set is compressed, the pixel data inside it is native.
+_NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
 
 
 def validate_instance(ds: Dataset, expected_sop_uid: str | None = None) -> list[str]:
@@ -28,19 +29,29 @@ def validate_instance(ds: Dataset, expected_sop_uid: str | None = None) -> list[
 
 
 def _pixel_data_problems(ds: Dataset) -> list[str]:
-    """Native (uncompressed) pixel data must be as long as its image attributes say."""
+    """Native (uncompressed) pixel data must be as long as its image attributes say.
+
+    Only image objects carry Pixel Data: SR, waveforms, RT plans, presentation states, KOS,
+    encapsulated documents and pixel-stripped images have none and pass. Encapsulated
+    (compressed) pixel data is checked by its codec, not here; YBR_FULL_422 stores two
+    samples per pixel instead of three (PS3.3 C.7.6.3.1.2).
+    """
     if "PixelData" not in ds:
         return []
-    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
-    if syntax not in _NATIVE_SYNTAXES:
-        return []  # encapsulated: fragment lengths are checked by the parser
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
+    if syntax not in _NATIVE_SYNTAXES or ds["PixelData"].is_undefined_length:
+        return []
     try:
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        if samples == 3 and str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+            samples = 2
         expected = (
-            int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+            int(ds.Rows) * int(ds.Columns) * samples
             * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated)
         )
-    except (AttributeError, TypeError, ValueError):
-        return ["pixel data present but Rows, Columns or BitsAllocated missing or invalid"]
+    except Exception:  # missing, or a value pydicom cannot convert
+        return ["pixel data present but Rows, Columns, SamplesPerPixel, NumberOfFrames or BitsAllocated missing or invalid"]
     expected_bytes = (expected + 7) // 8
     actual = len(ds.PixelData)
     if actual < expected_bytes:

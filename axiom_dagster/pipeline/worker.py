@@ -5,20 +5,22 @@ Imports only pydicom and the domain core, so worker processes start quickly.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import Callable
 
 from pydicom import Dataset, dcmread
 
+from axiom_dagster.catalog.extract import instance_row
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.rules.morph import Morpher, PassThrough
 from axiom_dagster.destinations.paths import render_path
 from axiom_dagster.ingest.quarantine import quarantine_file
+from axiom_dagster.ingest.redaction import describe_exception, install_log_redaction
 from axiom_dagster.store.records import LedgerRow
 from axiom_dagster.pipeline.validation import validate_instance
 
@@ -51,6 +53,11 @@ class InstanceResult:
     exception: dict | None = None
     matched_rules: list[str] = field(default_factory=list)
     lookup_misses: list[tuple[str, str, str, str]] = field(default_factory=list)
+    # winner | superseded | failed (see pipeline.arrivals); winner_ledger_id for superseded
+    decision: str = "winner"
+    winner_ledger_id: int | None = None
+    # destination -> SHA-256 of the file written there (the audit log's instance routes)
+    content_hashes: dict[str, str] = field(default_factory=dict)
 
 
 _MORPHERS: dict[bytes, Morpher] = {}
@@ -68,78 +75,121 @@ def morpher_for(factory: Callable[[], Morpher]) -> Morpher:
     return _MORPHERS[key]
 
 
-def process_chunk(rows: list[LedgerRow], settings: WorkerSettings) -> list[InstanceResult]:
+def process_chunk(groups: list[list[LedgerRow]], settings: WorkerSettings) -> list[InstanceResult]:
+    install_log_redaction()  # spawned workers (start_method spawn/forkserver) start without it
     morpher = morpher_for(settings.morpher_factory)
-    return [process_instance(row, settings, morpher) for row in rows]
+    out: list[InstanceResult] = []
+    for group in groups:
+        out += process_group(group, settings, morpher)
+    return out
+
+
+def process_group(candidates: list[LedgerRow], settings: WorkerSettings, morpher: Morpher) -> list[InstanceResult]:
+    """The arrivals of one SOP Instance UID, in preference order: the first that reads and
+    validates wins; one that does not is quarantined and the next is tried; the rest are
+    superseded (kept in the landing zone and the ledger, not processed)."""
+    results: list[InstanceResult] = []
+    for i, row in enumerate(candidates):
+        result = process_instance(row, settings, morpher)
+        results.append(result)
+        if result.exception and result.exception["stage"] == "validate" and i + 1 < len(candidates):
+            result.decision = "failed"
+            continue
+        results += [
+            InstanceResult(r.id, r.study_uid, r.sop_uid, decision="superseded", winner_ledger_id=row.id)
+            for r in candidates[i + 1:]
+        ]
+        break
+    return results
 
 
 def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher) -> InstanceResult:
+    """Read, validate, morph, route and catalog one arrival. Never raises: whatever goes wrong
+    (a value pydicom cannot convert, a rule that fails, a catalog value) quarantines this
+    instance with a reason naming the stage and problem, never an element value."""
     result = InstanceResult(row.id, row.study_uid, row.sop_uid)
-    path = Path(row.path)
-
-    def fail(stage: str, reason: str) -> InstanceResult:
-        target = quarantine_file(
-            settings.quarantine_root, stage, path, reason,
-            name=f"ledger-{row.id}.dcm", overwrite=True, ledger_id=row.id, study_uid=row.study_uid,
-        )
-        result.exception = dict(
-            stage=stage, reason=reason, ledger_id=row.id, study_uid=row.study_uid,
-            sop_uid=row.sop_uid, quarantine_path=str(target),
-            batch_id=settings.batch_id, run_id=settings.run_id,
-        )
-        return result
-
+    stage = "validate"
     try:
-        data = path.read_bytes()
-        ds = dcmread(io.BytesIO(data))
-        ds.PixelData  # noqa: B018 - make sure the whole data set parsed
-    except FileNotFoundError:
-        return fail("validate", "landed file is missing")
-    except Exception as exc:
-        return fail("validate", f"unreadable DICOM: {type(exc).__name__}: {exc}"[:500])
-    result.bytes = len(data)
-    problems = validate_instance(ds, expected_sop_uid=row.sop_uid)
-    if problems:
-        return fail("validate", "; ".join(problems))
-
-    meta = ArrivalMeta(
-        source=row.source, calling_ae=row.calling_ae, called_ae=row.called_ae,
-        source_ip=row.source_ip, association_id=row.association_id, received_at=row.received_at,
-    )
-    try:
-        outcome = morpher.morph(ds, meta, [t.name for t in settings.targets])
-    except Exception as exc:
-        return fail("morph", f"morph failed: {type(exc).__name__}: {exc}"[:500])
-    result.matched_rules = outcome.matched_rules
-    result.lookup_misses = outcome.lookup_misses
-    if outcome.quarantine_reason:
-        return fail("morph", outcome.quarantine_reason)
-
-    targets = {t.name: t for t in settings.targets}
-    for copy in outcome.copies:
-        target = targets[copy.destination]
         try:
-            location = _write(target, copy.dataset, None if copy.changed else data)
-            result.deliveries.append(_delivery(row, settings, copy.destination, "delivered", str(location)))
+            data = Path(row.path).read_bytes()
+        except FileNotFoundError:
+            return quarantine(result, row, settings, stage, "landed file is missing")
+        result.bytes = len(data)
+        try:
+            ds = dcmread(io.BytesIO(data))
         except Exception as exc:
-            result.deliveries.append(
-                _delivery(row, settings, copy.destination, "failed", None, f"{type(exc).__name__}: {exc}"[:500])
-            )
-    result.catalog_row = catalog_row(ds, row, settings, [d["destination"] for d in result.deliveries if d["status"] == "delivered"])
+            return quarantine(result, row, settings, stage, f"unreadable DICOM: {describe_exception(exc)}")
+        problems = validate_instance(ds, expected_sop_uid=row.sop_uid)
+        if problems:
+            return quarantine(result, row, settings, stage, "; ".join(problems))
+
+        stage = "morph"
+        meta = ArrivalMeta(
+            source=row.source, calling_ae=row.calling_ae, called_ae=row.called_ae,
+            source_ip=row.source_ip, association_id=row.association_id, received_at=row.received_at,
+        )
+        outcome = morpher.morph(ds, meta, [t.name for t in settings.targets])
+        result.matched_rules = outcome.matched_rules
+        result.lookup_misses = outcome.lookup_misses
+        if outcome.quarantine_reason:
+            return quarantine(result, row, settings, stage, outcome.quarantine_reason)
+
+        stage = "route"
+        targets = {t.name: t for t in settings.targets}
+        for copy in outcome.copies:
+            target = targets[copy.destination]
+            try:
+                location, result.content_hashes[copy.destination] = _write(target, copy.dataset, None if copy.changed else data)
+                result.deliveries.append(_delivery(row, settings, copy.destination, "delivered", str(location)))
+            except Exception as exc:
+                result.deliveries.append(
+                    _delivery(row, settings, copy.destination, "failed", None, describe_exception(exc, 500))
+                )
+
+        stage = "catalog"
+        delivered = [d["destination"] for d in result.deliveries if d["status"] == "delivered"]
+        result.catalog_row = catalog_row(ds, row, settings, delivered)
+    except Exception as exc:
+        result.catalog_row = None
+        return quarantine(result, row, settings, stage, f"{stage} failed: {describe_exception(exc)}")
     return result
 
 
-def _write(target: RouteTarget, ds: Dataset, unchanged: bytes | None) -> Path:
-    """Write atomically (temp + rename); an unchanged instance is copied byte for byte."""
+def quarantine(result: InstanceResult, row: LedgerRow, settings: WorkerSettings, stage: str, reason: str) -> InstanceResult:
+    """Keep a copy of the arrival under quarantine/<stage>/ with its reason, and the exception
+    row for the state store. A copy that cannot be made (file gone) still leaves the row."""
+    reason = reason[:500]
+    target = None
+    try:
+        target = quarantine_file(
+            settings.quarantine_root, stage, Path(row.path), reason,
+            name=f"ledger-{row.id}.dcm", overwrite=True, ledger_id=row.id, study_uid=row.study_uid,
+        )
+    except OSError as exc:
+        reason = f"{reason} (no copy kept: {describe_exception(exc, 120)})"
+    result.exception = dict(
+        stage=stage, reason=reason, ledger_id=row.id, study_uid=row.study_uid,
+        sop_uid=row.sop_uid, quarantine_path=str(target) if target else None,
+        batch_id=settings.batch_id, run_id=settings.run_id,
+    )
+    return result
+
+
+def _write(target: RouteTarget, ds: Dataset, unchanged: bytes | None) -> tuple[Path, str]:
+    """Write atomically (temp + rename); an unchanged instance is copied byte for byte.
+    Returns the path and the SHA-256 of what was written."""
     final = render_path(target.root, target.path_template, ds)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     if unchanged is not None:
         tmp.write_bytes(unchanged)
+        digest = hashlib.sha256(unchanged).hexdigest()
     else:
         ds.save_as(tmp, enforce_file_format=True)
+        with open(tmp, "rb") as written:
+            digest = hashlib.file_digest(written, "sha256").hexdigest()
     os.replace(tmp, final)
-    return final
+    return final, digest
 
 
 def _delivery(row: LedgerRow, settings: WorkerSettings, destination: str, status: str, location, error=None) -> dict:
@@ -149,62 +199,7 @@ def _delivery(row: LedgerRow, settings: WorkerSettings, destination: str, status
     )
 
 
-def _dicom_date(value) -> date | None:
-    text = str(value or "").strip()
-    if len(text) == 8 and text.isdigit():
-        try:
-            return date(int(text[:4]), int(text[4:6]), int(text[6:]))
-        except ValueError:
-            return None
-    return None
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _str(value) -> str | None:
-    return str(value) if value not in (None, "") else None
-
-
 def catalog_row(ds: Dataset, row: LedgerRow, settings: WorkerSettings, destinations: list[str]) -> dict:
-    g = ds.get
-    return {
-        "sop_instance_uid": str(ds.SOPInstanceUID),
-        "sop_class_uid": str(ds.SOPClassUID),
-        "study_instance_uid": str(ds.StudyInstanceUID),
-        "series_instance_uid": str(ds.SeriesInstanceUID),
-        "patient_id": _str(g("PatientID")),
-        "patient_name": _str(g("PatientName")),
-        "patient_sex": _str(g("PatientSex")),
-        "patient_birth_date": _dicom_date(g("PatientBirthDate")),
-        "study_date": _dicom_date(g("StudyDate")),
-        "study_time": _str(g("StudyTime")),
-        "accession_number": _str(g("AccessionNumber")),
-        "study_description": _str(g("StudyDescription")),
-        "series_description": _str(g("SeriesDescription")),
-        "modality": _str(g("Modality")),
-        "body_part_examined": _str(g("BodyPartExamined")),
-        "institution_name": _str(g("InstitutionName")),
-        "station_name": _str(g("StationName")),
-        "manufacturer": _str(g("Manufacturer")),
-        "series_number": _int(g("SeriesNumber")),
-        "instance_number": _int(g("InstanceNumber")),
-        "rows": _int(g("Rows")),
-        "columns": _int(g("Columns")),
-        "number_of_frames": _int(g("NumberOfFrames")),
-        "transfer_syntax_uid": _str(getattr(ds.file_meta, "TransferSyntaxUID", None)),
-        "file_size": row.size,
-        "source": row.source,
-        "calling_ae": row.calling_ae,
-        "received_at": row.received_at,
-        "ledger_id": row.id,
-        "batch_id": settings.batch_id,
-        "run_id": settings.run_id,
-        "destinations": destinations,
-    }
-
-
+    return instance_row(
+        ds, row, batch_id=settings.batch_id, run_id=settings.run_id, status="routed", destinations=destinations
+    )

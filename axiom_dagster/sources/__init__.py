@@ -1,3 +1,3 @@
-"""Remote sources that retrieve into the landing zone (room for DICOMweb, DIMSE, archives).
-May import every package before it, pipeline included.
+"""Remote sources (DICOMweb, DIMSE, filesystem archives): query, retrieve into the landing zone,
+poll planning and day-by-day backfill. May import every package before it, pipeline included.
 """

@@ -15,6 +15,7 @@ metrics (/metrics, if not public)      yes         yes    yes
 monitor (/api/v1/monitoring/*)         yes         yes    yes
 ingest (STOW-RS)                       yes         yes    no
 manage_keys (user and admin keys)      yes         yes    no
+audit (/api/v1/audit*)                 yes         yes    no
 manage_superusers (superuser keys)     yes         no     no
 =====================================  ==========  =====  ====
 
@@ -31,10 +32,12 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, insert, select, update
 
+from axiom_dagster.store import audit
+
 ROLES = ("superuser", "admin", "user")
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "superuser": frozenset({"metrics", "monitor", "ingest", "manage_keys", "manage_superusers"}),
-    "admin": frozenset({"metrics", "monitor", "ingest", "manage_keys"}),
+    "superuser": frozenset({"metrics", "monitor", "ingest", "manage_keys", "manage_superusers", "manage_exceptions", "audit"}),
+    "admin": frozenset({"metrics", "monitor", "ingest", "manage_keys", "manage_exceptions", "audit"}),
     "user": frozenset({"metrics", "monitor"}),
 }
 KEY_PREFIX = "axk_"
@@ -72,8 +75,9 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def create_key(engine, name: str, role: str) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the secret (shown once, never stored)."""
+def create_key(engine, name: str, role: str, actor: str = "unknown") -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the secret (shown once, never stored). The audit
+    entry (who, which key, role) commits in the same transaction."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     prefix = secrets.token_hex(4)
@@ -85,19 +89,23 @@ def create_key(engine, name: str, role: str) -> tuple[ApiKey, str]:
         key_id = conn.execute(
             insert(api_keys).values(name=name, prefix=prefix, key_hash=_hash(secret), role=role, created_at=now)
         ).inserted_primary_key[0]
+        audit.append(conn, actor, "apikey.created", name, {"role": role, "prefix": prefix})
     return ApiKey(key_id, name, prefix, role, now, None), secret
 
 
-def revoke_key(engine, name_or_prefix: str) -> bool:
+def revoke_key(engine, name_or_prefix: str, actor: str = "unknown") -> bool:
     now = datetime.now(timezone.utc)
     with engine.begin() as conn:
-        result = conn.execute(
+        revoked = conn.execute(
             update(api_keys)
             .where((api_keys.c.name == name_or_prefix) | (api_keys.c.prefix == name_or_prefix))
             .where(api_keys.c.revoked_at.is_(None))
             .values(revoked_at=now)
-        )
-        return result.rowcount > 0
+            .returning(api_keys.c.name, api_keys.c.prefix)
+        ).all()
+        for name, prefix in revoked:
+            audit.append(conn, actor, "apikey.revoked", name, {"prefix": prefix})
+        return bool(revoked)
 
 
 def list_keys(engine) -> list[ApiKey]:

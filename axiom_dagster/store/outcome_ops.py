@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from axiom_dagster.store.records import utcnow
-from axiom_dagster.store.schema import audit, deliveries, exceptions
+from axiom_dagster.store.schema import audit, batches, deliveries, exceptions
 
 class OutcomeOps:
     engine: Engine
@@ -17,25 +17,32 @@ class OutcomeOps:
     # ---- outcomes -----------------------------------------------------------------------
 
     def record_deliveries(self, rows: Sequence[dict]) -> None:
-        """Upsert one row per (ledger id, destination); a re-run counts another attempt."""
+        """Upsert one row per (ledger id, destination); a re-run counts another attempt.
+        A confirmed network delivery stays confirmed (re-delivering it is skipped). Rows may carry
+        `attempts` (0 for a network delivery still pending) and `source_path`."""
         if not rows:
             return
         now = utcnow()
         stmt = _upsert_statement(self.engine, deliveries)
+        # A network copy already confirmed is not sent again; a folder copy rewritten is recorded.
+        keep = (deliveries.c.status == "confirmed") & (stmt.excluded.status == "pending")
+
+        def unless_confirmed(column: str):
+            return case((keep, deliveries.c[column]), else_=stmt.excluded[column])
+
         stmt = stmt.on_conflict_do_update(
             index_elements=["ledger_id", "destination"],
             set_={
-                "status": stmt.excluded.status,
-                "location": stmt.excluded.location,
-                "error": stmt.excluded.error,
+                **{col: unless_confirmed(col) for col in ("status", "location", "error", "source_path", "status_code", "next_attempt_at", "first_attempt_at")},
                 "batch_id": stmt.excluded.batch_id,
                 "run_id": stmt.excluded.run_id,
                 "updated_at": stmt.excluded.updated_at,
-                "attempts": deliveries.c.attempts + 1,
+                "attempts": case((keep, deliveries.c.attempts), else_=deliveries.c.attempts + stmt.excluded.attempts),
             },
         )
+        defaults = {"source_path": None, "status_code": None, "next_attempt_at": None, "first_attempt_at": None}
         with self.engine.begin() as conn:
-            conn.execute(stmt, [{**r, "updated_at": now, "attempts": 1} for r in rows])
+            conn.execute(stmt, [{**defaults, "attempts": 1, **r, "updated_at": now} for r in rows])
 
     def deliveries_for(self, ledger_ids: Sequence[int]) -> list[dict]:
         query = select(deliveries).where(deliveries.c.ledger_id.in_(list(ledger_ids)))
@@ -102,8 +109,16 @@ class OutcomeOps:
                 select(exceptions).where(exceptions.c.study_uid == study_uid).order_by(exceptions.c.id)
             ).all()
             trail = conn.execute(select(audit).where(audit.c.study_uid == study_uid).order_by(audit.c.id)).all()
+            batch = None
+            if study.get("batch_id") is not None:
+                row = conn.execute(
+                    select(batches.c.id, batches.c.status, batches.c.attempts, batches.c.last_failure,
+                           batches.c.run_id).where(batches.c.id == study["batch_id"])
+                ).first()
+                batch = dict(row._mapping) if row else None
         return {
             "study": study,
+            "batch": batch,
             "deliveries": [
                 {"destination": d, "status": s, "instances": n, "max_attempts": a} for d, s, n, a in delivered
             ],

@@ -23,6 +23,8 @@ class LedgerRow:
     called_ae: str | None
     source_ip: str | None
     association_id: str | None
+    sha256: str | None = None
+    original_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Batch:
     status: str
     studies: int
     instances: int
+    attempts: int = 1
 
 
 def utcnow() -> datetime:
@@ -52,4 +55,4 @@ def _ledger_row(r) -> LedgerRow:
 
 
 def _batch(r) -> Batch:
-    return Batch(r.id, r.partition, r.status, r.studies, r.instances)
+    return Batch(r.id, r.partition, r.status, r.studies, r.instances, r.attempts)

@@ -14,13 +14,14 @@ from sqlalchemy import Engine, create_engine, event
 # Batch, LedgerRow, utcnow and _aware are imported from here by the pipeline and adapters.
 from axiom_dagster.store.records import Batch, LedgerRow, _aware, utcnow  # noqa: F401
 from axiom_dagster.store.ledger_ops import LedgerOps
+from axiom_dagster.store.arrival_ops import ArrivalDecisionOps
 from axiom_dagster.store.outcome_ops import OutcomeOps
 from axiom_dagster.store.study_ops import StudyBatchOps
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class StateStore(LedgerOps, StudyBatchOps, OutcomeOps):
+class StateStore(LedgerOps, StudyBatchOps, OutcomeOps, ArrivalDecisionOps):
     """One URL's state store; the operations live in the mixins by table group."""
 
     def __init__(self, url: str, *, echo: bool = False):

@@ -1,7 +1,9 @@
 """Per-study status and the batches that process studies (StateStore mixin)."""
 from __future__ import annotations
 
-from datetime import datetime
+import os
+import socket
+from datetime import datetime, timedelta
 from typing import Iterable, Sequence
 
 from sqlalchemy import Engine, func, insert, select, update
@@ -151,12 +153,15 @@ class StudyBatchOps:
             return [_ledger_row(r) for r in conn.execute(query)]
 
     def start_batch(self, batch_id: int, run_id: str) -> None:
+        """The batch is running in this process (its pid and host let the sensor notice a
+        run process that died without a word, e.g. after kill -9)."""
         now = utcnow()
         with self.engine.begin() as conn:
             conn.execute(
                 update(batches)
                 .where(batches.c.id == batch_id)
-                .values(status="running", run_id=run_id, started_at=now)
+                .values(status="running", run_id=run_id, started_at=now,
+                        run_pid=os.getpid(), run_host=socket.gethostname())
             )
             conn.execute(
                 update(studies)
@@ -183,14 +188,59 @@ class StudyBatchOps:
                 )
             conn.execute(update(studies).where(mine).values(status="done", updated_at=now))
 
-    def fail_batch(self, batch_id: int) -> None:
+    def fail_batch(self, batch_id: int, reason: str = "run failed", max_attempts: int = 1,
+                   retry_delay_seconds: float = 0.0) -> str:
+        """The batch's run failed, was canceled or died. With attempts left the batch waits
+        (retry_wait) until next_attempt_at, its studies queued again; else it is failed for
+        good, and so are its unfinished studies. Returns the new status."""
         now = utcnow()
         with self.engine.begin() as conn:
+            attempts = conn.execute(select(batches.c.attempts).where(batches.c.id == batch_id)).scalar_one()
+            final = attempts >= max_attempts
             conn.execute(
-                update(batches).where(batches.c.id == batch_id).values(status="failed", finished_at=now)
+                update(batches).where(batches.c.id == batch_id).values(
+                    status="failed" if final else "retry_wait", finished_at=now, last_failure=reason[:500],
+                    next_attempt_at=None if final else now + timedelta(seconds=retry_delay_seconds),
+                )
             )
             conn.execute(
                 update(studies)
-                .where(studies.c.batch_id == batch_id, studies.c.status == "processing")
-                .values(status="failed", updated_at=now)
+                .where(studies.c.batch_id == batch_id, studies.c.status.in_(["queued", "processing"]))
+                .values(status="failed" if final else "queued", updated_at=now)
             )
+        return "failed" if final else "retry_wait"
+
+    def unfinished_batches(self, limit: int) -> list[dict]:
+        """Batches requested or running (oldest first): the sensor checks their runs."""
+        query = (
+            select(batches).where(batches.c.status.in_(["requested", "running"]))
+            .order_by(batches.c.id).limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def failed_batches(self, limit: int = 20) -> list[dict]:
+        """Batches failed for good (every attempt used), newest first."""
+        query = (
+            select(batches.c.id, batches.c.partition, batches.c.attempts, batches.c.last_failure)
+            .where(batches.c.status == "failed").order_by(batches.c.id.desc()).limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def request_retries(self, now: datetime, limit: int) -> list[Batch]:
+        """Batches in retry_wait whose time has come, requested again (attempts + 1)."""
+        with self.engine.begin() as conn:
+            due = conn.execute(
+                select(batches.c.id).where(batches.c.status == "retry_wait", batches.c.next_attempt_at <= now)
+                .order_by(batches.c.id).limit(limit)
+            ).scalars().all()
+            for batch_id in due:
+                conn.execute(
+                    update(batches).where(batches.c.id == batch_id).values(
+                        status="requested", attempts=batches.c.attempts + 1, requested_at=now,
+                        next_attempt_at=None, run_id=None, run_pid=None, run_host=None,
+                    )
+                )
+            rows = conn.execute(select(batches).where(batches.c.id.in_(due)).order_by(batches.c.id)).all() if due else []
+        return [_batch(r) for r in rows]

@@ -17,10 +17,14 @@ def test_definitions_graph():
 
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == {"arrival_ledger", "validated_instances", "morphed_instances", "routed_instances", "instance_catalog", "catalog_compaction",
-                    "crosswalks/missing_keys_report", "ai/standardization_cache"}
+                    "crosswalks/missing_keys_report", "ai/standardization_cache",
+                    "catalog_instances", "catalog_series", "catalog_studies"}
     assert defs.resolve_sensor_def("landing_sensor").job_name == "study_pipeline_job"
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
-    assert checks == {"sop_instance_uid_unique", "required_columns_present", "rows_preserved"}
+    assert checks == {"sop_instance_uid_unique", "required_columns_present", "rows_preserved",
+                      "every_arrival_accounted_for", "no_instance_quarantined",
+                      "sop_instance_uid_unique_in_catalog", "required_columns_non_null", "series_counts_consistent",
+                      "study_counts_consistent"}
 
 
 @pytest.mark.slow  # loads the code location in a dg subprocess

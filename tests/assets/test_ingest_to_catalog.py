@@ -54,7 +54,7 @@ def test_cstore_to_routed_and_cataloged(tmp_path, monkeypatch, store_url):
         report = r.json()
         assert report["study"]["status"] == "done" and report["study"]["run_id"] == result.run_id
         assert report["study"]["partition"] == request.partition_key
-        assert report["deliveries"] == [{"destination": "archive", "status": "delivered", "instances": 10, "max_attempts": 1}]
+        assert report["deliveries"] == [{"destination": "archive", "status": "confirmed", "instances": 10, "max_attempts": 1}]
         (audit,) = report["audit"]
         assert audit["action"] == "study_processed" and audit["detail"]["instances"] == 10
         unknown = httpx.get(f"{service.base_url}/api/v1/studies/1.2.3.4", headers={"Authorization": f"Bearer {key}"})

@@ -42,7 +42,10 @@ def table_dataset() -> tuple[Dataset, dict[int, object]]:
         group = tag >> 16
         if group in (0x0000, 0x0002, 0x0004) or group >= 0xFFFA:
             continue  # command, file meta, directory and digital signature/padding elements
-        vr = dictionary_VR(tag).split(" or ")[0]
+        try:
+            vr = dictionary_VR(tag).split(" or ")[0]
+        except KeyError:
+            continue  # newer than the installed dictionary: see test_phi_encodings.py
         if vr == "SQ":
             item = Dataset()
             item.CodeValue = "C1"
@@ -111,8 +114,8 @@ def check_profile_semantics(p: DeidProfile, ds: Dataset, originals: dict[int, ob
 
 
 def test_table_is_the_standard_one():
-    assert "PS3.15" in TABLE_EDITION
-    assert len(TABLE) > 400
+    assert TABLE_EDITION == "DICOM PS3.15 2026d Table E.1-1"
+    assert len(TABLE) == 653  # and three repeating-group rows
     assert TABLE[0x00100010].basic == "Z"  # Patient's Name
     assert TABLE[0x00080018].basic == "U" and TABLE[0x00080018].options == {"retain_uids": "K"}
     assert TABLE[0x00080080].basic == "X/Z/D"  # Institution Name
@@ -138,7 +141,7 @@ def test_every_table_attribute_all_options(dates):
     assert p.code_for(0x00080080) == "K"  # Institution Name
     assert p.code_for(0x00101010) == "K"  # Patient's Age
     assert p.code_for(0x00080020) == ("K" if dates == "retain_long_full_dates" else "C")
-    assert p.code_for(0x00081120) == "X"  # Referenced Patient Sequence: X even with Retain UIDs
+    assert p.code_for(0x00081120) == "K"  # Referenced Patient Sequence: Retain UIDs K in 2026d
 
 
 def test_method_codes_and_longitudinal_flag():

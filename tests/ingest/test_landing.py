@@ -91,4 +91,4 @@ def test_land_fsyncs_each_new_folder_once(config, store, tmp_path, monkeypatch):
 
     shutil.rmtree(study_dir.parent)
     zone.land(InstanceIds.validated("1.2.3", "1.2.3.4", "1.2.3.4.9"), lambda fh: fh.write(b"x"), meta)
-    assert (study_dir / "1.2.3.4.9.dcm").read_bytes() == b"x"
+    assert [p.read_bytes() for p in study_dir.glob("1.2.3.4.9.*.dcm")] == [b"x"]

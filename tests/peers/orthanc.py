@@ -95,7 +95,8 @@ class Orthanc:
             if self.process.poll() is not None:
                 raise RuntimeError(f"Orthanc exited: see {self.root / 'orthanc.log'}")
             try:
-                if httpx.get(f"{self.url}/system", timeout=1).status_code == 200:
+                # 401: up, with AuthenticationEnabled (a test of HTTP auth)
+                if httpx.get(f"{self.url}/system", timeout=1).status_code in (200, 401):
                     return self
             except httpx.HTTPError:
                 pass
@@ -104,13 +105,9 @@ class Orthanc:
         raise RuntimeError(f"Orthanc did not answer within {timeout} s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        from tests.peers.process import stop_process
+
+        stop_process(self.process)
         self.process = None
 
     def restart(self) -> "Orthanc":

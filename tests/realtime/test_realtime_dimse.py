@@ -98,7 +98,8 @@ def test_compressed_and_deflated_stored_as_sent(service, tmp_path):
     src.mkdir()
     ref.mkdir()
     ref_port = free_port()
-    storescp = subprocess.Popen(["storescp", "-aet", "AXIOM", "+B", "+xa", "-od", str(ref), "-fe", ".dcm", str(ref_port)],
+    # +uf: SC_rgb_rle.dcm and SC_rgb_jpeg_gdcm.dcm share a SOP Instance UID; keep both.
+    storescp = subprocess.Popen(["storescp", "-aet", "AXIOM", "+B", "+xa", "+uf", "-od", str(ref), "-fe", ".dcm", str(ref_port)],
                                 env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for name, flag in cases.items():
@@ -113,9 +114,13 @@ def test_compressed_and_deflated_stored_as_sent(service, tmp_path):
         storescp.wait(10)
     rows = service.store.ledger_after(0, 100)
     assert len(rows) == len(cases)
-    sent = {dcmread(p, stop_before_pixels=True).SOPInstanceUID: p for p in ref.iterdir()}
+    def key(ds):
+        return ds.SOPInstanceUID, ds.file_meta.TransferSyntaxUID
+
+    sent = {key(dcmread(p, stop_before_pixels=True)): p for p in ref.iterdir()}
+    assert len(sent) == len(cases)
     for row in rows:
-        assert dataset_bytes(Path(row.path)) == dataset_bytes(sent[row.sop_uid]), row.sop_uid
+        assert dataset_bytes(Path(row.path)) == dataset_bytes(sent[(row.sop_uid, row.transfer_syntax_uid)]), row.sop_uid
     originals = {dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID for p in src.iterdir()}
     assert {r.transfer_syntax_uid for r in rows} == originals
 
@@ -160,6 +165,9 @@ def test_invalid_uid_refused_nothing_kept(service, tmp_path):
     leftovers = [p for p in (tmp_path / "landing").rglob("*") if p.is_file() and p.suffix == ".tmp"]
     assert leftovers == []
     assert service.service.metrics.failures.value(listener="main", reason="invalid_uid") == 1
+    # Not acknowledged, not landed, but kept in quarantine with its reason.
+    (kept,) = service.store.exceptions("landing")
+    assert "StudyInstanceUID is not a valid DICOM UID" in kept["reason"] and Path(kept["quarantine_path"]).exists()
 
 
 def test_tls_and_mutual_tls(tmp_path):
@@ -180,5 +188,37 @@ def test_tls_and_mutual_tls(tmp_path):
                         extra=["+tla", "+cf", str(certs["ca.pem"])], timeout=30)
         assert anon.returncode != 0
         assert svc.store.ledger_count() == len(files)
+    finally:
+        svc.stop()
+
+
+def test_retired_and_configured_private_sop_classes_accepted(tmp_path):
+    """Ultrasound Image Storage (retired, 1.2.840.10008.5.1.4.1.1.6) and a private SOP class
+    listed in the config are stored like any other."""
+    _, config = make_config(tmp_path, listeners=[
+        {"name": "main", "ae_title": "AXIOM", "port": free_port(), "extra_sop_classes": ["1.2.826.0.1.3680043.9.9999.1"]}])
+    svc = InProcessService(config)
+    try:
+        from pynetdicom import AE
+
+        files = generate_archive(tmp_path / "src", SynthSpec(1, 1, 2, 16, 16))
+        classes = ["1.2.840.10008.5.1.4.1.1.6", "1.2.826.0.1.3680043.9.9999.1"]
+        from realtime.sopclasses import storage_sop_classes
+
+        storage_sop_classes(classes)  # the sending side must know them as storage classes too
+        ae = AE(ae_title="OLDUS")  # DCMTK's storescu refuses SOP classes it does not know
+        for sop_class in classes:
+            ae.add_requested_context(sop_class, "1.2.840.10008.1.2.1")
+        assoc = ae.associate("127.0.0.1", svc.port(), ae_title="AXIOM")
+        assert assoc.is_established
+        try:
+            for path, sop_class in zip(files, classes):
+                ds = dcmread(path)
+                ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+                assert assoc.send_c_store(ds).Status == 0x0000
+        finally:
+            assoc.release()
+        assert {r.sop_class_uid for r in svc.store.ledger_after(0, 10)} == {
+            "1.2.840.10008.5.1.4.1.1.6", "1.2.826.0.1.3680043.9.9999.1"}
     finally:
         svc.stop()

@@ -1,0 +1,23 @@
+"""What every sender shares: the failure that stops a whole delivery call, and the interface
+(`send` one study's instances, answer per instance; `verify` by query-back)."""
+from __future__ import annotations
+
+from typing import Protocol
+
+from axiom_dagster.store.deliveries import DueDelivery, Outcome
+
+
+class DestinationUnreachable(Exception):
+    """No connection or association: every instance of the call fails with this reason, and
+    the rest of the run's instances for this destination fail fast with it too."""
+
+    def __init__(self, reason: str, status_code: int | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.status_code = status_code
+
+
+class Sender(Protocol):
+    def send(self, items: list[DueDelivery]) -> list[Outcome]: ...
+
+    def verify(self, study_uid: str, sop_uids: set[str]) -> set[str]: ...

@@ -1,0 +1,41 @@
+"""Where the pipeline writes each destination's copy, and the state a fresh copy starts in.
+
+A folder destination's copy is the delivery itself (confirmed once synced). A network
+destination's copy goes to the staging folder (outbox/<destination>/<study>/<sop>.dcm) and
+starts `pending`; the delivery step sends it and records the destination's answer.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from axiom_dagster.config.destinations import FilesystemDestination
+from axiom_dagster.config.models import AxiomConfig
+from axiom_dagster.destinations.paths import safe_component
+
+STAGING_TEMPLATE = "{StudyInstanceUID}/{SOPInstanceUID}.dcm"
+
+
+def route_roots(config: AxiomConfig) -> list[tuple[str, Path, str]]:
+    """(destination name, folder, path template) for every configured destination."""
+    roots = []
+    for dest in config.destinations:
+        if isinstance(dest, FilesystemDestination):
+            roots.append((dest.name, config.destination_path(dest), dest.path_template))
+        else:
+            roots.append((dest.name, config.staging_path / safe_component(dest.name), STAGING_TEMPLATE))
+    return roots
+
+
+def initial_states(config: AxiomConfig, rows: list[dict]) -> list[dict]:
+    """The pipeline's per-copy records as delivery rows: folder copies confirmed, network
+    copies pending with the staged file as their source."""
+    network = {d.name for d in config.destinations if not isinstance(d, FilesystemDestination)}
+    out = []
+    for row in rows:
+        if row["status"] != "delivered":
+            out.append(row)
+        elif row["destination"] in network:
+            out.append({**row, "status": "pending", "source_path": row["location"], "location": None, "attempts": 0})
+        else:
+            out.append({**row, "status": "confirmed"})
+    return out

@@ -1,0 +1,103 @@
+"""Archive backfill, one StudyDate day at a time: query the day (paging, and splitting by
+modality when the source caps results without paging), skip studies already complete in the
+ledger, retrieve the rest. Resumable: a re-run fetches only what is missing."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Callable, Iterable
+
+from axiom_dagster.config.sources import BackfillConfig
+from axiom_dagster.ingest.landing import LandingZone
+from axiom_dagster.sources import progress
+from axiom_dagster.sources.base import Source, StudyRef
+from axiom_dagster.sources.retrieve import RetrievalTotals, retrieve_studies
+
+
+@dataclass
+class DayResult:
+    day: str  # YYYY-MM-DD, the partition key
+    found: int = 0
+    skipped: int = 0  # complete in the ledger already
+    seconds: float = 0.0
+    error: str | None = None  # the day's query failed, or some studies did
+    retrieval: RetrievalTotals = field(default_factory=RetrievalTotals)
+
+    fetched = property(lambda self: self.retrieval.fetched_studies)
+    failed = property(lambda self: self.retrieval.failed_studies)
+    instances = property(lambda self: self.retrieval.instances)
+    bytes = property(lambda self: self.retrieval.bytes)
+
+    def metadata(self) -> dict:
+        names = ("found", "fetched", "skipped", "failed", "instances", "bytes", "seconds", "error")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+def days_between(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def find_day(source: Source, day: date, settings: BackfillConfig) -> list[StudyRef]:
+    """Every study of one StudyDate. Pages with limit/offset; a source that answers a full
+    page but ignores the offset (a hard cap) is queried again per modality."""
+    cap = settings.max_results_per_query
+    found: dict[str, StudyRef] = {}
+    offset = 0
+    while True:
+        page = source.find_studies(day, day, offset=offset, limit=cap)
+        new = [s for s in page.studies if s.study_uid not in found]
+        found.update((s.study_uid, s) for s in new)
+        if not page.more:
+            return list(found.values())
+        if not new:  # offset ignored: the cap hides the rest of the day
+            break
+        offset += len(page.studies)
+    for modality in settings.split_modalities:
+        for s in source.find_studies(day, day, limit=None, extra={"Modality": modality}).studies:
+            found.setdefault(s.study_uid, s)
+    return list(found.values())
+
+
+def missing_studies(store, source_name: str, studies: list[StudyRef]) -> list[StudyRef]:
+    counts = progress.ledger_counts(store, [s.study_uid for s in studies])
+    states = progress.states(store, source_name, [s.study_uid for s in studies])
+    todo, complete = [], []
+    for s in studies:
+        (complete if progress.is_complete(s, counts.get(s.study_uid, 0), states.get(s.study_uid)) else todo).append(s)
+    # Landed completely but not recorded (killed between landing and bookkeeping): record it.
+    progress.mark(store, source_name, [s for s in complete if (states.get(s.study_uid) or {}).get("status") != "done"], "done")
+    return todo
+
+
+def backfill_day(source: Source, zone: LandingZone, day: date, settings: BackfillConfig, *, dry_run: bool = False,
+                 run_id: str | None = None, on_study: Callable = lambda _o: None,
+                 on_todo: Callable[[int], None] = lambda _n: None) -> DayResult:
+    """One day: found, skipped as complete, the rest retrieved. `on_todo(n)` learns how many
+    studies the day will retrieve (progress bars), `on_study(outcome)` each one's result."""
+    started = time.perf_counter()
+    result = DayResult(day.isoformat())
+    try:
+        studies = find_day(source, day, settings)
+    except Exception as exc:  # SourceError names the protocol failure
+        result.error = str(exc)
+        result.seconds = round(time.perf_counter() - started, 3)
+        return result
+    result.found = len(studies)
+    todo = missing_studies(zone.store, source.name, studies)
+    result.skipped = result.found - len(todo)
+    on_todo(len(todo))
+    if todo and not dry_run:
+        progress.mark(zone.store, source.name, todo, "requested", run_id)
+        totals = result.retrieval = retrieve_studies(source, zone, todo, concurrency=settings.concurrency, run_id=run_id, on_study=on_study)
+        if totals.errors:
+            result.error = "; ".join(f"{n}× {e}" for e, n in sorted(totals.errors.items()))[:500]
+    elif dry_run:
+        for _ in todo:
+            on_study(None)
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def backfill_days(source: Source, zone: LandingZone, days: Iterable[date], settings: BackfillConfig, **kw) -> list[DayResult]:
+    return [backfill_day(source, zone, d, settings, **kw) for d in days]

@@ -1,0 +1,123 @@
+"""Celery scale-out: two Celery workers against one, each limited to one core, on the
+pipeline benchmark's files (bench/pipeline.py: 2,000 x 132 KB, 50 studies), same run.
+
+    python bench/celery.py [--instances 2000] [--batches 4] [--morph set|none]
+
+Both sides land the same files, split the studies into the same batches, and start one run
+worker per batch (`dagster job execute` with AXIOM_EXECUTOR=celery: the run worker submits
+the batch's step to RabbitMQ and waits). Once every step waits in the queue, the Celery
+workers start (`taskset -c 0`, and `-c 1` for the second; pipeline.workers = 1, so a batch
+uses exactly its worker's core). Throughput = instances / (last step end - first step start),
+from the runs' event logs; the wall time from worker start to the last run's end is shown too.
+Needs RabbitMQ (guest/guest) and PostgreSQL (postgres, trust) on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder comes first on sys.path, and this file would shadow the
+# `celery` package for everything imported after it.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+from axiom_dagster.ingest.arrival import ArrivalMeta  # noqa: E402
+from axiom_dagster.ingest.landing import LandingZone  # noqa: E402
+from axiom_dagster.store.state import StateStore  # noqa: E402
+from axiom_dagster.synth import SynthSpec, generate_archive  # noqa: E402
+from bench.pipeline import bench_config  # noqa: E402
+from tests.production import celery_support as cs  # noqa: E402
+
+PG_ADMIN = os.environ.get("AXIOM_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+def prepare(work: Path, archive: list[Path], batches: int, morph: str):
+    work.mkdir(parents=True)
+    config = bench_config(work, morph, workers=1)
+    config_file = work / "axiom.yaml"
+    config_file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    store = StateStore(config.state_store_url)
+    store.migrate()
+    LandingZone(config.landing_path, config.quarantine_path, store).import_files(archive, ArrivalMeta(source="bench"))
+    rows = store.ledger_after(0, 1_000_000)
+    store.note_arrivals(rows)
+    studies = sorted({r.study_uid for r in rows})
+    made = [store.create_batch(rows[0].arrival_date, studies[i::batches]) for i in range(batches)]
+    store.dispose()
+    return config, config_file, made
+
+
+def scenario(work: Path, archive: list[Path], args, workers: int) -> dict:
+    config, config_file, batches = prepare(work, archive, args.batches, args.morph)
+    db = f"axiom_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{db}"')
+    deployment = cs.make_deployment(work, config_file, db)
+    started_workers, runs = [], []
+    try:
+        cs.purge_queue()
+        runs = [cs.launch_run(deployment, b.id, b.partition) for b in batches]
+        cs.wait_for_queue(len(batches), runs, timeout=600)
+        t0 = time.time()
+        started_workers = [cs.CeleryWorker(deployment, f"bench{i}", cpu=i) for i in range(workers)]
+        for p in runs:
+            if p.wait(1800) != 0:
+                raise RuntimeError(f"a run failed; logs in {deployment.dagster_home}")
+        wall = time.time() - t0
+        os.environ.update({k: v for k, v in deployment.env().items() if k.startswith("DAGSTER_")})
+        from dagster import DagsterInstance
+
+        with DagsterInstance.get() as instance:
+            steps = cs.step_executions(instance, [r.dagster_run.run_id for r in instance.get_run_records()])
+        cpu = [w.cpu_seconds() for w in started_workers]
+    finally:
+        cs.stop_all(runs, started_workers)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        admin.dispose()
+    routed = sum(1 for _ in config.destination_path(config.destinations[0]).rglob("*.dcm"))
+    assert routed == len(archive), routed
+    span = max(s.finished for s in steps) - min(s.started for s in steps)
+    # Share of a core each worker got while the steps ran (1.0 = a whole core to itself).
+    share = [round(c / span, 2) for c in cpu]
+    return {"workers": workers, "hosts": sorted({s.celery_worker for s in steps}), "span": span, "wall": wall,
+            "rate": len(archive) / span, "steps": [round(s.finished - s.started, 2) for s in steps], "share": share}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--instances", type=int, default=2000)
+    parser.add_argument("--rows", type=int, default=256)
+    parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("--morph", choices=["set", "none"], default="set")
+    args = parser.parse_args()
+    if not cs.rabbitmq_available():
+        sys.exit("RabbitMQ on 127.0.0.1:5672 is not reachable")
+    per_series = 20
+    spec = SynthSpec(max(1, args.instances // (per_series * 2)), 2, per_series, args.rows, args.rows, seed=11)
+    with tempfile.TemporaryDirectory(prefix="axiom-bench-celery-") as tmp:
+        tmp = Path(tmp)
+        archive = generate_archive(tmp / "archive", spec)
+        mb = sum(p.stat().st_size for p in archive) / 1e6
+        print(f"{len(archive)} instances, {mb:.0f} MB, {args.batches} batches, morph={args.morph}, {os.cpu_count()} cores")
+        one = scenario(tmp / "one", archive, args, 1)
+        two = scenario(tmp / "two", archive, args, 2)
+        print(f"{'workers':8} {'step span s':>12} {'inst/s':>8} {'wall s':>8}  core share per worker / per-step seconds / workers")
+        for r in (one, two):
+            print(f"{r['workers']:<8} {r['span']:12.2f} {r['rate']:8.0f} {r['wall']:8.2f}  {r['share']} {r['steps']} {r['hosts']}")
+        print(f"ratio two/one: {two['rate'] / one['rate']:.2f} (steps), {one['wall'] / two['wall']:.2f} (wall); target >= 1.8")
+        print("load average (1, 5, 15 min) at the end: %.1f %.1f %.1f" % os.getloadavg())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Celery worker settings, found by dagster_celery.app when this folder is on PYTHONPATH:
+
+    PYTHONPATH=deploy/celery celery -A dagster_celery.app worker --pool solo -c 1 -Q dagster -n batch1@%h
+
+The same settings as the executor of study_pipeline_job (assets/executors.py).
+"""
+from assets.executors import CELERY_SETTINGS
+
+globals().update(CELERY_SETTINGS)

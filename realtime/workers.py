@@ -1,0 +1,119 @@
+"""`axiom realtime --workers N`: N listener worker processes serving the same DICOM and HTTP
+ports (SO_REUSEPORT), all landing into one landing zone and one arrival ledger.
+
+The supervisor (this process) migrates the state store and recovers from a previous crash
+once (closes associations left open, deletes half-written temp files), then starts the
+workers (`python -m realtime.workers CONFIG INDEX LEVEL`) and restarts any that dies. Each
+worker acknowledges an instance only after its file and ledger row are durable, exactly as
+the single-process service does, so a worker killed with SIGKILL loses nothing it
+acknowledged; its in-flight associations are aborted and the senders retry. The kernel
+sends new connections to the live workers only.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from axiom_dagster.config.models import AxiomConfig
+from axiom_dagster.store.state import StateStore
+
+from .logs import setup_logging
+from .service import RealtimeService, close_stale_associations, sweep_temp_files
+from .stow import SOURCE as STOW_SOURCE
+
+log = logging.getLogger("axiom.realtime.supervisor")
+RESTART_DELAY = 1.0
+
+
+class Supervisor:
+    def __init__(self, config: AxiomConfig, config_path: str | Path | None, workers: int, log_level: str = "INFO"):
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.config = config
+        self.config_path = str(config_path or "")
+        self.count = workers
+        self.log_level = log_level
+        self.workers: dict[int, subprocess.Popen] = {}
+        self._stopping = threading.Event()
+
+    def recover(self) -> None:
+        store = StateStore(self.config.state_store_url)
+        try:
+            store.migrate()
+            sources = [lc.name for lc in self.config.listeners] + [STOW_SOURCE]
+            closed = close_stale_associations(store, sources)
+        finally:
+            store.dispose()
+        removed = sweep_temp_files(self.config.landing_path)
+        if closed or removed:
+            log.warning("recovered from a previous run", extra={"associations": closed, "temp_files": removed})
+
+    def _spawn(self, index: int) -> None:
+        cmd = [sys.executable, "-m", "realtime.workers", self.config_path, str(index), self.log_level]
+        self.workers[index] = subprocess.Popen(cmd, env=os.environ.copy())
+        log.info("listener worker started", extra={"worker": index, "pid": self.workers[index].pid})
+
+    def pids(self) -> dict[int, int]:
+        return {i: p.pid for i, p in self.workers.items() if p.poll() is None}
+
+    def run(self) -> int:
+        self.recover()
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for i in range(self.count):
+                self._spawn(i)
+            while not self._stopping.wait(0.5):
+                for i, proc in list(self.workers.items()):
+                    code = proc.poll()
+                    if code is not None and not self._stopping.is_set():
+                        log.error("listener worker died; restarting it",
+                                  extra={"worker": i, "pid": proc.pid, "exit": code})
+                        time.sleep(RESTART_DELAY)
+                        self._spawn(i)
+        finally:
+            self._stop_workers()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0
+
+    def _on_signal(self, signum, _frame) -> None:
+        if self._stopping.is_set():  # second signal: pass it on (the workers abort)
+            for proc in self.workers.values():
+                if proc.poll() is None:
+                    proc.send_signal(signum)
+            return
+        log.info("shutting down workers", extra={"signal": signal.Signals(signum).name})
+        self._stopping.set()
+
+    def _stop_workers(self) -> None:
+        for proc in self.workers.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.config.http.shutdown_grace_seconds + 10
+        for proc in self.workers.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.info("realtime supervisor stopped")
+
+
+def worker_main(argv: list[str]) -> int:
+    from axiom_dagster.config.settings import load_default_config
+
+    config_path, index, level = argv
+    setup_logging(level)
+    config = load_default_config(config_path or None)
+    log.info("listener worker serving", extra={"worker": int(index), "pid": os.getpid()})
+    return RealtimeService(config, worker=True).run()
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:]))
