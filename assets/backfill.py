@@ -55,7 +55,7 @@ def build_backfill_asset(spec):
         try:
             zone = LandingZone(cfg.landing_path, cfg.quarantine_path, store)
             for day in days:
-                result = backfill_day(source, zone, day, settings, run_id=context.run_id)
+                result = backfill_day(source, zone, day, settings, run_id=context.run.run_id)
                 context.log.info(f"{spec.name} {result.day}: {result.metadata()}")
                 if result.error and not (result.fetched or result.skipped):
                     failed_days.append(result.day)
