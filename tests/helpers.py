@@ -38,6 +38,25 @@ def retagged(src: Path, dst: Path, **attrs) -> Path:
     return dst
 
 
+def new_copies(src: Path, dst: Path) -> dict[str, str]:
+    """Copies of every file under `src` as new instances (fresh Study, Series and SOP Instance
+    UIDs, consistently mapped): a re-send of identical bytes is a no-op by design, so tests that
+    need the same content processed again use these. Returns old -> new SOP Instance UID."""
+    from pydicom.uid import generate_uid
+
+    mapping: dict[str, str] = {}
+    for n, path in enumerate(sorted(p for p in src.rglob("*") if p.is_file())):
+        ds = dcmread(path)
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            old = getattr(ds, keyword)
+            mapping.setdefault(old, generate_uid(entropy_srcs=["axiom-test-copy", old]))
+            setattr(ds, keyword, mapping[old])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        dst.mkdir(parents=True, exist_ok=True)
+        ds.save_as(dst / f"{n:06d}.dcm")
+    return mapping
+
+
 def land_folder(config: AxiomConfig, store: StateStore, folder: Path, source="test") -> ImportReport:
     zone = LandingZone(config.landing_path, config.quarantine_path, store)
     return zone.import_files(iter_files(folder), ArrivalMeta(source=source))

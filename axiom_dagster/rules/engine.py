@@ -1,5 +1,8 @@
 """The rule engine: `compile_rules(config)` once, then `engine.morph(ds, meta, destinations)`.
 
+(About 310 lines: compile and morph share the engine's state; splitting them would pass it
+around for no clarity gained. The compile environment lives in compile_env.py.)
+
 Evaluation
 - Rulesets run in order of `priority` (higher first; ties keep declaration order), and so
   do the rules inside a ruleset. A `first_match` ruleset stops at its own first matching

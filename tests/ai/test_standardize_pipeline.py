@@ -22,7 +22,7 @@ from axiom_dagster.definitions import defs
 from resources import AxiomResource
 from sensors.landing import landing_sensor
 from tests.ai.server import ModelServer
-from tests.helpers import land_folder, make_config, small_archive
+from tests.helpers import land_folder, make_config, new_copies, small_archive
 
 VOCAB = ["Head CT", "Chest CT", "Knee MR"]
 VARIANTS = ["CT HEAD WO", "ct head w contrast", "CHEST CT LOW DOSE", "Knee MR left", "abd ultrasound"]
@@ -107,11 +107,12 @@ def test_distinct_values_asked_once_then_cached(tmp_path, store_url, server, pro
     assert out == {uid: expected(d) for uid, d in originals.items()}
     assert any(v == "Head CT" for v in out.values()) and any(v.startswith("abd ultrasound") for v in out.values())
 
-    # The same values again (a re-send): answered from the cache, no model call.
+    # The same values again on new instances: answered from the cache, no model call.
     (tmp_path / "routed").rename(tmp_path / "routed-1")
-    run_pipeline(resource, tmp_path / "in")
+    renamed = new_copies(tmp_path / "in", tmp_path / "in-2")
+    run_pipeline(resource, tmp_path / "in-2")
     assert len(server.requests) == 2
-    assert routed(tmp_path) == out
+    assert routed(tmp_path) == {renamed[uid]: value for uid, value in out.items()}
 
 
 def test_review_correction_wins_and_prompt_change_asks_again(tmp_path, store_url, server, monkeypatch):

@@ -20,7 +20,7 @@ from axiom_dagster.definitions import defs
 from resources import AxiomResource
 from sensors.landing import landing_sensor
 from tests.crosswalks.conftest import create_patients
-from tests.helpers import land_folder, make_config, small_archive
+from tests.helpers import land_folder, make_config, new_copies, small_archive
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,7 +103,8 @@ def test_sql_crosswalk_refresh_lookup_and_missing_keys(tmp_path, source_db_url, 
     assert materialize([asset], resources={"axiom": resource}, instance=DagsterInstance.ephemeral()).success
     assert SnapshotStore(tmp_path / "crosswalks", "patients").current()["rows"] == 4  # within max_row_drift
     (tmp_path / "routed").rename(tmp_path / "routed-1")
-    land_folder(resource.config, resource.store, tmp_path / "in")
+    new_copies(tmp_path / "in", tmp_path / "in-2")  # identical re-sends would be no-ops
+    land_folder(resource.config, resource.store, tmp_path / "in-2")
     _run_pipeline(resource)
     assert sorted({dcmread(p).PatientID for p in (tmp_path / "routed").rglob("*.dcm")}) == ["RID-0", "RID-1"]
 
