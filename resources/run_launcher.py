@@ -10,13 +10,14 @@ recycled pid would read as alive; pids cycle slowly enough for a 30 s poll inter
 """
 from __future__ import annotations
 
-import os
 import socket
 
 from dagster import DagsterEventType
 from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
 from dagster._core.storage.dagster_run import DagsterRun
+
+from axiom_dagster.pipeline.recovery import process_alive
 
 HOST_TAG = "axiom/run_worker_host"
 
@@ -37,20 +38,6 @@ class LocalRunLauncher(DefaultRunLauncher):
         if not starts or starts[0].dagster_event is None or starts[0].dagster_event.pid is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "run worker has not started yet")
         pid = starts[0].dagster_event.pid
-        if _alive(pid):
+        if process_alive(pid):
             return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
         return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone", run_worker_id=str(pid))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a dead child its parent has not reaped yet
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
