@@ -113,10 +113,18 @@ def orthanc(tmp_path):
     server.stop()
 
 
+# Folders whose tests start whole peers (Orthanc, Celery workers, emulators, services) or run
+# the damaged-file corpus: the full suite only.
+SLOW_FOLDERS = ("tests/production/", "tests/realworld/", "tests/sources/", "tests/destinations/")
+
+
 def pytest_collection_modifyitems(items):
     """The inner loop (`-m "not slow"`) runs the PostgreSQL variants of the state store's
-    own tests only; the full suite runs every test on both backends."""
+    own tests only, and none of the tests that start a real Orthanc or the peers of
+    SLOW_FOLDERS; the full suite runs every test."""
     for item in items:
         spec = getattr(item, "callspec", None)
         if spec is not None and spec.params.get("store_url") == "postgresql" and not item.nodeid.startswith("tests/store/"):
+            item.add_marker(pytest.mark.slow)
+        elif item.nodeid.startswith(SLOW_FOLDERS) or "orthanc" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
