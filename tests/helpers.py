@@ -1,6 +1,7 @@
 """Small builders shared by tests: synthetic archives, damaged files, landing."""
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydicom import dcmread
@@ -13,6 +14,13 @@ from axiom_dagster.ingest.importer import ImportReport, iter_files
 from axiom_dagster.ingest.landing import LandingZone
 from axiom_dagster.store.state import StateStore
 from axiom_dagster.synth import SynthSpec, generate_archive
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a peer a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def small_archive(folder: Path, studies=3, series=2, instances=4, seed=1) -> list[Path]:

@@ -1,7 +1,6 @@
 """Crosswalk snapshots from bucket objects: GCS through gcp-storage-emulator and S3 through
 moto's server, both on 127.0.0.1, read with the real google-cloud-storage and boto3 clients."""
 import io
-import socket
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,14 +10,9 @@ from axiom_dagster.config.crosswalks import CrosswalkSpec
 from axiom_dagster.crosswalks.lookup import open_crosswalk
 from axiom_dagster.crosswalks.snapshot import SnapshotStore
 from axiom_dagster.crosswalks.sources import CrosswalkSourceError
+from tests.helpers import free_port
 
 CSV = b"code,site\nA1,North\nB2,South\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

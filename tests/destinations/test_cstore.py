@@ -5,7 +5,7 @@ import pytest
 from axiom_dagster.destinations.delivery import deliver_destination, make_sender
 from axiom_dagster.store.deliveries import DeliveryState
 from tests.destinations.support import FAST_RETRY, assert_identical_in_orthanc, staged
-from tests.peers.orthanc import free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.orthanc
 

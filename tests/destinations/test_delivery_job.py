@@ -14,7 +14,7 @@ from resources import AxiomResource, DestinationsResource
 from sensors.delivery import build_delivery_sensor
 from tests.destinations.support import FAST_RETRY, delivery_config, input_folder, process, staged
 from tests.helpers import write_config_file
-from tests.peers.orthanc import free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.orthanc
 

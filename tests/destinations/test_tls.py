@@ -7,7 +7,7 @@ import pytest
 from axiom_dagster.destinations.delivery import deliver_destination
 from axiom_dagster.store.deliveries import DeliveryState
 from tests.destinations.support import FAST_RETRY, staged
-from tests.peers.orthanc import free_port
+from tests.helpers import free_port
 from tests.peers.process import start_listener, stop_process
 from tests.realtime.support import make_certs
 

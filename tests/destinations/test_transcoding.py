@@ -13,7 +13,7 @@ from axiom_dagster.destinations.delivery import deliver_destination
 from axiom_dagster.store.deliveries import DeliveryState
 from tests.destinations.support import FAST_RETRY, staged
 from tests.helpers import small_archive
-from tests.peers.orthanc import free_port
+from tests.helpers import free_port
 from tests.peers.process import start_listener, stop_process
 
 STORESCP = "/usr/bin/storescp"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tests.peers.orthanc import free_port
+from tests.helpers import free_port
 from tests.peers.process import start_listener, stop_process
 
 BIN = Path(sys.executable).parent

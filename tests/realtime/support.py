@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -11,15 +10,10 @@ from pathlib import Path
 import yaml
 
 from axiom_dagster.config.models import parse_config
+from tests.helpers import free_port
 
 DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
 JWT_SECRET = "test-secret-0123456789abcdef0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_config(root: Path, listeners: list[dict] | None = None, http: dict | None = None, **extra):

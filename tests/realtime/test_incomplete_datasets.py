@@ -13,7 +13,8 @@ from pydicom import dcmread
 
 from axiom_dagster.synth import SynthSpec, generate_archive
 from axiom_dagster.store.apikeys import create_key
-from tests.realtime.support import InProcessService, free_port, make_config
+from tests.realtime.support import InProcessService, make_config
+from tests.helpers import free_port
 from tests.realtime.test_realtime_http import STOW, multipart
 
 

@@ -10,7 +10,8 @@ import pytest
 from pydicom import dcmread
 
 from axiom_dagster.synth import SynthSpec, generate_archive
-from tests.realtime.support import DCMTK_ENV, InProcessService, dataset_bytes, free_port, make_certs, make_config
+from tests.realtime.support import DCMTK_ENV, InProcessService, dataset_bytes, make_certs, make_config
+from tests.helpers import free_port
 
 pytestmark = [pytest.mark.dcmtk, pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK not installed")]
 

@@ -14,7 +14,8 @@ from axiom_dagster.catalog.tables import connect
 from axiom_dagster.demo import run_pending
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.store.apikeys import create_key
-from tests.realtime.support import InProcessService, free_port, make_config
+from tests.realtime.support import InProcessService, make_config
+from tests.helpers import free_port
 from tests.realworld.corpus import build_corpus, send_cstore, send_stow, split
 from tests.realworld.damage import PHI_VALUES
 

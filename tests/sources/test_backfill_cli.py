@@ -13,7 +13,7 @@ from axiom_dagster.cli import main
 from axiom_dagster.config.models import AxiomConfig
 from axiom_dagster.store.state import StateStore
 from tests.helpers import make_config, write_config_file
-from tests.peers.orthanc import free_port
+from tests.helpers import free_port
 from tests.sources.support import dicomweb_source, dimse_source, ledger_sops, load_archive
 
 

@@ -13,7 +13,7 @@ from axiom_dagster.sources.dimse import DimseStudySource
 from axiom_dagster.sources.sink import StudySink
 from axiom_dagster.store.state import StateStore
 from tests.helpers import make_config
-from tests.peers.orthanc import free_port
+from tests.helpers import free_port
 from tests.sources.support import dimse_source, ledger_sops, load_archive, zone_for
 
 RANGE = (date(2024, 1, 1), date(2024, 12, 31))
