@@ -91,7 +91,7 @@ class ArchiveStudySource:
                 sink.outcome.failed += 1
                 sink.outcome.error = f"cannot read an archive file: {exc.strerror}"
                 continue
-            sink.add(data)
+            sink.add(data, str(path.absolute()))
         return sink.outcome
 
     def close(self) -> None:
