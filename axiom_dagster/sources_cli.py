@@ -1,12 +1,14 @@
 """`axiom sources list|test NAME` and `axiom backfill SOURCE --from --to [--dry-run]` /
 `axiom backfill status` (registered by cli.py).
 
-Without a daemon the backfill runs in this process: day by day through the same core as the
-backfill asset, with a progress bar (days and studies), each finished day recorded in the
-Dagster instance as a materialization of the source's backfill asset partition (so the UI
-shows which days are done), then the landed studies through the landing sensor and
-study_pipeline_job, as the daemon would. With a daemon, launch the asset's partition range
-from the UI or `dg launch --assets <source>_archive --partition-range FROM...TO`.
+When a dagster-daemon serves the Dagster instance ($DAGSTER_HOME; its backfill loop reported
+recently), `axiom backfill` launches a real Dagster asset backfill of the source's
+`<source>_archive` partitions (assets/backfill_launch.py) and, with --wait, follows it.
+Otherwise (or with --in-process) it runs in this process: day by day through the same core as
+the backfill asset, with a progress bar (days and studies), each finished day recorded in the
+Dagster instance as a materialization of the asset partition (so the UI shows which days are
+done), the landed studies going through the landing sensor and study_pipeline_job meanwhile,
+as the daemon would.
 """
 from __future__ import annotations
 
@@ -40,6 +42,12 @@ def register(sub, config_arg) -> None:
     p.add_argument("--dry-run", action="store_true", help="query and count only; retrieve nothing")
     p.add_argument("--no-pipeline", action="store_true", help="land only; leave processing to the landing sensor")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--in-process", action="store_true", help="run here even when a Dagster daemon is running")
+    how.add_argument("--dagster", action="store_true", help="launch a Dagster backfill (needs a daemon to run it)")
+    p.add_argument("--dagster-url", help="launch through this Dagster webserver (e.g. http://127.0.0.1:3000) "
+                                         "instead of loading workspace.yaml here")
+    p.add_argument("--wait", action="store_true", help="with a Dagster backfill: follow it until it is done")
     p.set_defaults(func=cmd_backfill)
 
 
@@ -100,6 +108,11 @@ def cmd_backfill(args) -> int:
     except KeyError as exc:
         print(exc.args[0], file=sys.stderr)
         return 2
+    if args.first < spec.backfill.start_date:
+        print(f"--from is before the source's backfill.start_date ({spec.backfill.start_date})", file=sys.stderr)
+        return 2
+    if not args.dry_run and not args.in_process and (args.dagster or args.dagster_url or _daemon_serves_instance()):
+        return _launch_in_dagster(args, spec)
     store = StateStore(config.state_store_url)
     store.migrate()
     zone = LandingZone(config.landing_path, config.quarantine_path, store)
@@ -152,6 +165,45 @@ def cmd_backfill(args) -> int:
     retrieve_seconds = timing["retrieve"]
     _summary(results, retrieve_seconds, time.perf_counter() - started, runs, args.dry_run)
     return 1 if any(r.failed or (r.error and not r.fetched) for r in results) else 0
+
+
+def _daemon_serves_instance() -> bool:
+    if not os.environ.get("DAGSTER_HOME"):
+        return False
+    from assets.backfill_launch import daemon_running
+
+    return daemon_running(_instance())
+
+
+def _launch_in_dagster(args, spec) -> int:
+    """A Dagster asset backfill of the day partitions; the daemon runs it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from assets.backfill import backfill_asset_name, partition_keys
+    from assets.backfill_launch import LaunchError, launch_backfill, materialized_days, wait_for_backfill
+
+    if args.config:  # the code location loaded for the launch reads $AXIOM_CONFIG
+        os.environ["AXIOM_CONFIG"] = str(Path(args.config).resolve())
+    instance = _instance()
+    asset = backfill_asset_name(spec.name)
+    keys = partition_keys(args.first, args.last)
+    try:
+        backfill_id = launch_backfill(instance, asset, keys, tags={"axiom/source": spec.name},
+                                      title=f"{spec.name} {args.first}..{args.last}", url=args.dagster_url)
+    except LaunchError as exc:
+        print(f"could not launch the Dagster backfill: {exc}", file=sys.stderr)
+        return 1
+    print(f"launched Dagster backfill {backfill_id}: {asset}, {len(keys)} days ({args.first}..{args.last}); "
+          f"follow it in the UI (Overview > Backfills) or with `axiom backfill status {spec.name}`")
+    if not args.wait:
+        return 0
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, disable=args.no_progress) as bar:
+        days = bar.add_task("days", total=len(keys))
+        status = wait_for_backfill(instance, backfill_id, on_poll=lambda _s: bar.update(days, completed=materialized_days(instance, asset, keys)))
+    done = materialized_days(instance, asset, keys)
+    print(f"backfill {backfill_id}: {status}; {done} of {len(keys)} days materialized")
+    return 0 if status in ("COMPLETED_SUCCESS", "COMPLETED") and done == len(keys) else 1
 
 
 @functools.cache
