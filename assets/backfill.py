@@ -1,7 +1,7 @@
 """Archive backfill assets: one per configured source, partitioned by StudyDate day.
 
 A run covers several days (BackfillPolicy.multi_run), retrieves on the source's concurrency
-pool, and records per-day metadata (found, fetched, skipped, failed, instances, bytes,
+pool (and inside the run at most `backfill.concurrency` studies at once, across its days), and records per-day metadata (found, fetched, skipped, failed, instances, bytes,
 seconds) as one materialization per day partition, so the UI's partition status shows which
 days are done. A day whose query failed is not materialized (it stays missing) and the run
 fails after the other days, so a re-run picks it up. Retrieved studies land in the ledger;
@@ -21,7 +21,7 @@ from dagster import (
 
 from axiom_dagster.config.models import AxiomConfig
 from axiom_dagster.ingest.landing import LandingZone
-from axiom_dagster.sources.backfill import backfill_day, days_between
+from axiom_dagster.sources.backfill import backfill_days, days_between
 from resources import AxiomResource, SourceResource, source_resource_key
 from sensors.source_poll import build_poll_sensor, build_retrieval_job, pollable, source_pool
 
@@ -54,8 +54,7 @@ def build_backfill_asset(spec):
         failed_days = []
         try:
             zone = LandingZone(cfg.landing_path, cfg.quarantine_path, store)
-            for day in days:
-                result = backfill_day(source, zone, day, settings, run_id=context.run.run_id)
+            for result in backfill_days(source, zone, days, settings, run_id=context.run.run_id):
                 context.log.info(f"{spec.name} {result.day}: {result.metadata()}")
                 if result.error and not (result.fetched or result.skipped):
                     failed_days.append(result.day)

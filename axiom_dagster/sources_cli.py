@@ -98,7 +98,7 @@ def cmd_backfill(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from axiom_dagster.ingest.landing import LandingZone
-    from axiom_dagster.sources.backfill import backfill_day, days_between
+    from axiom_dagster.sources.backfill import backfill_days, days_between
     from axiom_dagster.sources.registry import open_source
     from axiom_dagster.store.state import StateStore
 
@@ -133,9 +133,8 @@ def cmd_backfill(args) -> int:
             bar.advance(study_task)
 
         try:
-            for day in days:
-                result = backfill_day(source, zone, day, spec.backfill, dry_run=args.dry_run, run_id=run_id, on_study=on_study,
-                                      on_todo=lambda n: bar.update(study_task, total=(bar.tasks[study_task].total or 0) + n))
+            for result in backfill_days(source, zone, days, spec.backfill, dry_run=args.dry_run, run_id=run_id, on_study=on_study,
+                                        on_todo=lambda n: bar.update(study_task, total=(bar.tasks[study_task].total or 0) + n)):
                 results.append(result)
                 bar.advance(day_task)
                 if result.error:

@@ -4,15 +4,17 @@ ledger, retrieve the rest. Resumable: a re-run fetches only what is missing."""
 from __future__ import annotations
 
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from axiom_dagster.config.sources import BackfillConfig
 from axiom_dagster.ingest.landing import LandingZone
 from axiom_dagster.sources import progress
 from axiom_dagster.sources.base import Source, StudyRef
-from axiom_dagster.sources.retrieve import RetrievalTotals, retrieve_studies
+from axiom_dagster.sources.retrieve import RetrievalTotals, retrieve_one
 
 
 @dataclass
@@ -75,29 +77,67 @@ def backfill_day(source: Source, zone: LandingZone, day: date, settings: Backfil
                  on_todo: Callable[[int], None] = lambda _n: None) -> DayResult:
     """One day: found, skipped as complete, the rest retrieved. `on_todo(n)` learns how many
     studies the day will retrieve (progress bars), `on_study(outcome)` each one's result."""
-    started = time.perf_counter()
+    return next(iter(backfill_days(source, zone, [day], settings, dry_run=dry_run, run_id=run_id,
+                                   on_study=on_study, on_todo=on_todo)))
+
+
+def _plan_day(source: Source, zone: LandingZone, day: date, settings: BackfillConfig, dry_run: bool,
+              run_id: str | None) -> tuple[DayResult, list[StudyRef]]:
     result = DayResult(day.isoformat())
     try:
         studies = find_day(source, day, settings)
     except Exception as exc:  # SourceError names the protocol failure
         result.error = str(exc)
-        result.seconds = round(time.perf_counter() - started, 3)
-        return result
+        return result, []
     result.found = len(studies)
     todo = missing_studies(zone.store, source.name, studies)
     result.skipped = result.found - len(todo)
-    on_todo(len(todo))
     if todo and not dry_run:
-        progress.mark(zone.store, source.name, todo, "requested", run_id)
-        totals = result.retrieval = retrieve_studies(source, zone, todo, concurrency=settings.concurrency, run_id=run_id, on_study=on_study)
+        progress.mark(zone.store, source.name, todo, "retrieving", run_id)
+    return result, todo
+
+
+def backfill_days(source: Source, zone: LandingZone, days: Iterable[date], settings: BackfillConfig, *,
+                  dry_run: bool = False, run_id: str | None = None, on_study: Callable = lambda _o: None,
+                  on_todo: Callable[[int], None] = lambda _n: None) -> Iterator[DayResult]:
+    """Yield each day's result, in day order, as soon as the day is done.
+
+    Days are queried one after the other while one pool of `settings.concurrency` workers
+    retrieves the missing studies of every day queried so far: the next day's query and the
+    retrievals of several days overlap (archives hold a few studies per day), and the source
+    never sees more than `concurrency` retrievals at once. The look-ahead is bounded."""
+    queue: deque[tuple[DayResult, list[Future], float]] = deque()
+    backlog = max(4, settings.concurrency * 4)  # studies submitted but not finished
+
+    def finish(result: DayResult, futures: list[Future], started: float) -> DayResult:
+        totals = result.retrieval
+        for f in futures:
+            totals.add(f.result())
+        totals.seconds = time.perf_counter() - started
         if totals.errors:
             result.error = "; ".join(f"{n}× {e}" for e, n in sorted(totals.errors.items()))[:500]
-    elif dry_run:
-        for _ in todo:
-            on_study(None)
-    result.seconds = round(time.perf_counter() - started, 3)
-    return result
+        result.seconds = round(time.perf_counter() - started, 3)
+        return result
+
+    with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix=f"retrieve-{source.name}") as pool:
+        for day in days:
+            while queue and (_all_done(queue[0][1]) or sum(not f.done() for _, fs, _ in queue for f in fs) >= backlog):
+                yield finish(*queue.popleft())
+            started = time.perf_counter()
+            result, todo = _plan_day(source, zone, day, settings, dry_run, run_id)
+            on_todo(len(todo))
+            futures = []
+            for study in todo:
+                if dry_run:
+                    on_study(None)
+                    continue
+                future = pool.submit(retrieve_one, source, zone, study, run_id)
+                future.add_done_callback(lambda f: on_study(f.result()) if not f.exception() else None)
+                futures.append(future)
+            queue.append((result, futures, started))
+        while queue:
+            yield finish(*queue.popleft())
 
 
-def backfill_days(source: Source, zone: LandingZone, days: Iterable[date], settings: BackfillConfig, **kw) -> list[DayResult]:
-    return [backfill_day(source, zone, d, settings, **kw) for d in days]
+def _all_done(futures: list[Future]) -> bool:
+    return all(f.done() for f in futures)

@@ -36,6 +36,21 @@ class RetrievalTotals:
             self.errors[outcome.error or "failed instances"] = self.errors.get(outcome.error or "failed instances", 0) + 1
 
 
+def retrieve_one(source: Source, zone: LandingZone, study: StudyRef, run_id: str | None = None) -> StudyOutcome:
+    """Retrieve one study into the landing zone and record its outcome; never raises for
+    the study's own failure (it is recorded with the study)."""
+    with StudySink(zone, source.name, study.study_uid) as sink:
+        try:
+            outcome = source.retrieve_study(study, sink)
+        except Exception as exc:  # a source bug must not lose the other studies' results
+            sink.outcome.error = f"retrieval failed: {type(exc).__name__}"
+            outcome = sink.outcome
+    if outcome.ok and study.instances and outcome.fetched + outcome.skipped < study.instances:
+        outcome.error = f"incomplete: {outcome.fetched + outcome.skipped} of {study.instances} instances"
+    progress.record_outcome(zone.store, source.name, outcome, run_id)
+    return outcome
+
+
 def retrieve_studies(
     source: Source, zone: LandingZone, studies: Sequence[StudyRef], *, concurrency: int = 1,
     run_id: str | None = None, on_study: Callable[[StudyOutcome], None] = lambda _o: None,
@@ -44,24 +59,13 @@ def retrieve_studies(
     for one study's failure: it is recorded with the study and counted."""
     started = time.perf_counter()
     totals = RetrievalTotals()
-    store = zone.store
-    progress.mark(store, source.name, studies, "retrieving", run_id)
+    progress.mark(zone.store, source.name, studies, "retrieving", run_id)
 
     def one(study: StudyRef) -> StudyOutcome:
-        with StudySink(zone, source.name, study.study_uid) as sink:
-            try:
-                outcome = source.retrieve_study(study, sink)
-            except Exception as exc:  # a source bug must not lose the other studies' results
-                sink.outcome.error = f"retrieval failed: {type(exc).__name__}"
-                outcome = sink.outcome
-        if outcome.ok and study.instances and outcome.fetched + outcome.skipped < study.instances:
-            outcome.error = f"incomplete: {outcome.fetched + outcome.skipped} of {study.instances} instances"
-        progress.record_outcome(store, source.name, outcome, run_id)
-        return outcome
+        return retrieve_one(source, zone, study, run_id)
 
     if concurrency <= 1 or len(studies) <= 1:
-        outcomes = map(one, studies)
-        for outcome in outcomes:
+        for outcome in map(one, studies):
             totals.add(outcome)
             on_study(outcome)
     else:
