@@ -146,8 +146,10 @@ def cmd_backfill(args) -> int:
 
     runs = 0
     pipeline = not (args.dry_run or args.no_pipeline)
-    # Enough landed studies for a pipeline run worth its Dagster overhead while retrieval goes on.
-    threshold = max(5, config.pipeline.batch_max_studies // 2)
+    # The pipeline runs whenever its last run is over and a few studies have landed: while
+    # retrieval goes on, each run takes what landed during the previous one (batches grow
+    # with the retrieval rate); a few studies make a run worth its Dagster overhead.
+    threshold = int(os.environ.get("AXIOM_BACKFILL_PIPELINE_STUDIES", 0)) or max(2, config.pipeline.batch_max_studies // 10)
     with Progress(*columns, disable=args.no_progress, transient=False) as bar:
         worker = threading.Thread(target=retrieve_all, args=(bar, bar.add_task("days", total=len(days)), bar.add_task("studies", total=0)),
                                   name="backfill-retrieve", daemon=True)
