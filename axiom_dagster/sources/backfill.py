@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 from axiom_dagster.config.sources import BackfillConfig
 from axiom_dagster.ingest.landing import LandingZone
 from axiom_dagster.sources import progress
-from axiom_dagster.sources.base import Source, StudyRef
+from axiom_dagster.sources.base import Source, SourceError, StudyRef
 from axiom_dagster.sources.retrieve import RetrievalTotals, retrieve_one
 
 
@@ -41,24 +41,58 @@ def days_between(first: date, last: date) -> list[date]:
 
 
 def find_day(source: Source, day: date, settings: BackfillConfig) -> list[StudyRef]:
-    """Every study of one StudyDate. Pages with limit/offset; a source that answers a full
-    page but ignores the offset (a hard cap) is queried again per modality."""
+    """Every study of one StudyDate. A source that caps its results (a full page whose offset
+    is ignored, or as many C-FIND results as `max_results_per_query`) is asked again per
+    modality, and a modality still capped per StudyTime range, halved until each answer fits
+    (down to one minute: a minute with more studies than the cap fails the day)."""
     cap = settings.max_results_per_query
+    found, capped = _query(source, day, cap, {})
+    if capped:
+        for modality in settings.split_modalities:
+            part, capped = _query(source, day, cap, {"Modality": modality})
+            if capped:
+                part = _split_by_time(source, day, cap, {"Modality": modality}, 0, _DAY_SECONDS)
+            for uid, study in part.items():
+                found.setdefault(uid, study)
+    return list(found.values())
+
+
+_DAY_SECONDS = 24 * 3600
+
+
+def _query(source: Source, day: date, cap: int, extra: dict[str, str]) -> tuple[dict[str, StudyRef], bool]:
+    """Every answer to one search (paging with limit/offset where the source pages) and
+    whether the source capped it."""
     found: dict[str, StudyRef] = {}
+    if not getattr(source, "pages", True):  # DIMSE: no paging; a full answer may be capped
+        studies = source.find_studies(day, day, limit=None, extra=extra or None).studies
+        return {s.study_uid: s for s in studies}, len(studies) >= cap
     offset = 0
     while True:
-        page = source.find_studies(day, day, offset=offset, limit=cap)
+        page = source.find_studies(day, day, offset=offset, limit=cap, extra=extra or None)
         new = [s for s in page.studies if s.study_uid not in found]
         found.update((s.study_uid, s) for s in new)
         if not page.more:
-            return list(found.values())
-        if not new:  # offset ignored: the cap hides the rest of the day
-            break
+            return found, False
+        if not new:  # offset ignored: the cap hides the rest
+            return found, True
         offset += len(page.studies)
-    for modality in settings.split_modalities:
-        for s in source.find_studies(day, day, limit=None, extra={"Modality": modality}).studies:
-            found.setdefault(s.study_uid, s)
-    return list(found.values())
+
+
+def _split_by_time(source: Source, day: date, cap: int, extra: dict[str, str], lo: int, hi: int) -> dict[str, StudyRef]:
+    """Studies with StudyTime in [lo, hi) seconds of the day, halving capped ranges."""
+    found, capped = _query(source, day, cap, {**extra, "StudyTime": f"{_hhmmss(lo)}-{_hhmmss(hi - 1)}"})
+    if not capped:
+        return found
+    if hi - lo <= 60:
+        raise SourceError(f"more than {cap} studies in one minute of StudyTime: the source's result cap "
+                          "hides some (raise backfill.max_results_per_query to the source's cap)")
+    mid = (lo + hi) // 2
+    return {**_split_by_time(source, day, cap, extra, lo, mid), **_split_by_time(source, day, cap, extra, mid, hi)}
+
+
+def _hhmmss(seconds: int) -> str:
+    return f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}"
 
 
 def missing_studies(store, source_name: str, studies: list[StudyRef]) -> list[StudyRef]:

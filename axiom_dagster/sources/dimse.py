@@ -53,6 +53,8 @@ def _status_text(status: Dataset | None) -> str:
 
 
 class DimseStudySource:
+    pages = False  # C-FIND has no offset: a query's answer comes whole (or capped by the PACS)
+
     def __init__(self, config: DimseSource, resolve=lambda p: p):
         self.config = config
         self.name = config.name
