@@ -38,7 +38,8 @@ from sqlalchemy import update  # noqa: E402
 from axiom_dagster.config.models import AxiomConfig  # noqa: E402
 from axiom_dagster.destinations.delivery import deliver_destination  # noqa: E402
 from axiom_dagster.ingest.arrival import ArrivalMeta  # noqa: E402
-from axiom_dagster.ingest.landing import LandingZone, iter_files  # noqa: E402
+from axiom_dagster.ingest.importer import iter_files  # noqa: E402
+from axiom_dagster.ingest.landing import LandingZone  # noqa: E402
 from axiom_dagster.store.schema import deliveries  # noqa: E402
 from axiom_dagster.store.state import StateStore  # noqa: E402
 from axiom_dagster.synth import SynthSpec, generate_archive  # noqa: E402
@@ -104,7 +105,8 @@ def outage(config: AxiomConfig, store: StateStore, work: Path, n: int, seconds: 
 
     orthanc = fresh_orthanc(work, "outage")
     dest = {"name": "pacs", "type": "dicom", "host": "127.0.0.1", "port": orthanc.dicom_port, "ae_title": orthanc.aet,
-            "retry": {"initial_seconds": retry_max / 4, "max_seconds": retry_max, "max_age_seconds": 86_400}}
+            # max_age_seconds and multiplier are the defaults: they must outlast the outage.
+            "retry": {"initial_seconds": retry_max / 4, "max_seconds": retry_max}}
     config.destinations = [AxiomConfig.model_validate({"destinations": [dest]}).destinations[0]]
     state = DeliveryState(store)
     done = threading.Event()
@@ -140,7 +142,8 @@ def outage(config: AxiomConfig, store: StateStore, work: Path, n: int, seconds: 
           f"{failures} failed attempts recorded and retried over {len(calls)} delivery calls")
     print(f"confirmed {sum(r['status'] == 'confirmed' for r in rows)} of {n}; lost {n - unique}; "
           f"duplicates in Orthanc {stored - unique}; max attempts {max(r['attempts'] for r in rows)}")
-    print(f"all confirmed {all_confirmed - back_at:.1f} s after Orthanc returned (retry interval ≤ {retry_max:.0f} s)")
+    print(f"all confirmed {all_confirmed - back_at:.1f} s after Orthanc returned (retry interval ≤ {retry_max:.0f} s); "
+          f"exceptions opened {sum(c.exceptions for c in calls)}")
 
 
 def main() -> int:
@@ -169,9 +172,11 @@ def main() -> int:
                                           status="pending", location=None, error=None, batch_id=None, run_id=None,
                                           source_path=r.path, attempts=0) for r in rows])
         paths = [Path(r.path) for r in rows]
-        print(f"{n} instances in {studies} studies, {mb:.0f} MB ({mb / n * 1000:.0f} KB each)", flush=True)
+        print(f"{n} instances in {studies} studies, {mb:.0f} MB ({mb / n * 1000:.0f} KB each); "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
         if args.outage:
             outage(config, store, work, n, args.outage, args.retry_max)
+            print("load average (1, 5, 15 min) at the end: %.1f %.1f %.1f" % os.getloadavg())
             return 0
 
         times: dict[str, list[float]] = {k: [] for k in ("storescu", "cstore", "bare_stow", "stow")}
