@@ -12,9 +12,8 @@ import time
 from collections import Counter
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import groupby
-from pathlib import Path
 from pathlib import Path
 
 from pydicom import dcmread
@@ -115,7 +114,7 @@ def _verify(sender: Sender, study_uid: str, items: list[DueDelivery], outcomes: 
         return outcomes  # confirmed by the answer; verification left for later
     return [
         o if not o.confirmed else
-        Outcome(o.delivery_id, True, o.status_code, o.reason, o.location, verified=True)
+        replace(o, verified=True)
         if by_id[o.delivery_id].sop_uid in found else
         Outcome(o.delivery_id, False, o.status_code, "confirmed by the answer but not found by query-back")
         for o in outcomes

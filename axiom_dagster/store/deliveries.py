@@ -45,6 +45,8 @@ class Outcome:
     reason: str | None = None
     location: str | None = None
     verified: bool = False
+    # SHA-256 of what the destination received (after any transcoding), for the audit log.
+    content_sha256: str | None = None
 
 
 class DeliveryState:
