@@ -5,8 +5,8 @@ its own instances fast (and retries them later) without holding up the others.
 """
 from __future__ import annotations
 
+import hashlib
 import os
-import shutil
 import threading
 import time
 from collections import Counter
@@ -65,11 +65,13 @@ class FolderSender:
                 final = render_path(self.root, self.template, dcmread(item.source_path, stop_before_pixels=True))
                 final.parent.mkdir(parents=True, exist_ok=True)
                 tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-                shutil.copyfile(item.source_path, tmp)
-                with open(tmp, "rb") as fh:
+                data = Path(item.source_path).read_bytes()
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, final)
-                outcomes.append(Outcome(item.id, True, location=str(final)))
+                outcomes.append(Outcome(item.id, True, location=str(final), content_sha256=hashlib.sha256(data).hexdigest()))
             except Exception as exc:
                 outcomes.append(Outcome(item.id, False, reason=f"folder copy failed: {type(exc).__name__}"))
         return outcomes
