@@ -165,6 +165,20 @@ class DeliveryState:
                 new_exceptions += 1
         return new_exceptions
 
+    def expedite(self, destination: str, reasons: Sequence[str], failed_before: datetime, now: datetime | None = None) -> int:
+        """Make due now the failed rows of `destination` waiting out a backoff after a failure
+        (recorded before `failed_before`) whose reason starts with one of `reasons`."""
+        now = now or utcnow()
+        c = deliveries.c
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(deliveries)
+                .where(c.destination == destination, c.status == "failed", c.next_attempt_at > now,
+                       c.updated_at < failed_before,
+                       or_(*[c.error.startswith(r, autoescape=True) for r in reasons]))
+                .values(next_attempt_at=now)
+            ).rowcount
+
     # ---- reading ------------------------------------------------------------------------
 
     def rows(self, destination: str | None = None, study_uid: str | None = None) -> list[dict]:
