@@ -5,7 +5,7 @@ A fast path for the measured hot spot of our C-STORE SCU (pynetdicom 3.0.4, pinn
 `Association.send_c_store` pauses and resumes the association's reactor around every request,
 and that reactor sleeps 1 ms per loop, so each C-STORE first waits up to 1 ms for it to pause;
 it also re-reads the file meta with pydicom, and builds the seven-element command set as a
-pydicom Dataset encoded twice (a quarter of the sender's CPU time per instance). An SCU
+pydicom Dataset encoded twice (a fifth of the sender's CPU time per instance, py-spy). An SCU
 association that only sends C-STOREs gives the reactor nothing to do between them, and the
 command set is written here directly. The P-DATA primitives go through pynetdicom's DUL
 state machine as before, fragmented like pynetdicom's DIMSE provider does (within the peer's
