@@ -115,7 +115,8 @@ def c_store(assoc, context_id: int, sop_class: str, sop_instance: str, data: byt
         assoc.abort()  # sends A-ABORT if the connection is still there; ends the reactors
         return None
     if isinstance(rsp, StoreResponse):
-        if rsp.message_id != msg_id:
+        if rsp.message_id != msg_id:  # out of step with the peer: end the association
+            assoc.abort()
             raise ValueError("C-STORE-RSP for another request")
         return rsp.status
     return getattr(assoc._check_received_status(rsp), "Status", None)
