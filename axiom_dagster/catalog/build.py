@@ -59,8 +59,13 @@ def scan_files(folder: Path) -> list[tuple[str, int, int]]:
 
 
 def catalogued_files(root: str, folder: Path) -> set[tuple[str, int, int]]:
+    from axiom_dagster.catalog.storage import CatalogStorage
+    from axiom_dagster.catalog.tables import data_files
     from axiom_dagster.catalog.views import connect
 
+    storage = CatalogStorage(root)
+    if not data_files(storage, "instances") and not data_files(storage, "superseded"):
+        return set()  # a new catalog: no query (a DuckDB connection and its views cost ~0.1 s)
     prefix = str(Path(folder).resolve()).replace("'", "''")
     con = connect(root, prefer_file=False)
     rows = con.execute(
@@ -71,24 +76,52 @@ def catalogued_files(root: str, folder: Path) -> set[tuple[str, int, int]]:
 
 
 def extract_chunk(files: list[tuple[str, int, int]], run_id: str, received_at: datetime):
-    """Rows (as column lists) and rejected files of one chunk; runs in a worker process."""
+    """Rows (as column lists) and rejected files of one chunk; runs in a worker process.
+    Each file is read by the raw header reader; what it leaves to pydicom, pydicom reads."""
+    rows, rejected = [], []
+    for path, size, mtime in files:
+        provenance = {"file_path": path, "file_size": size, "file_mtime": _mtime(mtime), "received_at": received_at,
+                      "run_id": run_id}
+        try:
+            row = _fast_row(path, size, provenance)
+            if row is None:
+                row = _pydicom_row(path, provenance)
+        except Exception as exc:  # one unreadable file is reported, never stops the build
+            rejected.append((path, f"unreadable DICOM: {type(exc).__name__}"))
+            continue
+        if isinstance(row, str):
+            rejected.append((path, row))
+        else:
+            rows.append(row)
+    return instance_columns(rows), rejected
+
+
+_NOT_AN_INSTANCE = "no SOP Instance UID or Study Instance UID"
+
+
+def _fast_row(path: str, size: int, provenance: dict):
+    """The row from the raw header reader; None: leave the file to pydicom."""
+    from axiom_dagster.catalog.fast_extract import fast_instance_row
+    from axiom_dagster.dicom.header_reader import read_header
+
+    try:
+        header = read_header(path, size)
+        if 0x00080018 not in header.elements or 0x0020000D not in header.elements:
+            return _NOT_AN_INSTANCE
+        return fast_instance_row(header, **provenance)
+    except Exception:  # Fallback, and anything the raw reader did not foresee: pydicom decides
+        return None
+
+
+def _pydicom_row(path: str, provenance: dict):
     from pydicom import dcmread
 
     from axiom_dagster.catalog.extract import instance_row
 
-    rows, rejected = [], []
-    for path, size, mtime in files:
-        try:
-            ds = dcmread(path, defer_size=1024)
-            if "SOPInstanceUID" not in ds or "StudyInstanceUID" not in ds:
-                rejected.append((path, "no SOP Instance UID or Study Instance UID"))
-                continue
-            rows.append(instance_row(
-                ds, file_path=path, file_size=size, file_mtime=_mtime(mtime), received_at=received_at, run_id=run_id,
-            ))
-        except Exception as exc:  # one unreadable file is reported, never stops the build
-            rejected.append((path, f"unreadable DICOM: {type(exc).__name__}"))
-    return instance_columns(rows), rejected
+    ds = dcmread(path, defer_size=1024)
+    if "SOPInstanceUID" not in ds or "StudyInstanceUID" not in ds:
+        return _NOT_AN_INSTANCE
+    return instance_row(ds, **provenance)
 
 
 def build_catalog(folder: Path, root: str, *, workers: int = 1, batch_size: int = 20_000, progress: bool = True) -> BuildReport:
@@ -137,7 +170,7 @@ def _run(chunks, workers: int, run_id: str, received_at: datetime):
         return
     # fork: workers start in milliseconds and inherit the imported modules (pydicom and the
     # extractor are imported here first, once, not in every worker).
-    import axiom_dagster.catalog.extract  # noqa: F401
+    import axiom_dagster.catalog.fast_extract  # noqa: F401
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
         yield from pool.map(extract_chunk, chunks, [run_id] * len(chunks), [received_at] * len(chunks))

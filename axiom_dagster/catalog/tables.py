@@ -19,26 +19,15 @@ from typing import Sequence
 
 import polars as pl
 
+from axiom_dagster.catalog.columns import SORT_KEYS, instance_columns, instance_table  # noqa: F401 - imported from here too
 from axiom_dagster.catalog.schema import INSTANCE_SCHEMA, REQUIRED_COLUMNS, SCHEMA_VERSION, TABLES  # noqa: F401
 from axiom_dagster.catalog.storage import CatalogStorage
 
-SORT_KEYS = ["study_instance_uid", "series_instance_uid", "instance_number", "sop_instance_uid"]
 PARTITION = "arrival_date"
 # A zero-row file per table carries the current schema: views work on an empty catalog and
 # read columns added later as NULL in older files.
 SCHEMA_PARTITION = "0001-01-01"
 SCHEMA_FILE = f"schema-v{SCHEMA_VERSION}.parquet"
-
-
-def instance_columns(rows: Sequence[dict]) -> dict[str, list]:
-    """Rows as plain column lists: what a forked worker returns (polars is not fork-safe)."""
-    return {name: [row.get(name) for row in rows] for name in INSTANCE_SCHEMA}
-
-
-def instance_table(rows: Sequence[dict] | dict[str, list]) -> pl.DataFrame:
-    # polars, not pyarrow: pyarrow imports pandas to convert Python values (~1 s per run).
-    columns = rows if isinstance(rows, dict) else instance_columns(rows)
-    return pl.DataFrame(columns, schema=INSTANCE_SCHEMA).sort(SORT_KEYS, nulls_last=True)
 
 
 def series_table(instances: pl.DataFrame) -> pl.DataFrame:
@@ -132,7 +121,10 @@ def write_batch(root: str, partition: str, name: str, rows: Sequence[dict] | pl.
     ensure_schema_files(storage)
     frame = rows if isinstance(rows, pl.DataFrame) else instance_table(rows)
     own = _rel("instances", partition, name)
-    older = existing_rows(root, frame["sop_instance_uid"].drop_nulls().unique().to_list(), exclude=own)
+    if data_files(storage, "instances", exclude=own):
+        older = existing_rows(root, frame["sop_instance_uid"].drop_nulls().unique().to_list(), exclude=own)
+    else:  # the first batch of a catalog: nothing to supersede, no scan
+        older = pl.DataFrame(schema={**INSTANCE_SCHEMA, "_file": pl.String})
     # Every candidate row per SOP Instance UID: this batch's and older files'; latest wins.
     candidates = pl.concat(
         [older.select(list(INSTANCE_SCHEMA) + ["_file"]), frame.with_columns(pl.lit(own).alias("_file"))],
@@ -166,6 +158,12 @@ def _without(frame: pl.DataFrame, gone: pl.DataFrame) -> pl.DataFrame:
     keys = ["sop_instance_uid", "ledger_id", "file_path"]
     frame = frame.with_columns(pl.lit(None, INSTANCE_SCHEMA[c]).alias(c) for c in INSTANCE_SCHEMA if c not in frame.columns)
     return frame.join(gone.select(keys), on=keys, how="anti", nulls_equal=True).select(list(INSTANCE_SCHEMA))
+
+
+def data_files(storage: CatalogStorage, table: str, exclude: str | None = None) -> list[str]:
+    """A table's files that can hold rows (not the zero-row schema files), relative paths."""
+    schema_folder = f"{table}/{PARTITION}={SCHEMA_PARTITION}/"
+    return [rel for rel in storage.list(table) if not rel.startswith(schema_folder) and rel != exclude]
 
 
 def partitions(root: str, table_name: str) -> list[str]:
