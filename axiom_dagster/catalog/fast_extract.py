@@ -101,8 +101,13 @@ def fast_instance_row(header: RawHeader, **provenance) -> dict[str, Any]:
                 else:
                     # Several values: only when none was empty (pydicom keeps empty ones).
                     if vr in _WHOLE_VALUE or (len(values) <= 1 if 92 not in data else len(values) == data.count(92) + 1):
-                        parts.append(_fragment(tag, vr, values))
                         fast[tag] = values
+                        text = _fragment(tag, vr, values)
+                        if text is None:  # not finite: written (or left out) with pydicom's dicts
+                            key = _KEYS.get(tag) or _key(tag)
+                            slow[key] = _fast_json(vr, values)
+                            slow_at.append((key, len(parts)))
+                        parts.append(text)
                         continue
             elif vr in _INLINE_VRS and explicit and (value is None or len(value) <= _INLINE_MAX):
                 prefix = _PREFIXES.get((tag, vr)) or _prefix(tag, vr)
@@ -150,8 +155,9 @@ def _prefix(tag: int, vr: str) -> str:
     return prefix
 
 
-def _fragment(tag: int, vr: str, values: list) -> str:
-    """One element's DICOM JSON text, as header_json's _fast_json + json.dumps write it."""
+def _fragment(tag: int, vr: str, values: list) -> str | None:
+    """One element's DICOM JSON text, as header_json's _fast_json + json.dumps write it
+    (None: a number that is not finite)."""
     prefix = _PREFIXES.get((tag, vr)) or _prefix(tag, vr)
     if not values:
         return prefix + "}"
@@ -170,7 +176,7 @@ def _fragment(tag: int, vr: str, values: list) -> str:
         return prefix + ',"Value":[' + ",".join(entries) + "]}"
     numbers = _fast_json(vr, values)["Value"]
     if _FAST_NUMBERS[vr] is float and not all(map(math.isfinite, numbers)):
-        raise Fallback  # header_json leaves the element out with a warning: its own path
+        return None
     return prefix + ',"Value":[' + ",".join(map(repr, numbers)) + "]}"
 
 
