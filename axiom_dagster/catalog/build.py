@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import polars as pl
 
-from axiom_dagster.catalog.tables import instance_columns, instance_table, write_batch
+from axiom_dagster.catalog.columns import concat_columns, instance_columns, instance_table
+from axiom_dagster.catalog.tables import write_batch
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 CHUNK = 256
@@ -137,25 +137,27 @@ def build_catalog(folder: Path, root: str, *, workers: int = 1, batch_size: int 
     done = catalogued_files(root, folder)
     todo = [f for f in files if f not in done]
     report.skipped = len(files) - len(todo)
-    chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
-    pending: list[pl.DataFrame] = []
+    size = max(16, min(CHUNK, -(-len(todo) // (4 * max(workers, 1)))))  # small folders: every worker busy
+    chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+    pending: list[dict] = []
     pending_rows = 0
 
     def flush() -> None:
         nonlocal pending, pending_rows
         if pending_rows:
             report.batches += 1
-            write_batch(root, partition, f"{run_id}-{report.batches:05d}", pl.concat(pending, how="vertical_relaxed"))
+            # One table per batch (not per chunk): building a DataFrame has a fixed cost.
+            write_batch(root, partition, f"{run_id}-{report.batches:05d}", instance_table(concat_columns(pending), sort=False))
         pending, pending_rows = [], 0
 
     with tqdm(total=len(todo), unit="file", disable=not progress, smoothing=0.1) as bar:
         for columns, rejected in _run(chunks, workers, run_id, now):
-            frame = instance_table(columns)
+            rows = len(columns["sop_instance_uid"])
             report.rejected += rejected
-            report.catalogued += frame.height
-            pending.append(frame)
-            pending_rows += frame.height
-            bar.update(frame.height + len(rejected))
+            report.catalogued += rows
+            pending.append(columns)
+            pending_rows += rows
+            bar.update(rows + len(rejected))
             if pending_rows >= batch_size:
                 flush()
         flush()

@@ -69,7 +69,33 @@ def _list_series(name: str, flat: FlatList, dtype: pl.List) -> pl.Series:
     return pl.Series(name, pl.from_arrow(array)).cast(dtype)
 
 
-def instance_table(rows: Sequence[dict] | dict[str, list]) -> pl.DataFrame:
+def concat_columns(parts: list[dict[str, list | FlatList]]) -> dict[str, list | FlatList]:
+    """Several chunks' columns (from instance_columns) as one."""
+    if len(parts) == 1:
+        return parts[0]
+    out: dict[str, list | FlatList] = {}
+    for name in parts[0]:
+        first = parts[0][name]
+        if not isinstance(first, FlatList):
+            out[name] = [v for part in parts for v in part[name]]
+            continue
+        offsets, nulls, shift = [0], [], 0
+        values: list | dict[str, list] = {f: [] for f in first.values} if isinstance(first.values, dict) else []
+        for part in parts:
+            flat = part[name]
+            offsets += [o + shift for o in flat.offsets[1:]]
+            shift = offsets[-1]
+            nulls += flat.nulls or [False] * (len(flat.offsets) - 1)
+            if isinstance(values, dict):
+                for f in values:
+                    values[f] += flat.values[f]
+            else:
+                values += flat.values
+        out[name] = FlatList(offsets, values, nulls if True in nulls else None)
+    return out
+
+
+def instance_table(rows: Sequence[dict] | dict[str, list], *, sort: bool = True) -> pl.DataFrame:
     # polars, not pyarrow, converts Python values: pyarrow imports pandas for that (~1 s per run).
     columns = rows if isinstance(rows, dict) else instance_columns(rows)
     series = []
@@ -79,4 +105,5 @@ def instance_table(rows: Sequence[dict] | dict[str, list]) -> pl.DataFrame:
             series.append(_list_series(name, values, dtype))
         else:
             series.append(pl.Series(name, values, dtype=dtype))
-    return pl.DataFrame(series).sort(SORT_KEYS, nulls_last=True)
+    frame = pl.DataFrame(series)
+    return frame.sort(SORT_KEYS, nulls_last=True) if sort else frame

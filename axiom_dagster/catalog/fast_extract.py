@@ -66,12 +66,13 @@ def _charset_codec(value: bytes | None, implicit: bool, little: bool) -> str | N
 
 def fast_instance_row(header: RawHeader, **provenance) -> dict[str, Any]:
     """The catalog row of the file `header` was read from (provenance: see finish_row)."""
+    if not pydicom_defaults():
+        raise Fallback  # pydicom configured for other value types: its own reading throughout
     elements = header.elements
     charset = elements.get(CHARSET)
     if charset is not None and (charset[2] is None and charset[1]):
         raise Fallback
-    codec = _charset_codec(charset[2] if charset is not None else None, header.implicit, header.little) \
-        if pydicom_defaults() else None
+    codec = _charset_codec(charset[2] if charset is not None else None, header.implicit, header.little)
     warnings: list[str] = []
     # The JSON is written element by element; pydicom's dicts (`slow`) fill their places last,
     # after moving their bulk data out, in the order header_json does it.
@@ -155,6 +156,15 @@ def _prefix(tag: int, vr: str) -> str:
     return prefix
 
 
+def _is_number(v: str) -> int:
+    return int(v) if v.isdigit() else int(float(v))  # as header_json's _fast_json
+
+
+# Values -> JSON numbers, per VR (binary numbers are already Python numbers).
+_NUMBERS = {"IS": lambda vs: list(map(_is_number, vs)), "DS": lambda vs: list(map(float, vs)),
+            "US": list, "UL": list, "SS": list, "SL": list, "FL": list, "FD": list}
+
+
 def _fragment(tag: int, vr: str, values: list) -> str | None:
     """One element's DICOM JSON text, as header_json's _fast_json + json.dumps write it
     (None: a number that is not finite)."""
@@ -162,6 +172,8 @@ def _fragment(tag: int, vr: str, values: list) -> str | None:
     if not values:
         return prefix + "}"
     if vr in _FAST_TEXT:
+        if len(values) == 1:
+            return prefix + ',"Value":[' + _quote(values[0]) + "]}"
         return prefix + ',"Value":[' + ",".join(map(_quote, values)) + "]}"
     if vr == "PN":
         entries = []
@@ -174,7 +186,7 @@ def _fragment(tag: int, vr: str, values: list) -> str | None:
                 entry += ',"Phonetic":' + _quote(comps[2])
             entries.append(entry + "}")
         return prefix + ',"Value":[' + ",".join(entries) + "]}"
-    numbers = _fast_json(vr, values)["Value"]
+    numbers = _NUMBERS[vr](values)
     if _FAST_NUMBERS[vr] is float and not all(map(math.isfinite, numbers)):
         return None
     return prefix + ',"Value":[' + ",".join(map(repr, numbers)) + "]}"

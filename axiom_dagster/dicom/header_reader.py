@@ -38,6 +38,8 @@ _SQ_END, _ITEM, _ITEM_END = 0xFFFEE0DD, 0xFFFEE000, 0xFFFEE00D
 _VR_NAMES = {str(vr).encode("ascii"): str(vr) for vr in VR}
 _LONG_VRS = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
 _LONG_VR_BYTES = frozenset(v.encode("ascii") for v in _LONG_VRS)
+_VR_INFO = {b: (vr, vr in _LONG_VRS) for b, vr in _VR_NAMES.items()}  # VR bytes -> (VR, 4-byte length)
+_EMPTY = {vr: empty_value_for_VR(vr, raw=True) for vr in [None, *_VR_NAMES.values()]}  # pydicom's empty raw values
 FIRST_READ = 16_384  # most headers (all of the elements before Pixel Data) fit
 _MAX_DEPTH = 32
 
@@ -168,34 +170,37 @@ def _dataset(f: _File, pos: int, implicit: bool, little: bool) -> dict:
     u32 = struct.Struct(end_chr + "L").unpack_from
     size = f.size
     elements: dict[int, tuple] = {}
-    vr_names, long_vrs, bulk_vrs, pixel_tags = _VR_NAMES, _LONG_VRS, BULK_VRS, PIXEL_DATA_TAGS
+    vr_info, bulk_vrs, pixel_tags, empty = _VR_INFO, BULK_VRS, PIXEL_DATA_TAGS, _EMPTY
     buf, base = f.buf, f.base
+    end = base + len(buf)  # file offset where the window ends
     while pos < size:
-        if size - pos < 8:
-            raise Fallback  # trailing bytes: pydicom stops there silently
-        off = pos - base
-        if off < 0 or off + 12 > len(buf):  # the window, inline: most elements are in it
-            buf, off = f.at(pos, 12 if size - pos >= 12 else 8)
+        if pos + 12 > end:  # most elements are in the window
+            if size - pos < 8:
+                raise Fallback  # trailing bytes: pydicom stops there silently
+            buf, _ = f.at(pos, 12 if size - pos >= 12 else 8)
             base = f.base
+            end = base + len(buf)
+        off = pos - base
         if implicit:
             group, elem, length = implicit_header(buf, off)
             vr = None
             vtell = pos + 8
         else:
             group, elem, vrb, length = explicit_header(buf, off)
-            vr = vr_names.get(vrb)
-            if vr is None:
+            info = vr_info.get(vrb)
+            if info is None:
                 raise Fallback
-            if vr in long_vrs:
+            vr, long = info
+            if long:
                 if size - pos < 12:
                     raise Fallback
                 length = u32(buf, off + 8)[0]
                 vtell = pos + 12
             else:
                 vtell = pos + 8
-        tag = group << 16 | elem
         if group == 0xFFFE:
             raise Fallback
+        tag = group << 16 | elem
         if length == UNDEFINED:
             if tag in pixel_tags:
                 delimiter = _encapsulated_end(f, vtell, u32, little)
@@ -208,21 +213,23 @@ def _dataset(f: _File, pos: int, implicit: bool, little: bool) -> dict:
             else:
                 raise Fallback
             buf, base = f.buf, f.base
+            end = base + len(buf)
             continue
         pos = vtell + length
         if pos > size:
             raise Fallback  # truncated value
-        if tag in pixel_tags or (length > BULK_THRESHOLD and (vr or dictionary_vr(tag)) in bulk_vrs):
-            elements[tag] = (vr, length, None, vtell, length)
-            continue
-        if length == 0:
-            value = empty_value_for_VR(vr, raw=True)
-        else:
-            off = vtell - base
-            if off < 0 or off + length > len(buf):
-                buf, off = f.at(vtell, length)
+        if group == 0x7FE0 or length > BULK_THRESHOLD:
+            if tag in pixel_tags or (length > BULK_THRESHOLD and (vr or dictionary_vr(tag)) in bulk_vrs):
+                elements[tag] = (vr, length, None, vtell, length)
+                continue
+        if length:
+            if pos > end:
+                buf, _ = f.at(vtell, length)
                 base = f.base
-            value = buf[off:pos - base]
+                end = base + len(buf)
+            value = buf[vtell - base : pos - base]
+        else:
+            value = empty[vr]
         elements[tag] = (vr, length, value, vtell, length)
     return elements
 
