@@ -19,6 +19,7 @@ from axiom_dagster.catalog.tables import write_batch
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 CHUNK = 256
+FRAME_ROWS = 1024
 
 
 @dataclass
@@ -139,34 +140,52 @@ def build_catalog(folder: Path, root: str, *, workers: int = 1, batch_size: int 
     report.skipped = len(files) - len(todo)
     size = max(16, min(CHUNK, -(-len(todo) // (4 * max(workers, 1)))))  # small folders: every worker busy
     chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
-    pending: list[dict] = []
-    pending_rows = 0
+    pending: list[dict] = []  # chunk columns not yet in a DataFrame
+    frames: list = []  # DataFrames of this batch
+    pending_rows = batch_rows = 0
 
-    def flush() -> None:
+    def to_frame() -> None:
         nonlocal pending, pending_rows
-        if pending_rows:
-            report.batches += 1
-            # One table per batch (not per chunk): building a DataFrame has a fixed cost.
-            write_batch(root, partition, f"{run_id}-{report.batches:05d}", instance_table(concat_columns(pending), sort=False))
+        if pending:
+            frames.append(instance_table(concat_columns(pending), sort=False))
         pending, pending_rows = [], 0
 
+    def flush() -> None:
+        nonlocal frames, batch_rows
+        to_frame()
+        if batch_rows:
+            import polars as pl
+
+            report.batches += 1
+            write_batch(root, partition, f"{run_id}-{report.batches:05d}", pl.concat(frames, how="vertical"))
+        frames, batch_rows = [], 0
+
     with tqdm(total=len(todo), unit="file", disable=not progress, smoothing=0.1) as bar:
-        for columns, rejected in _run(chunks, workers, run_id, now):
+        for columns, rejected in _run(chunks, workers, run_id, now, root):
             rows = len(columns["sop_instance_uid"])
             report.rejected += rejected
             report.catalogued += rows
             pending.append(columns)
             pending_rows += rows
+            batch_rows += rows
             bar.update(rows + len(rejected))
-            if pending_rows >= batch_size:
+            # DataFrames of ~1,000 rows while the workers read: each has a fixed cost, and
+            # what is left for the end (when one core would wait) stays small.
+            if pending_rows >= FRAME_ROWS:
+                to_frame()
+            if batch_rows >= batch_size:
                 flush()
         flush()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _run(chunks, workers: int, run_id: str, received_at: datetime):
+def _run(chunks, workers: int, run_id: str, received_at: datetime, root: str):
+    from axiom_dagster.catalog.storage import CatalogStorage
+    from axiom_dagster.catalog.tables import ensure_schema_files
+
     if workers <= 1 or len(chunks) < 2:
+        ensure_schema_files(CatalogStorage(root))
         for chunk in chunks:
             yield extract_chunk(chunk, run_id, received_at)
         return
@@ -175,4 +194,7 @@ def _run(chunks, workers: int, run_id: str, received_at: datetime):
     import axiom_dagster.catalog.fast_extract  # noqa: F401
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        yield from pool.map(extract_chunk, chunks, [run_id] * len(chunks), [received_at] * len(chunks))
+        results = pool.map(extract_chunk, chunks, [run_id] * len(chunks), [received_at] * len(chunks))
+        # A new catalog's schema files and catalog.duckdb while the workers read, not after.
+        ensure_schema_files(CatalogStorage(root))
+        yield from results

@@ -84,6 +84,7 @@ def fast_instance_row(header: RawHeader, **provenance) -> dict[str, Any]:
     pixel_length = None
     little, explicit = header.little, not header.implicit
     ds = None
+    decoders, fast_vrs, whole_value, text_vrs, prefixes, quote = DECODERS, _FAST_VRS, _WHOLE_VALUE, _FAST_TEXT, _PREFIXES, _quote
     for tag, (vr, length, value, _tell, size) in elements.items():
         if vr is None:
             vr = dictionary_vr(tag)
@@ -93,16 +94,20 @@ def fast_instance_row(header: RawHeader, **provenance) -> dict[str, Any]:
                 pixel_length = size
             continue
         if codec is not None:
-            if vr in _FAST_VRS:
+            if vr in fast_vrs:
                 data = value or b""
                 try:
-                    values = DECODERS[vr](data, little, codec) if data else []
+                    values = decoders[vr](data, little, codec) if data else []
                 except Fallback:
                     pass
                 else:
                     # Several values: only when none was empty (pydicom keeps empty ones).
-                    if vr in _WHOLE_VALUE or (len(values) <= 1 if 92 not in data else len(values) == data.count(92) + 1):
+                    if vr in whole_value or (len(values) <= 1 if 92 not in data else len(values) == data.count(92) + 1):
                         fast[tag] = values
+                        if len(values) == 1 and vr in text_vrs:  # the common case, inline
+                            prefix = prefixes.get((tag, vr)) or _prefix(tag, vr)
+                            parts.append(prefix + ',"Value":[' + quote(values[0]) + "]}")
+                            continue
                         text = _fragment(tag, vr, values)
                         if text is None:  # not finite: written (or left out) with pydicom's dicts
                             key = _KEYS.get(tag) or _key(tag)

@@ -128,35 +128,39 @@ def _read(f: _File) -> RawHeader:
     return RawHeader(elements, syntax, implicit, little, size)
 
 
+_META_HEADER = struct.Struct("<HH2sH").unpack_from
+_U32 = struct.Struct("<L").unpack_from
+
+
 def _file_meta(f: _File) -> tuple[int, str]:
-    """(offset of the data set, transfer syntax) from the group 0002 elements."""
-    pos, syntax = 132, None
-    unpack = struct.Struct("<HH2sH").unpack_from
+    """(offset of the data set, transfer syntax) from the group 0002 elements (all in the
+    first read, or the file is left to pydicom)."""
+    buf, size = f.buf, f.size
+    if f.base != 0:
+        raise Fallback
+    pos, syntax, n = 132, None, len(buf)
     while True:
-        buf, off = f.at(pos, 8) if f.size - pos >= 8 else (None, 0)
-        if buf is None:
+        if pos + 12 > n:
             raise Fallback
-        group, elem, vrb, length = unpack(buf, off)
+        group, elem, vrb, length = _META_HEADER(buf, pos)
         if group != 2:
             break
-        vr = _VR_NAMES.get(vrb)
-        if vr is None:
+        info = _VR_INFO.get(vrb)
+        if info is None:
             raise Fallback
-        header = 8
-        if vr in _LONG_VRS:
-            buf, off = f.at(pos, 12)
-            length = struct.unpack_from("<L", buf, off + 8)[0]
-            header = 12
-        if length == UNDEFINED:
-            raise Fallback
+        if info[1]:
+            length, header = _U32(buf, pos + 8)[0], 12
+            if length == UNDEFINED:
+                raise Fallback
+        else:
+            header = 8
         if elem == 0x0010:
-            buf, off = f.at(pos + header, length)
-            value = buf[off : off + length]
-            if not value.isascii() or 0x5C in value:
+            value = buf[pos + header : pos + header + length]
+            if len(value) != length or not value.isascii() or 0x5C in value:
                 raise Fallback
             syntax = value.decode("ascii").rstrip("\0 ")
         pos += header + length
-        if pos > f.size:
+        if pos > size:
             raise Fallback
     if syntax is None:
         raise Fallback
