@@ -172,27 +172,4 @@ def partitions(root: str, table_name: str) -> list[str]:
     return sorted(found - {SCHEMA_PARTITION})
 
 
-def compact_partition(root: str, arrival_date: str, min_files: int) -> tuple[int, int] | None:
-    """Merge a partition's instance files into one (series and studies follow).
-
-    Returns (files merged, rows) or None. The merged files are written before the
-    originals are removed: a reader may see a row twice for that moment, never miss one.
-    """
-    storage = CatalogStorage(root)
-    files = storage.list(f"instances/{PARTITION}={arrival_date}")
-    if len(files) < max(min_files, 2):
-        return None
-    merged = storage.read_parquet(files).select(list(INSTANCE_SCHEMA)).sort(SORT_KEYS, nulls_last=True)
-    first, last = files[0].rsplit("/", 1)[1][:-8], files[-1].rsplit("/", 1)[1][:-8]
-    name = f"compacted-{first}-{last}"
-    _write_instances_file(storage, arrival_date, name, merged)
-    for rel in files:
-        if rel != _rel("instances", arrival_date, name):
-            for table in ("series", "studies", "instances"):
-                other = rel.replace("instances/", f"{table}/", 1)
-                if storage.exists(other):
-                    storage.remove(other)
-    return len(files), merged.height
-
-
 from axiom_dagster.catalog.views import connect  # noqa: E402,F401 - callers import it from here too
