@@ -136,7 +136,7 @@ def catalog_compaction(context: AssetExecutionContext, config: CompactionConfig,
     rows = "SELECT sop_instance_uid, ledger_id, file_path FROM instances_all ORDER BY ALL"
     before = connect(root).execute(rows).fetchall()
     merged = {}
-    for day in partitions(root, "instances"):
+    for day in sorted(set(partitions(root, "instances")) | set(partitions(root, "superseded"))):
         if day < cutoff:
             done = compact_partition(root, day, config.min_files)
             if done:
