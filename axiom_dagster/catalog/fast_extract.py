@@ -24,8 +24,9 @@ from axiom_dagster.catalog.extract import (
     BULK_DATA_THRESHOLD, _FAST_NUMBERS, _FAST_TEXT, _bulk_marker, _fast_json, _strip_nested_bulk, _tag_name, finish_row,
     typed_values,
 )
+from axiom_dagster.catalog.sequence_json import sequence_json
 from axiom_dagster.dicom.fastvalues import DECODERS, Fallback, dataset_codec, pydicom_defaults
-from axiom_dagster.dicom.header_reader import CHARSET, PIXEL_DATA_TAGS, RawHeader, dictionary_vr
+from axiom_dagster.dicom.header_reader import CHARSET, PIXEL_DATA_TAGS, UNDEFINED, RawHeader, dictionary_vr
 
 # Values not split on backslashes: binary numbers, and the single-string text VRs.
 _WHOLE_VALUE = frozenset({"US", "UL", "SS", "SL", "FL", "FD", "LT", "ST", "UT"})
@@ -119,9 +120,18 @@ def fast_instance_row(header: RawHeader, **provenance) -> dict[str, Any]:
                 prefix = _PREFIXES.get((tag, vr)) or _prefix(tag, vr)
                 parts.append(f'{prefix},"InlineBinary":"{base64.b64encode(value).decode("ascii")}"}}' if value else prefix + "}")
                 continue
+        key = _KEYS.get(tag) or _key(tag)
+        if vr == "SQ" and codec is not None:
+            try:
+                slow[key] = sequence_json(value or b"", length == UNDEFINED, header.implicit, little, codec)
+            except Fallback:
+                pass
+            else:
+                slow_at.append((key, len(parts)))
+                parts.append(None)
+                continue
         if ds is None:
             ds = skeleton(header)
-        key = _KEYS.get(tag) or _key(tag)
         try:
             slow[key] = ds[tag].to_json_dict(_bulk_marker, BULK_DATA_THRESHOLD)
         except Exception as exc:  # one damaged element must not cost the row

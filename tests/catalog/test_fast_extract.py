@@ -196,3 +196,29 @@ def test_extract_chunk_is_the_same_with_and_without_the_raw_reader(tmp_path, mon
     monkeypatch.setattr(build, "_fast_row", lambda *args: None)
     assert build.extract_chunk(files, "run-1", NOW) == raw
     assert len(raw[1]) == 1
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian])
+@pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined"])
+def test_sequences_are_rendered_from_their_bytes_as_pydicom_renders_them(tmp_path, syntax, undefined):
+    from axiom_dagster.catalog.extract import _bulk_marker
+    from axiom_dagster.catalog.fast_extract import _charset_codec
+    from axiom_dagster.catalog.sequence_json import sequence_json
+    from axiom_dagster.dicom.fastvalues import Fallback
+    from axiom_dagster.dicom.header_reader import CHARSET, UNDEFINED
+
+    ds = _dataset()
+    if syntax == ImplicitVRLittleEndian:  # private elements in items: pydicom's private dictionary
+        for item in ds.ReferencedImageSequence:
+            for tag in [t for t in item.keys() if t.group & 1]:
+                del item[tag]
+    path = _save(ds, tmp_path / "x.dcm", syntax, undefined_sequences=undefined)
+    header = read_header(str(path))
+    codec = _charset_codec(header.elements[CHARSET][2], header.implicit, header.little)
+    expected = dcmread(path)
+    for tag in (0x00081140, 0x00400555):  # with nested items and bulk data; empty
+        _vr, length, value, _tell, _size = header.elements[tag]
+        got = sequence_json(value or b"", length == UNDEFINED, header.implicit, header.little, codec)
+        assert got == expected[tag].to_json_dict(_bulk_marker, 1024)
+    with pytest.raises(Fallback):  # bytes that do not parse to the end
+        sequence_json(header.elements[0x00081140][2] + b"\x00" * 8, False, header.implicit, header.little, codec)
