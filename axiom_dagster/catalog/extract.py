@@ -34,6 +34,10 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 _PLAN = tuple((a.column, FastTag(Tag(a.keyword)), a.keyword, CONVERTERS[a.kind], LIST_CONVERTERS[a.kind]) for a in ATTRIBUTES)
 
 
+_PLAN_AT = {int(tag): index for index, (_column, tag, *_rest) in enumerate(_PLAN)}
+_NO_VALUES = {column: None for column, *_rest in _PLAN}
+
+
 def _tag_name(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
@@ -174,12 +178,10 @@ def attribute_values(ds: Dataset, warnings: list[str], fast: dict | None = None)
 def typed_values(present, element_value: Callable[[int], Any], warnings: list[str], fast: dict) -> dict[str, Any]:
     """The typed columns from the tags `present` (a mapping), the values already decoded
     (`fast`, by tag) and pydicom's value of the others (`element_value`)."""
-    row: dict[str, Any] = {}
-    get = present.get
-    for column, tag, keyword, convert, convert_list in _PLAN:
-        if get(tag) is None:
-            row[column] = None
-            continue
+    row = dict(_NO_VALUES)
+    # Only the attributes present, in column order (warnings keep that order).
+    for index in sorted(_PLAN_AT[tag] for tag in present.keys() & _PLAN_AT.keys()):
+        column, tag, keyword, convert, convert_list = _PLAN[index]
         try:
             values = fast.get(tag)
             row[column] = convert(element_value(tag)) if values is None else convert_list(values)
