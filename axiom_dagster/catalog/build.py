@@ -30,12 +30,14 @@ class BuildReport:
     batches: int = 0
     seconds: float = 0.0
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    read_by_pydicom: int = 0  # files the raw header reader left to pydicom (odd encodings, damage)
 
     def summary(self) -> str:
         rate = self.catalogued / self.seconds if self.seconds else 0.0
         return (
             f"catalogued {self.catalogued} instances from {self.files} files in {self.seconds:.1f}s "
-            f"({rate:.0f}/s); {self.skipped} already catalogued, {len(self.rejected)} not DICOM or unreadable"
+            f"({rate:.0f}/s); {self.skipped} already catalogued, {len(self.rejected)} not DICOM or unreadable; "
+            f"{self.read_by_pydicom} read by pydicom, the others by the raw header reader"
         )
 
 
@@ -77,15 +79,17 @@ def catalogued_files(root: str, folder: Path) -> set[tuple[str, int, int]]:
 
 
 def extract_chunk(files: list[tuple[str, int, int]], run_id: str, received_at: datetime):
-    """Rows (as column lists) and rejected files of one chunk; runs in a worker process.
+    """Rows (as column lists), rejected files and how many files pydicom read, of one chunk;
+    runs in a worker process.
     Each file is read by the raw header reader; what it leaves to pydicom, pydicom reads."""
-    rows, rejected = [], []
+    rows, rejected, by_pydicom = [], [], 0
     for path, size, mtime in files:
         provenance = {"file_path": path, "file_size": size, "file_mtime": _mtime(mtime), "received_at": received_at,
                       "run_id": run_id}
         try:
             row = _fast_row(path, size, provenance)
             if row is None:
+                by_pydicom += 1
                 row = _pydicom_row(path, provenance)
         except Exception as exc:  # one unreadable file is reported, never stops the build
             rejected.append((path, f"unreadable DICOM: {type(exc).__name__}"))
@@ -94,7 +98,7 @@ def extract_chunk(files: list[tuple[str, int, int]], run_id: str, received_at: d
             rejected.append((path, row))
         else:
             rows.append(row)
-    return instance_columns(rows), rejected
+    return instance_columns(rows), rejected, by_pydicom
 
 
 _NOT_AN_INSTANCE = "no SOP Instance UID or Study Instance UID"
@@ -161,9 +165,10 @@ def build_catalog(folder: Path, root: str, *, workers: int = 1, batch_size: int 
         frames, batch_rows = [], 0
 
     with tqdm(total=len(todo), unit="file", disable=not progress, smoothing=0.1) as bar:
-        for columns, rejected in _run(chunks, workers, run_id, now, root):
+        for columns, rejected, by_pydicom in _run(chunks, workers, run_id, now, root):
             rows = len(columns["sop_instance_uid"])
             report.rejected += rejected
+            report.read_by_pydicom += by_pydicom
             report.catalogued += rows
             pending.append(columns)
             pending_rows += rows

@@ -23,8 +23,8 @@ def test_flat_list_columns_equal_polars_own_conversion(tmp_path):
     paths = [str(p) for p in small_archive(tmp_path / "a", studies=1, series=2, instances=2)] + REAL_WORLD[:40]
     files = [(p, os.path.getsize(p), 0) for p in paths]
     now = datetime(2024, 6, 1, tzinfo=timezone.utc)
-    first, _ = extract_chunk(files[:20], "r", now)
-    second, _ = extract_chunk(files[20:], "r", now)
+    first, *_ = extract_chunk(files[:20], "r", now)
+    second, *_ = extract_chunk(files[20:], "r", now)
     rows = _rows(instance_table(first).to_dict(as_series=False)) + _rows(instance_table(second).to_dict(as_series=False))
     expected = pl.DataFrame(rows, schema=INSTANCE_SCHEMA, orient="row").sort(SORT_KEYS, nulls_last=True)
     assert any(r["bulk_data"] for r in rows) and any(r["pixel_spacing"] is None for r in rows)
