@@ -37,7 +37,7 @@ class BuildReport:
         return (
             f"catalogued {self.catalogued} instances from {self.files} files in {self.seconds:.1f}s "
             f"({rate:.0f}/s); {self.skipped} already catalogued, {len(self.rejected)} not DICOM or unreadable; "
-            f"{self.read_by_pydicom} read by pydicom, the others by the raw header reader"
+            f"{self.read_by_pydicom} files left by the raw header reader to pydicom"
         )
 
 
