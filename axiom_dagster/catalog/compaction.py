@@ -103,7 +103,7 @@ def _write_then_remove(storage: CatalogStorage, folder: str, name: str, new: dic
 
 
 def _swap_in(storage: CatalogStorage, folder: str, name: str, new: dict) -> None:
-    staging = os.path.join(storage.root, STAGING)
+    staging = os.path.join(storage.root, STAGING, str(os.getpid()))  # one per compacting process
     shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted compaction
     for table, frame in new.items():  # superseded first, instances last
         live = os.path.join(storage.root, table, folder)
@@ -117,6 +117,14 @@ def _swap_in(storage: CatalogStorage, folder: str, name: str, new: dict) -> None
             os.makedirs(os.path.dirname(live), exist_ok=True)
             os.rename(ready, live)
     shutil.rmtree(staging, ignore_errors=True)
+    _remove_if_empty(os.path.join(storage.root, STAGING))
+
+
+def _remove_if_empty(folder: str) -> None:
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass  # another compaction's staging is there, or it is gone already
 
 
 _RENAME_EXCHANGE = 2
@@ -149,7 +157,7 @@ def _exchange(live_ready: str, live: str) -> None:
 def _swap_supported(root: str) -> bool:
     """Whether folders can be exchanged atomically on the catalog's file system (tried on
     two empty folders in the staging area)."""
-    staging = os.path.join(root, STAGING)
+    staging = os.path.join(root, STAGING, f"probe-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     a, b = os.path.join(staging, "probe-a"), os.path.join(staging, "probe-b")
     os.makedirs(a), os.makedirs(b)
@@ -162,3 +170,4 @@ def _swap_supported(root: str) -> bool:
         return False
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_if_empty(os.path.join(root, STAGING))
