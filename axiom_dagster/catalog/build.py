@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-
 from axiom_dagster.catalog.columns import concat_columns, instance_columns, instance_table
 from axiom_dagster.catalog.tables import write_batch
 
