@@ -1,5 +1,6 @@
 """`axiom catalog build FOLDER`: catalog DICOM files already on disk (archives), without
-landing or routing them. Every core reads headers; rows are written in batches with the
+landing or routing them. Every core reads headers (the raw header reader, pydicom for the
+files it leaves, with identical rows either way); rows are written in batches with the
 same write-time duplicate resolution as the pipeline. Resumable: a file already in the
 catalog with the same path, size and modification time is skipped.
 """
