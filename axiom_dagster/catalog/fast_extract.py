@@ -27,6 +27,7 @@ from axiom_dagster.catalog.extract import (
 from axiom_dagster.catalog.sequence_json import sequence_json
 from axiom_dagster.dicom.fastvalues import DECODERS, Fallback, dataset_codec, pydicom_defaults
 from axiom_dagster.dicom.header_reader import CHARSET, PIXEL_DATA_TAGS, UNDEFINED, RawHeader, dictionary_vr
+from axiom_dagster.store.records import LedgerRow
 
 # Values not split on backslashes: binary numbers, and the single-string text VRs.
 _WHOLE_VALUE = frozenset({"US", "UL", "SS", "SL", "FL", "FD", "LT", "ST", "UT"})
@@ -65,8 +66,13 @@ def _charset_codec(value: bytes | None, implicit: bool, little: bool) -> str | N
     return dataset_codec(skeleton(header))
 
 
-def fast_instance_row(header: RawHeader, **provenance) -> dict[str, Any]:
-    """The catalog row of the file `header` was read from (provenance: see finish_row)."""
+_PROVENANCE = dict(file_path=None, file_size=None, file_mtime=None, received_at=None, batch_id=None, run_id=None,
+                   status="catalogued", destinations=None)
+
+
+def fast_instance_row(header: RawHeader, ledger_row: LedgerRow | None = None, **provenance) -> dict[str, Any]:
+    """The catalog row of the file `header` was read from: `instance_row` of the data set
+    pydicom would read from it (provenance: see finish_row)."""
     if not pydicom_defaults():
         raise Fallback  # pydicom configured for other value types: its own reading throughout
     elements = header.elements
@@ -159,8 +165,7 @@ def fast_instance_row(header: RawHeader, **provenance) -> dict[str, Any]:
 
     row = typed_values(elements, element_value, warnings, fast)
     row["dicom_json"], row["bulk_data"], row["pixel_data_length"] = json_text, bulk, pixel_length
-    return finish_row(row, header.transfer_syntax or None, None, batch_id=None, status="catalogued", destinations=None,
-                      warnings=warnings, **provenance)
+    return finish_row(row, header.transfer_syntax or None, ledger_row, warnings=warnings, **{**_PROVENANCE, **provenance})
 
 
 _PREFIXES: dict[tuple[int, str], str] = {}

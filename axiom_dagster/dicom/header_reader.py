@@ -97,6 +97,25 @@ class _File:
         return self.buf, off
 
 
+class _Bytes:
+    """The same window over a file already in memory."""
+
+    __slots__ = ("size", "base", "buf")
+
+    def __init__(self, data: bytes):
+        self.size, self.base, self.buf = len(data), 0, data
+
+    def at(self, pos: int, n: int) -> tuple[bytes, int]:
+        if pos < 0 or pos + n > self.size:
+            raise Fallback  # truncated
+        return self.buf, pos
+
+
+def read_header_bytes(data: bytes) -> RawHeader:
+    """`read_header` of a Part 10 file already read into memory."""
+    return _read(_Bytes(data))
+
+
 def read_header(path: str, size: int | None = None) -> RawHeader:
     fd = os.open(path, os.O_RDONLY)
     try:
