@@ -22,6 +22,7 @@ from dagster import (
 from axiom_dagster.config.models import AxiomConfig
 from axiom_dagster.ingest.landing import LandingZone
 from axiom_dagster.sources.backfill import backfill_days, days_between
+from axiom_dagster.sources.workers import ProcessRetrieval, wants_processes
 from resources import AxiomResource, SourceResource, source_resource_key
 from sensors.source_poll import build_poll_sensor, build_retrieval_job, pollable, source_pool
 
@@ -51,16 +52,19 @@ def build_backfill_asset(spec):
         window = context.partition_time_window
         days = [d for d in days_between(window.start.date(), window.end.date()) if d < window.end.date()]
         source = getattr(context.resources, key).open()
+        processes = ProcessRetrieval(cfg, spec.name, settings.concurrency) if wants_processes(spec) else None
         failed_days = []
         try:
             zone = LandingZone(cfg.landing_path, cfg.quarantine_path, store)
-            for result in backfill_days(source, zone, days, settings, run_id=context.run.run_id):
+            for result in backfill_days(source, zone, days, settings, run_id=context.run.run_id, processes=processes):
                 context.log.info(f"{spec.name} {result.day}: {result.metadata()}")
                 if result.error and not (result.fetched or result.skipped):
                     failed_days.append(result.day)
                     continue
                 yield AssetMaterialization(asset_key=context.asset_key, partition=result.day, metadata=result.metadata())
         finally:
+            if processes is not None:
+                processes.close()
             source.close()
         if failed_days:
             raise RuntimeError(f"{spec.name}: {len(failed_days)} days failed ({', '.join(failed_days[:5])}); re-run them")

@@ -100,6 +100,7 @@ def cmd_backfill(args) -> int:
     from axiom_dagster.ingest.landing import LandingZone
     from axiom_dagster.sources.backfill import backfill_days, days_between
     from axiom_dagster.sources.registry import open_source
+    from axiom_dagster.sources.workers import ProcessRetrieval, wants_processes
     from axiom_dagster.store.state import StateStore
 
     config = _config(args)
@@ -117,6 +118,7 @@ def cmd_backfill(args) -> int:
     store.migrate()
     zone = LandingZone(config.landing_path, config.quarantine_path, store)
     source = open_source(config, args.source)
+    processes = ProcessRetrieval(config, spec.name, spec.backfill.concurrency) if wants_processes(spec) and not args.dry_run else None
     days = days_between(args.first, args.last)
     run_id = f"cli-{uuid.uuid4().hex[:12]}"
     results = []
@@ -134,12 +136,15 @@ def cmd_backfill(args) -> int:
 
         try:
             for result in backfill_days(source, zone, days, spec.backfill, dry_run=args.dry_run, run_id=run_id, on_study=on_study,
-                                        on_todo=lambda n: bar.update(study_task, total=(bar.tasks[study_task].total or 0) + n)):
+                                        on_todo=lambda n: bar.update(study_task, total=(bar.tasks[study_task].total or 0) + n),
+                                        processes=processes):
                 results.append(result)
                 bar.advance(day_task)
                 if result.error:
                     bar.console.print(f"{result.day}: {result.error}")
         finally:
+            if processes is not None:
+                processes.close()
             source.close()
             timing["retrieve"] = time.perf_counter() - started
             done.set()

@@ -133,13 +133,14 @@ def _plan_day(source: Source, zone: LandingZone, day: date, settings: BackfillCo
 
 def backfill_days(source: Source, zone: LandingZone, days: Iterable[date], settings: BackfillConfig, *,
                   dry_run: bool = False, run_id: str | None = None, on_study: Callable = lambda _o: None,
-                  on_todo: Callable[[int], None] = lambda _n: None) -> Iterator[DayResult]:
+                  on_todo: Callable[[int], None] = lambda _n: None, processes=None) -> Iterator[DayResult]:
     """Yield each day's result, in day order, as soon as the day is done.
 
     Days are queried one after the other while one pool of `settings.concurrency` workers
     retrieves the missing studies of every day queried so far: the next day's query and the
     retrievals of several days overlap (archives hold a few studies per day), and the source
-    never sees more than `concurrency` retrievals at once. The look-ahead is bounded."""
+    never sees more than `concurrency` retrievals at once. The look-ahead is bounded.
+    `processes`: a sources.workers.ProcessRetrieval to retrieve in (C-GET), else threads."""
     queue: deque[tuple[DayResult, list[Future], float]] = deque()
     backlog = max(4, settings.concurrency * 4)  # studies submitted but not finished
 
@@ -165,7 +166,8 @@ def backfill_days(source: Source, zone: LandingZone, days: Iterable[date], setti
                 if dry_run:
                     on_study(None)
                     continue
-                future = pool.submit(retrieve_one, source, zone, study, run_id)
+                future = (processes.submit(study, run_id) if processes is not None
+                          else pool.submit(retrieve_one, source, zone, study, run_id))
                 future.add_done_callback(lambda f: on_study(f.result()) if not f.exception() else None)
                 futures.append(future)
             queue.append((result, futures, started))

@@ -1,5 +1,6 @@
 """DIMSE source against a real Orthanc: C-ECHO, study-level C-FIND with filters, C-FIND +
 C-GET and C-FIND + C-MOVE each retrieve a study; failures carry the DIMSE status."""
+import os
 from datetime import date
 from io import BytesIO
 
@@ -102,3 +103,32 @@ def test_concurrent_moves_share_one_listener_and_route_by_study(setup, orthanc):
         per_assoc = conn.exec_driver_sql("SELECT association_id, count(DISTINCT study_uid) FROM ledger GROUP BY association_id").all()
     assert len(per_assoc) == 4 and all(n == 1 for _, n in per_assoc)  # one association per study
     assert {r["status"]: r["studies"] for r in progress.summary(store, "orthanc-dimse")} == {"done": 4}
+
+
+def test_cget_backfill_in_worker_processes_lands_every_study_once(setup, orthanc, tmp_path):
+    """concurrency > 1 with C-GET: each study retrieved in a worker process of its own."""
+    from collections import Counter
+
+    from axiom_dagster.config.models import AxiomConfig
+    from axiom_dagster.sources import progress
+    from axiom_dagster.sources.backfill import backfill_days, days_between
+    from axiom_dagster.sources.workers import ProcessRetrieval, wants_processes
+
+    archive, config, store, _ = setup
+    spec = dimse_source(orthanc, backfill={"concurrency": 2})
+    config = AxiomConfig(**{**config.model_dump(), "sources": [spec.model_dump()], "base_dir": tmp_path})
+    assert wants_processes(spec)
+    processes = ProcessRetrieval(config, spec.name, 2)
+    source = DimseStudySource(spec)
+    try:
+        results = list(backfill_days(source, zone_for(config, store), days_between(date(2024, 1, 1), date(2024, 1, 31)),
+                                     spec.backfill, run_id="processes", processes=processes))
+        pids = {p.pid for p in processes._pool._processes.values()}
+    finally:
+        processes.close()
+        source.close()
+    assert sum(r.fetched for r in results) == 4 and not any(r.failed for r in results)
+    assert pids and os.getpid() not in pids
+    sops = ledger_sops(store)
+    assert Counter(sops).most_common(1)[0][1] == 1 and set(sops) == {s for a in archive.values() for s in a["sops"]}
+    assert {r["status"]: r["studies"] for r in progress.summary(store, spec.name)} == {"done": 4}
