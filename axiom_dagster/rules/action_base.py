@@ -36,11 +36,20 @@ def clone_dataset(ds: Dataset) -> Dataset:
         if elem.VR == "SQ":
             e._value = Sequence([clone_dataset(item) for item in elem.value])
         elif isinstance(elem._value, (MultiValue, list)):
-            e._value = copy.copy(elem._value)
+            e._value = _copy_values(elem._value)
         d[tag] = e
     meta = state.get("file_meta")
     if meta is not None:
         state["file_meta"] = clone_dataset(meta)
+    return new
+
+
+def _copy_values(values: MultiValue | list) -> MultiValue | list:
+    """A new value list (the values themselves are immutable). copy.copy alone is not enough
+    for a MultiValue: the copy would share its item list with the original."""
+    new = copy.copy(values)
+    if isinstance(values, MultiValue):
+        new._list = list(values._list)
     return new
 
 
