@@ -1,8 +1,8 @@
 """The in-memory lookup index a compiled rule uses: key tuple -> row tuple.
 
 Built once per run from column lists (the promoted Parquet snapshot read through Arrow, or a
-plain CSV/Parquet file) in one dict(zip(...)) with no per-row Python code, so a million keys
-load in well under a second; a lookup is the dict's own `get`.
+plain CSV/Parquet file) in one dict(zip(...)) with no per-row Python code (a million keys:
+about 0.85 s CPU with the Arrow read); a lookup is the dict's own `get`.
 """
 from __future__ import annotations
 
@@ -41,8 +41,9 @@ def build_index(name: str, key_columns: Sequence[str], columns: Sequence[str], d
     (the last row of a key wins; index_columns refuses duplicates)."""
     keys = zip(*(data[k] for k in key_columns))
     enabled = gc.isenabled()
-    # The cyclic collector would walk the growing millions of new tuples again and again
-    # (a third of the load time); tuples of strings cannot form cycles.
+    # Otherwise the cyclic collector walks the growing millions of new tuples again and again
+    # while they are built (tuples of strings cannot form cycles); paused, it walks them once,
+    # at its next run, and untracks them.
     gc.disable()
     try:
         rows = dict(zip(keys, zip(*(data[c] for c in columns))))
