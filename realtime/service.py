@@ -177,11 +177,11 @@ def sweep_temp_files(root: Path, days: int = 2) -> int:
                     with contextlib.suppress(OSError):
                         os.unlink(os.path.join(dirpath, name))
                         removed += 1
-    spool = root / ".stow-spool"
-    if spool.is_dir():
-        import shutil
+    import shutil
 
-        shutil.rmtree(spool, ignore_errors=True)
+    for spool in (root / ".stow-spool", root / ".dimse-spool"):
+        if spool.is_dir():
+            shutil.rmtree(spool, ignore_errors=True)
     return removed
 
 

@@ -92,12 +92,21 @@ def check_and_hash(mapping, offset: int, syntax: str) -> tuple[str, str | None]:
 
 
 def check_file_and_hash(path, offset: int, syntax: str) -> tuple[str, str | None]:
-    """check_and_hash over a file, memory-mapped (parts may be gigabytes)."""
+    """check_and_hash over a file with bounded memory (instances may be gigabytes): the walk
+    runs over a memory map and touches only element headers; the hash reads the file in
+    256 KB blocks (hashing the map would map every page of the file into this process)."""
     with open(path, "rb") as fh:
         if os.fstat(fh.fileno()).st_size <= offset:
             return dataset_sha256(b""), "no data set after the File Meta Information"
+        problem = None
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return check_and_hash(mm, offset, syntax)
+            with memoryview(mm) as whole, whole[offset:] as data:
+                try:
+                    check_complete(data, syntax)
+                except Unreadable as exc:
+                    problem = str(exc)
+        fh.seek(offset)
+        return hashlib.file_digest(fh, "sha256").hexdigest(), problem
 
 
 def check_complete(data, transfer_syntax: str) -> None:

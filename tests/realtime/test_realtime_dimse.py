@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -58,7 +59,11 @@ def test_multi_series_study_one_association_byte_identical(service, tmp_path):
     assert {r.source for r in rows} == {"main"} and {r.calling_ae for r in rows} == {"STORESCU"}
     assert {r.called_ae for r in rows} == {"AXIOM"} and {r.source_ip for r in rows} == {"127.0.0.1"}
     # the association is recorded as ended, so the landing sensor may consider the study complete
+    # (when the connection closes: just after the sender saw the release response)
     study = rows[0].study_uid
+    deadline = time.monotonic() + 5
+    while service.store.studies_with_all_associations_closed([study]) != {study} and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert service.store.studies_with_all_associations_closed([study]) == {study}
     assert service.service.metrics.instances.value(listener="main") == len(files)
 
