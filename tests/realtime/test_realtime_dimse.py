@@ -11,6 +11,7 @@ import pytest
 from pydicom import dcmread
 
 from axiom_dagster.synth import SynthSpec, generate_archive
+from realtime.dicomio import IMPLEMENTATION_CLASS_UID
 from tests.realtime.support import DCMTK_ENV, InProcessService, dataset_bytes, make_certs, make_config
 from tests.helpers import free_port
 
@@ -34,6 +35,9 @@ def assert_landed_identical(store, sources: list[Path]):
         assert dataset_bytes(landed) == dataset_bytes(src), f"data set of {landed} differs from {src}"
         ds = dcmread(landed)
         assert ds.file_meta.MediaStorageSOPInstanceUID == sop
+        # the receiver writes the File Meta Information itself (design §3)
+        assert ds.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
+        assert ds.file_meta.SourceApplicationEntityTitle.strip() == by_sop[sop][0].calling_ae
     assert len(rows) == len(sources)
 
 
