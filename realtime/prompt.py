@@ -175,8 +175,6 @@ def make_prompt(assoc, spool: str | None = None) -> None:
     install()
     dul = assoc.dul
     dul._axiom_spool = spool
-    if os.environ.get("AXIOM_NO_PROMPT"):  # TEMP experiment
-        return
     wake = _Wakeup()
     has_work = threading.Event()  # DUL -> reactor: a DIMSE message or A-RELEASE/A-ABORT waits
     msg_queue = assoc.dimse.msg_queue
