@@ -199,7 +199,8 @@ def tune_process() -> None:
 
 def main(config: AxiomConfig, log_level: str = "INFO") -> int:
     setup_logging(log_level)
-    tune_process()
     # AXIOM_CLOSE_STALE_ASSOCIATIONS=0 when several replicas share one state store.
     close_stale = os.environ.get("AXIOM_CLOSE_STALE_ASSOCIATIONS", "1") != "0"
-    return RealtimeService(config, close_stale_associations=close_stale).run()
+    service = RealtimeService(config, close_stale_associations=close_stale)
+    tune_process()  # only once the service is built (`axiom realtime` with a bad config runs in tests)
+    return service.run()

@@ -110,10 +110,11 @@ def worker_main(argv: list[str]) -> int:
 
     config_path, index, level = argv
     setup_logging(level)
-    tune_process()
     config = load_default_config(config_path or None)
     log.info("listener worker serving", extra={"worker": int(index), "pid": os.getpid()})
-    return RealtimeService(config, worker=True).run()
+    service = RealtimeService(config, worker=True)
+    tune_process()
+    return service.run()
 
 
 if __name__ == "__main__":
