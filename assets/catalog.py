@@ -20,7 +20,8 @@ from dagster import (
 )
 
 from axiom_dagster.catalog.schema import REQUIRED_COLUMNS
-from axiom_dagster.catalog.tables import compact_partition, connect, partitions
+from axiom_dagster.catalog.compaction import compact_partition
+from axiom_dagster.catalog.tables import connect, partitions
 from assets.study_pipeline import arrival_partitions
 from resources import AxiomResource
 
@@ -123,16 +124,19 @@ class CompactionConfig(Config):
     deps=["catalog_instances"],
     group_name="catalog",
     kinds={"parquet"},
-    check_specs=[AssetCheckSpec("rows_preserved", asset="catalog_compaction", description="Compaction keeps every row.")],
-    description="Merges each past arrival day's batch files into one Parquet file per table.",
+    check_specs=[AssetCheckSpec("rows_preserved", asset="catalog_compaction",
+                                description="Compaction keeps every row (instances and superseded).")],
+    description="Merges each past arrival day's batch files into one Parquet file per table (superseded "
+                "included) and moves a superseded duplicate out of instances; each day swapped in atomically.",
 )
 def catalog_compaction(context: AssetExecutionContext, config: CompactionConfig, axiom: AxiomResource):
     root = axiom.config.catalog_path
     cutoff = (datetime.now(timezone.utc) - timedelta(days=config.skip_recent_days)).strftime("%Y-%m-%d")
-    rows = "SELECT sop_instance_uid, ledger_id, file_path FROM instances ORDER BY ALL"
+    # instances_all: a duplicate moved from instances to superseded is still the same row.
+    rows = "SELECT sop_instance_uid, ledger_id, file_path FROM instances_all ORDER BY ALL"
     before = connect(root).execute(rows).fetchall()
     merged = {}
-    for day in partitions(root, "instances"):
+    for day in sorted(set(partitions(root, "instances")) | set(partitions(root, "superseded"))):
         if day < cutoff:
             done = compact_partition(root, day, config.min_files)
             if done:

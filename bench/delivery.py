@@ -8,7 +8,9 @@ Orthanc (fresh storage for every measurement, TCP_NODELAY=1) by:
   * STOW-RS: this project's delivery (50 instances per request, 4 requests in flight,
     per-instance results recorded) vs bare dicomweb-client `store_instances` (read + post
     50 per request, one at a time)
-Rounds are interleaved so drift hits both alike. Prints inst/s and the ratios (target ≥ 0.9).
+Rounds are interleaved so drift hits both alike. Prints inst/s, the senders' CPU time per
+instance (this process and its reaped children: storescu, the C-STORE worker processes; not
+Orthanc) and the ratios (target ≥ 0.9).
 
 `--outage SECONDS`: instead, deliver the instances to Orthanc with the retry loop running
 (a delivery call every second, as the sensor would request runs), kill Orthanc once a quarter
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -38,7 +41,8 @@ from sqlalchemy import update  # noqa: E402
 from axiom_dagster.config.models import AxiomConfig  # noqa: E402
 from axiom_dagster.destinations.delivery import deliver_destination  # noqa: E402
 from axiom_dagster.ingest.arrival import ArrivalMeta  # noqa: E402
-from axiom_dagster.ingest.landing import LandingZone, iter_files  # noqa: E402
+from axiom_dagster.ingest.importer import iter_files  # noqa: E402
+from axiom_dagster.ingest.landing import LandingZone  # noqa: E402
 from axiom_dagster.store.schema import deliveries  # noqa: E402
 from axiom_dagster.store.state import StateStore  # noqa: E402
 from axiom_dagster.synth import SynthSpec, generate_archive  # noqa: E402
@@ -50,6 +54,12 @@ import axiom_dagster.destinations.dimse  # noqa: E402,F401
 
 DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
 STORESCU = "/usr/bin/storescu"
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its reaped children (storescu, C-STORE workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def fresh_orthanc(work: Path, name: str) -> Orthanc:
@@ -104,7 +114,8 @@ def outage(config: AxiomConfig, store: StateStore, work: Path, n: int, seconds: 
 
     orthanc = fresh_orthanc(work, "outage")
     dest = {"name": "pacs", "type": "dicom", "host": "127.0.0.1", "port": orthanc.dicom_port, "ae_title": orthanc.aet,
-            "retry": {"initial_seconds": retry_max / 4, "max_seconds": retry_max, "max_age_seconds": 86_400}}
+            # max_age_seconds and multiplier are the defaults: they must outlast the outage.
+            "retry": {"initial_seconds": retry_max / 4, "max_seconds": retry_max}}
     config.destinations = [AxiomConfig.model_validate({"destinations": [dest]}).destinations[0]]
     state = DeliveryState(store)
     done = threading.Event()
@@ -140,7 +151,8 @@ def outage(config: AxiomConfig, store: StateStore, work: Path, n: int, seconds: 
           f"{failures} failed attempts recorded and retried over {len(calls)} delivery calls")
     print(f"confirmed {sum(r['status'] == 'confirmed' for r in rows)} of {n}; lost {n - unique}; "
           f"duplicates in Orthanc {stored - unique}; max attempts {max(r['attempts'] for r in rows)}")
-    print(f"all confirmed {all_confirmed - back_at:.1f} s after Orthanc returned (retry interval ≤ {retry_max:.0f} s)")
+    print(f"all confirmed {all_confirmed - back_at:.1f} s after Orthanc returned (retry interval ≤ {retry_max:.0f} s); "
+          f"exceptions opened {sum(c.exceptions for c in calls)}")
 
 
 def main() -> int:
@@ -169,15 +181,19 @@ def main() -> int:
                                           status="pending", location=None, error=None, batch_id=None, run_id=None,
                                           source_path=r.path, attempts=0) for r in rows])
         paths = [Path(r.path) for r in rows]
-        print(f"{n} instances in {studies} studies, {mb:.0f} MB ({mb / n * 1000:.0f} KB each)", flush=True)
+        print(f"{n} instances in {studies} studies, {mb:.0f} MB ({mb / n * 1000:.0f} KB each); "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
         if args.outage:
             outage(config, store, work, n, args.outage, args.retry_max)
+            print("load average (1, 5, 15 min) at the end: %.1f %.1f %.1f" % os.getloadavg())
             return 0
 
         times: dict[str, list[float]] = {k: [] for k in ("storescu", "cstore", "bare_stow", "stow")}
+        cpu: dict[str, list[float]] = {k: [] for k in times}
         for rnd in range(args.rounds):
             for what in times:
                 orthanc = fresh_orthanc(work, what)
+                cpu_before = cpu_seconds()
                 try:
                     if what == "storescu":
                         t = storescu(orthanc, config.landing_path)
@@ -189,26 +205,29 @@ def main() -> int:
                     else:
                         t = ours(config, store, "web", {"name": "web", "type": "dicomweb", "url": orthanc.dicomweb_url,
                                                         "batch_size": args.per_request})
+                    cpu[what].append(cpu_seconds() - cpu_before)  # the sender's, Orthanc not yet reaped
                     stored = len(orthanc.instances())
                     if stored != n:
                         raise RuntimeError(f"{what}: Orthanc holds {stored} of {n} instances")
                 finally:
                     orthanc.stop()
                 times[what].append(t)
-                print(f"round {rnd + 1}: {what:<10} {n / t:8.0f} inst/s ({t:.2f} s)", flush=True)
+                print(f"round {rnd + 1}: {what:<10} {n / t:8.0f} inst/s ({t:.2f} s; sender CPU {cpu[what][-1] * 1000 / n:.2f} ms/inst; "
+                      f"load {os.getloadavg()[0]:.1f})", flush=True)
         med = {k: statistics.median(v) for k, v in times.items()}
         print()
-        print(f"{'sender → Orthanc':<52}{'inst/s':>8}{'MB/s':>8}")
+        print(f"{'sender → Orthanc':<52}{'inst/s':>8}{'MB/s':>8}{'CPU ms/inst':>12}")
         labels = {"storescu": "DCMTK storescu (1 association)", "cstore": "axiom C-STORE (1 assoc./study, 4 processes, recorded)",
                   "bare_stow": f"dicomweb-client store_instances ({args.per_request}/req)",
                   "stow": f"axiom STOW-RS ({args.per_request}/req, recorded)"}
         for k, label in labels.items():
-            print(f"{label:<52}{n / med[k]:>8.0f}{mb / med[k]:>8.1f}")
+            print(f"{label:<52}{n / med[k]:>8.0f}{mb / med[k]:>8.1f}{statistics.median(cpu[k]) * 1000 / n:>12.2f}")
         print()
         pairs = lambda a, b: ", ".join(f"{x / y:.2f}" for x, y in zip(times[a], times[b]))  # noqa: E731
         print(f"per round: C-STORE / storescu {pairs('storescu', 'cstore')}; STOW-RS / bare {pairs('bare_stow', 'stow')}")
         print(f"ratio C-STORE / storescu: {med['storescu'] / med['cstore']:.2f} (target ≥ 0.9)")
         print(f"ratio STOW-RS / bare store_instances: {med['bare_stow'] / med['stow']:.2f} (target ≥ 0.9)")
+        print("load average (1, 5, 15 min) at the end: %.1f %.1f %.1f" % os.getloadavg())
         store.dispose()
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -7,18 +7,16 @@ the row's `warnings` names the attribute and the problem (never the value: no PH
 from __future__ import annotations
 
 import json
-import math
 import os
-from datetime import date, datetime, time
+from datetime import datetime, time
 from typing import Any, Callable
 
-from pydicom import Dataset, config
+from pydicom import Dataset
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
-from pydicom.multival import MultiValue
 from pydicom.tag import Tag
-from pydicom.valuerep import DA, DT, IS, TM
 
+from axiom_dagster.catalog.converters import CONVERTERS, LIST_CONVERTERS
 from axiom_dagster.catalog.schema import ATTRIBUTES, SCHEMA_VERSION
 from axiom_dagster.dicom.fastvalues import Fallback, FastTag, dataset_codec, decode, pydicom_defaults
 from axiom_dagster.store.records import LedgerRow
@@ -32,84 +30,12 @@ _UNDEFINED = 0xFFFFFFFF
 DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
-def _values(value) -> list:
-    if isinstance(value, (MultiValue, list, tuple)):
-        return list(value)
-    return [] if value in (None, "") else [value]
-
-
-def _text(value) -> str | None:
-    values = _values(value)
-    return "\\".join(map(str, values)) if values else None
-
-
-def _texts(value) -> list[str] | None:
-    values = _values(value)
-    return [str(v) for v in values] if values else None
-
-
-def _single(value):
-    values = _values(value)
-    if len(values) > 1:
-        raise ValueError(f"{len(values)} values in a single-valued column")
-    return values[0] if values else None
-
-
-def _int(value) -> int | None:
-    v = _single(value)
-    return None if v is None else int(v)
-
-
-def _finite(number) -> float:
-    number = float(number)
-    if not math.isfinite(number):
-        raise ValueError("not a finite number")
-    return number
-
-
-def _float(value) -> float | None:
-    v = _single(value)
-    return None if v is None else _finite(v)
-
-
-def _floats(value) -> list[float] | None:
-    values = _values(value)
-    return [_finite(v) for v in values] if values else None
-
-
-def _date(value) -> date | None:
-    v = _single(value)
-    if v is None:
-        return None
-    d = v if isinstance(v, date) else DA(str(v), validation_mode=config.IGNORE)  # DA also reads ACR-NEMA's 1997.04.24
-    if d is None:
-        return None
-    return date(d.year, d.month, d.day)
-
-
-def _time(value) -> time | None:
-    v = _single(value)
-    if v is None:
-        return None
-    t = v if isinstance(v, time) else TM(str(v), validation_mode=config.IGNORE)
-    return None if t is None else time(t.hour, t.minute, t.second, t.microsecond)
-
-
-def _datetime(value) -> datetime | None:
-    v = _single(value)
-    if v is None:
-        return None
-    d = v if isinstance(v, datetime) else DT(str(v), validation_mode=config.IGNORE)
-    # Stored as written: a UTC offset in the value is dropped (the JSON keeps it).
-    return None if d is None else datetime(d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond)
-
-
-CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "text": _text, "texts": _texts, "int": _int, "float": _float, "floats": _floats,
-    "date": _date, "time": _time, "datetime": _datetime,
-}
 # FastTag probes: dict lookups compare in C (see dicom.fastvalues.FastTag).
-_PLAN = tuple((a.column, FastTag(Tag(a.keyword)), a.keyword, CONVERTERS[a.kind]) for a in ATTRIBUTES)
+_PLAN = tuple((a.column, FastTag(Tag(a.keyword)), a.keyword, CONVERTERS[a.kind], LIST_CONVERTERS[a.kind]) for a in ATTRIBUTES)
+
+
+_PLAN_AT = {int(tag): index for index, (_column, tag, *_rest) in enumerate(_PLAN)}
+_NO_VALUES = {column: None for column, *_rest in _PLAN}
 
 
 def _tag_name(tag: int) -> str:
@@ -169,13 +95,16 @@ def _fast_json(vr: str, values: list) -> dict:
     if not values:
         return {"vr": vr}
     if vr == "PN":
-        comps = values[0].split("=")
-        entry = {"Alphabetic": comps[0]}
-        if len(comps) > 1:
-            entry["Ideographic"] = comps[1]
-        if len(comps) > 2:
-            entry["Phonetic"] = comps[2]
-        return {"vr": vr, "Value": [entry]}
+        entries = []
+        for value in values:
+            comps = value.split("=")
+            entry = {"Alphabetic": comps[0]}
+            if len(comps) > 1:
+                entry["Ideographic"] = comps[1]
+            if len(comps) > 2:
+                entry["Phonetic"] = comps[2]
+            entries.append(entry)
+        return {"vr": vr, "Value": entries}
     number = _FAST_NUMBERS.get(vr)
     if number is int and vr == "IS":
         return {"vr": vr, "Value": [int(v) if v.isdigit() else int(float(v)) for v in values]}
@@ -219,9 +148,14 @@ def header_json(ds: Dataset, warnings: list[str], fast: dict | None = None) -> t
             out[f"{tag:08X}"] = element.to_json_dict(_bulk_marker, BULK_DATA_THRESHOLD)
         except Exception as exc:  # one damaged element must not cost the row
             warnings.append(f"{_tag_name(tag)} left out of dicom_json: {type(exc).__name__}")
+    return dump_json(out, bulk, warnings), bulk, pixel_length
+
+
+def dump_json(out: dict, bulk: list[dict], warnings: list[str]) -> str:
+    """The DICOM JSON text of `out`, after moving nested bulk data markers into `bulk`."""
     _strip_nested_bulk(out, "", bulk)
     try:
-        text = json.dumps(out, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return _dumps(out)
     except ValueError:  # a non-finite number (DS "inf", FD NaN): leave those elements out
         for key in list(out):
             try:
@@ -229,23 +163,30 @@ def header_json(ds: Dataset, warnings: list[str], fast: dict | None = None) -> t
             except ValueError:
                 warnings.append(f"({key[:4]},{key[4:]}) left out of dicom_json: not a finite number")
                 del out[key]
-        text = json.dumps(out, ensure_ascii=False, separators=(",", ":"))
-    return text, bulk, pixel_length
+        return _dumps(out)
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 def attribute_values(ds: Dataset, warnings: list[str], fast: dict | None = None) -> dict[str, Any]:
     """The typed columns; a value that cannot be converted is None with a warning.
     `fast`: values already decoded from raw bytes by header_json, by tag."""
-    row: dict[str, Any] = {}
-    get = ds._dict.get
-    fast = fast or {}
-    for column, tag, keyword, convert in _PLAN:
-        if get(tag) is None:
-            row[column] = None
-            continue
+    return typed_values(ds._dict, lambda tag: ds[tag].value, warnings, fast or {})
+
+
+def typed_values(present, element_value: Callable[[int], Any], warnings: list[str], fast: dict) -> dict[str, Any]:
+    """The typed columns from the tags `present` (a mapping), the values already decoded
+    (`fast`, by tag) and pydicom's value of the others (`element_value`)."""
+    row = dict(_NO_VALUES)
+    # Only the attributes present, in column order (warnings keep that order).
+    for index in sorted(_PLAN_AT[tag] for tag in present.keys() & _PLAN_AT.keys()):
+        column, tag, keyword, convert, convert_list = _PLAN[index]
         try:
             values = fast.get(tag)
-            row[column] = convert(ds[tag].value if values is None else _as_pydicom(tag, values))
+            row[column] = convert(element_value(tag)) if values is None else convert_list(values)
+        except Fallback:
+            raise
         except Exception as exc:
             row[column] = None
             warnings.append(f"{keyword} {_tag_name(tag)}: cannot convert to {column} ({type(exc).__name__})")
@@ -254,16 +195,6 @@ def attribute_values(ds: Dataset, warnings: list[str], fast: dict | None = None)
     else:
         row["study_datetime"] = None
     return row
-
-
-def _as_pydicom(tag: int, values: list):
-    """Decoded raw values in the form the converters expect from pydicom (IS as its number)."""
-    if values and tag in _IS_TAGS and isinstance(values[0], str):
-        return [IS(v, validation_mode=config.IGNORE) for v in values]
-    return values
-
-
-_IS_TAGS = frozenset(Tag(a.keyword) for a in ATTRIBUTES if a.kind == "int")
 
 
 def instance_row(
@@ -287,7 +218,15 @@ def instance_row(
     row["dicom_json"], row["bulk_data"], row["pixel_data_length"] = json_text, bulk, pixel_length
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
-    row["transfer_syntax_uid"] = str(ts) if ts else None
+    return finish_row(row, str(ts) if ts else None, ledger_row, file_path=file_path, file_size=file_size,
+                      file_mtime=file_mtime, received_at=received_at, batch_id=batch_id, run_id=run_id,
+                      status=status, destinations=destinations, warnings=warnings)
+
+
+def finish_row(row: dict, transfer_syntax: str | None, ledger_row: LedgerRow | None, *, file_path, file_size, file_mtime,
+               received_at, batch_id, run_id, status, destinations, warnings) -> dict[str, Any]:
+    """The transfer syntax and provenance columns of a row."""
+    row["transfer_syntax_uid"] = transfer_syntax
     if ledger_row is not None:
         file_path = file_path or ledger_row.path
         file_size = file_size if file_size is not None else ledger_row.size

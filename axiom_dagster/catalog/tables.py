@@ -19,26 +19,15 @@ from typing import Sequence
 
 import polars as pl
 
+from axiom_dagster.catalog.columns import SORT_KEYS, instance_columns, instance_table  # noqa: F401 - imported from here too
 from axiom_dagster.catalog.schema import INSTANCE_SCHEMA, REQUIRED_COLUMNS, SCHEMA_VERSION, TABLES  # noqa: F401
 from axiom_dagster.catalog.storage import CatalogStorage
 
-SORT_KEYS = ["study_instance_uid", "series_instance_uid", "instance_number", "sop_instance_uid"]
 PARTITION = "arrival_date"
 # A zero-row file per table carries the current schema: views work on an empty catalog and
 # read columns added later as NULL in older files.
 SCHEMA_PARTITION = "0001-01-01"
 SCHEMA_FILE = f"schema-v{SCHEMA_VERSION}.parquet"
-
-
-def instance_columns(rows: Sequence[dict]) -> dict[str, list]:
-    """Rows as plain column lists: what a forked worker returns (polars is not fork-safe)."""
-    return {name: [row.get(name) for row in rows] for name in INSTANCE_SCHEMA}
-
-
-def instance_table(rows: Sequence[dict] | dict[str, list]) -> pl.DataFrame:
-    # polars, not pyarrow: pyarrow imports pandas to convert Python values (~1 s per run).
-    columns = rows if isinstance(rows, dict) else instance_columns(rows)
-    return pl.DataFrame(columns, schema=INSTANCE_SCHEMA).sort(SORT_KEYS, nulls_last=True)
 
 
 def series_table(instances: pl.DataFrame) -> pl.DataFrame:
@@ -132,7 +121,10 @@ def write_batch(root: str, partition: str, name: str, rows: Sequence[dict] | pl.
     ensure_schema_files(storage)
     frame = rows if isinstance(rows, pl.DataFrame) else instance_table(rows)
     own = _rel("instances", partition, name)
-    older = existing_rows(root, frame["sop_instance_uid"].drop_nulls().unique().to_list(), exclude=own)
+    if data_files(storage, "instances", exclude=own):
+        older = existing_rows(root, frame["sop_instance_uid"].drop_nulls().unique().to_list(), exclude=own)
+    else:  # the first batch of a catalog: nothing to supersede, no scan
+        older = pl.DataFrame(schema={**INSTANCE_SCHEMA, "_file": pl.String})
     # Every candidate row per SOP Instance UID: this batch's and older files'; latest wins.
     candidates = pl.concat(
         [older.select(list(INSTANCE_SCHEMA) + ["_file"]), frame.with_columns(pl.lit(own).alias("_file"))],
@@ -168,33 +160,16 @@ def _without(frame: pl.DataFrame, gone: pl.DataFrame) -> pl.DataFrame:
     return frame.join(gone.select(keys), on=keys, how="anti", nulls_equal=True).select(list(INSTANCE_SCHEMA))
 
 
+def data_files(storage: CatalogStorage, table: str, exclude: str | None = None) -> list[str]:
+    """A table's files that can hold rows (not the zero-row schema files), relative paths."""
+    schema_folder = f"{table}/{PARTITION}={SCHEMA_PARTITION}/"
+    return [rel for rel in storage.list(table) if not rel.startswith(schema_folder) and rel != exclude]
+
+
 def partitions(root: str, table_name: str) -> list[str]:
     """Arrival dates that have files in a table, oldest first."""
     found = {rel.split("/")[1].split("=", 1)[1] for rel in CatalogStorage(root).list(table_name)}
     return sorted(found - {SCHEMA_PARTITION})
-
-
-def compact_partition(root: str, arrival_date: str, min_files: int) -> tuple[int, int] | None:
-    """Merge a partition's instance files into one (series and studies follow).
-
-    Returns (files merged, rows) or None. The merged files are written before the
-    originals are removed: a reader may see a row twice for that moment, never miss one.
-    """
-    storage = CatalogStorage(root)
-    files = storage.list(f"instances/{PARTITION}={arrival_date}")
-    if len(files) < max(min_files, 2):
-        return None
-    merged = storage.read_parquet(files).select(list(INSTANCE_SCHEMA)).sort(SORT_KEYS, nulls_last=True)
-    first, last = files[0].rsplit("/", 1)[1][:-8], files[-1].rsplit("/", 1)[1][:-8]
-    name = f"compacted-{first}-{last}"
-    _write_instances_file(storage, arrival_date, name, merged)
-    for rel in files:
-        if rel != _rel("instances", arrival_date, name):
-            for table in ("series", "studies", "instances"):
-                other = rel.replace("instances/", f"{table}/", 1)
-                if storage.exists(other):
-                    storage.remove(other)
-    return len(files), merged.height
 
 
 from axiom_dagster.catalog.views import connect  # noqa: E402,F401 - callers import it from here too

@@ -7,6 +7,21 @@ from typing import Protocol
 from axiom_dagster.store.deliveries import DueDelivery, Outcome
 
 
+# Failure reasons (their beginnings) that say nothing about the instance, only that the
+# destination or the connection to it was down. Once the destination confirms instances again,
+# rows failed for these reasons are retried at once instead of waiting out their backoff.
+CONNECTION_FAILURES = (
+    "cannot connect to the peer",  # C-STORE: refused or timed out
+    "A-ASSOCIATE-RJ",  # e.g. too many associations; permanent ones never confirm anything
+    "no C-STORE response",  # aborted or timed out mid-association
+    "association ended before this instance was sent",
+    "C-STORE could not be sent",
+    "STOW-RS: cannot reach the server",
+    "GCS: cannot reach the service",
+    "S3: cannot reach the endpoint",
+)
+
+
 class DestinationUnreachable(Exception):
     """No connection or association: every instance of the call fails with this reason, and
     the rest of the run's instances for this destination fail fast with it too."""

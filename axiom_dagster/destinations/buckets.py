@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 from pydicom import dcmread
@@ -40,7 +41,9 @@ class _BucketSender:
             except Exception as exc:
                 outcomes.append(Outcome(item.id, False, reason=f"staged copy unusable: {type(exc).__name__}"))
                 continue
-            outcomes.append(self._put_and_check(item, name, data))
+            outcome = self._put_and_check(item, name, data)
+            # The object holds exactly these bytes (checksum verified): the audit's hash.
+            outcomes.append(replace(outcome, content_sha256=hashlib.sha256(data).hexdigest()) if outcome.confirmed else outcome)
         return outcomes
 
     def verify(self, study_uid: str, sop_uids: set[str]) -> set[str]:

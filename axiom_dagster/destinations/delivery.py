@@ -5,16 +5,15 @@ its own instances fast (and retries them later) without holding up the others.
 """
 from __future__ import annotations
 
+import hashlib
 import os
-import shutil
 import threading
 import time
 from collections import Counter
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import groupby
-from pathlib import Path
 from pathlib import Path
 
 from pydicom import dcmread
@@ -29,7 +28,7 @@ from axiom_dagster.config.destinations import (
     StowDestination,
 )
 from axiom_dagster.config.models import AxiomConfig
-from axiom_dagster.destinations.base import DestinationUnreachable, Sender
+from axiom_dagster.destinations.base import CONNECTION_FAILURES, DestinationUnreachable, Sender
 from axiom_dagster.destinations.paths import render_path
 from axiom_dagster.destinations.retry import next_attempt
 from axiom_dagster.store.deliveries import DeliveryState, DueDelivery, Outcome
@@ -46,6 +45,11 @@ class DeliveryReport:
     verified: int = 0
     seconds: float = 0.0
     reasons: Counter = field(default_factory=Counter)
+
+    def add(self, other: "DeliveryReport") -> None:
+        for name in ("claimed", "confirmed", "failed", "exceptions", "verified"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.reasons.update(other.reasons)
 
     def summary(self) -> str:
         top = "; ".join(f"{n}× {r}" for r, n in self.reasons.most_common(3))
@@ -66,11 +70,13 @@ class FolderSender:
                 final = render_path(self.root, self.template, dcmread(item.source_path, stop_before_pixels=True))
                 final.parent.mkdir(parents=True, exist_ok=True)
                 tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-                shutil.copyfile(item.source_path, tmp)
-                with open(tmp, "rb") as fh:
+                data = Path(item.source_path).read_bytes()
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, final)
-                outcomes.append(Outcome(item.id, True, location=str(final)))
+                outcomes.append(Outcome(item.id, True, location=str(final), content_sha256=hashlib.sha256(data).hexdigest()))
             except Exception as exc:
                 outcomes.append(Outcome(item.id, False, reason=f"folder copy failed: {type(exc).__name__}"))
         return outcomes
@@ -115,7 +121,7 @@ def _verify(sender: Sender, study_uid: str, items: list[DueDelivery], outcomes: 
         return outcomes  # confirmed by the answer; verification left for later
     return [
         o if not o.confirmed else
-        Outcome(o.delivery_id, True, o.status_code, o.reason, o.location, verified=True)
+        replace(o, verified=True)
         if by_id[o.delivery_id].sop_uid in found else
         Outcome(o.delivery_id, False, o.status_code, "confirmed by the answer but not found by query-back")
         for o in outcomes
@@ -125,12 +131,26 @@ def _verify(sender: Sender, study_uid: str, items: list[DueDelivery], outcomes: 
 def deliver_destination(config: AxiomConfig, store: StateStore, name: str, *, run_id: str | None = None,
                         sender: Sender | None = None) -> DeliveryReport:
     """Send every due instance of one destination (up to the per-run limit), `parallel`
-    study chunks at a time, each on its own association / request."""
-    started = time.perf_counter()
+    study chunks at a time, each on its own association / request. When the destination
+    confirms instances while others wait out a backoff after connection failures (it was
+    down and is back), those are sent at once in a second round."""
+    started, called_at = time.perf_counter(), utcnow()
     dest = next(d for d in config.destinations if d.name == name)
     state = DeliveryState(store)
-    items = state.claim_due(name, config.delivery.max_instances_per_run, config.delivery.sent_lease_seconds)
-    report = DeliveryReport(name, claimed=len(items))
+    limit = config.delivery.max_instances_per_run
+    report = _deliver_due(config, state, dest, limit, run_id, sender)
+    # Back = confirmed something and never found unreachable in this call; only rows that
+    # failed before it are expedited (what failed now waits: the peer may be going down).
+    back = report.confirmed and not any(report.reasons[r] for r in report.reasons if r.startswith(CONNECTION_FAILURES))
+    if back and report.claimed < limit and state.expedite(name, CONNECTION_FAILURES, failed_before=called_at):
+        report.add(_deliver_due(config, state, dest, limit - report.claimed, run_id, sender))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _deliver_due(config: AxiomConfig, state: DeliveryState, dest, limit: int, run_id, sender) -> DeliveryReport:
+    items = state.claim_due(dest.name, limit, config.delivery.sent_lease_seconds)
+    report = DeliveryReport(dest.name, claimed=len(items))
     if not items:
         return report
     state.set_run([i.id for i in items], run_id)
@@ -148,9 +168,8 @@ def deliver_destination(config: AxiomConfig, store: StateStore, name: str, *, ru
     elif isinstance(dest, DicomDestination) and sender is None:
         _deliver_in_processes(run, chunks, workers)
     else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"deliver-{name}") as pool:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"deliver-{dest.name}") as pool:
             list(pool.map(lambda c: run.deliver_chunk(*c), chunks))
-    report.seconds = time.perf_counter() - started
     return report
 
 

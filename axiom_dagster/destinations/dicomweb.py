@@ -1,19 +1,27 @@
 """STOW-RS senders (dicomweb-client): any DICOMweb server, and a Google Cloud Healthcare API
 DICOM store reached with Google credentials.
 
-Instances go in batched multipart requests; each instance's result comes from the response:
+Instances go in batched multipart requests, each part the staged file's bytes (what the audit
+log's content hash describes); each instance's result comes from the response:
 ReferencedSOPSequence confirms, FailedSOPSequence fails with its Failure Reason. A duplicate
 (Failure Reason 0x0111, or HTTP 409 "already exists" from the Healthcare API) confirms: the
 destination holds the instance. Query-back (QIDO-RS) is optional.
 """
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
+from io import BytesIO
+from pathlib import Path
+
 import requests
 from dicomweb_client.api import DICOMwebClient
-from pydicom import Dataset, dcmread
+from dicomweb_client.web import _Transaction
+from pydicom import Dataset, dcmread, dcmwrite
 
 from axiom_dagster.config.destinations import HealthcareDestination, HttpAuth, StowDestination
 from axiom_dagster.destinations.base import DestinationUnreachable
+from axiom_dagster.dicom.file_meta import NotPlainPart10, read_file_meta
 from axiom_dagster.store.deliveries import DueDelivery, Outcome
 
 DUPLICATE = 0x0111
@@ -47,6 +55,20 @@ def google_session(dest: HealthcareDestination) -> requests.Session:
     return create_session_from_gcp_credentials(credentials)
 
 
+def part10_bytes(path: str) -> bytes:
+    """The instance as sent in its multipart part: the staged file's own bytes when it is a
+    plain Part 10 file (never decoded), else pydicom's re-encoding, as dicomweb-client's
+    `store_instances` would send it."""
+    data = Path(path).read_bytes()
+    try:
+        read_file_meta(data)
+        return data
+    except NotPlainPart10:
+        with BytesIO() as out:
+            dcmwrite(out, dcmread(BytesIO(data)))
+            return out.getvalue()
+
+
 def _response_dataset(response: requests.Response | None) -> Dataset | None:
     if response is None or not response.content:
         return None
@@ -74,10 +96,11 @@ class StowSender:
 
     def send(self, items: list[DueDelivery]) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        datasets, sent = [], []
+        parts: list[bytes] = []
+        sent: list[DueDelivery] = []
         for item in items:
             try:
-                datasets.append(dcmread(item.source_path))
+                parts.append(part10_bytes(item.source_path))
                 sent.append(item)
             except FileNotFoundError:
                 outcomes.append(Outcome(item.id, False, reason="staged copy is missing"))
@@ -85,20 +108,30 @@ class StowSender:
                 outcomes.append(Outcome(item.id, False, reason=f"staged copy unreadable: {type(exc).__name__}"))
         if not sent:
             return outcomes
+        hashes = {i.id: hashlib.sha256(p).hexdigest() for i, p in zip(sent, parts)}
         status, answer = 200, None
         try:
-            answer = self.client.store_instances(datasets)
+            answer = self._post(parts)
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else None
             answer = _response_dataset(exc.response)
             if answer is None:
                 if status == 409 and self.conflict_is_duplicate:
                     # The Healthcare API answers 409 when the instance exists already.
-                    return outcomes + [Outcome(i.id, True, status_code=409, location=self.url) for i in sent]
+                    return outcomes + [Outcome(i.id, True, status_code=409, location=self.url, content_sha256=hashes[i.id]) for i in sent]
                 return outcomes + [Outcome(i.id, False, status_code=status, reason=f"STOW-RS HTTP {status}") for i in sent]
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise DestinationUnreachable(f"STOW-RS: cannot reach the server ({type(exc).__name__})") from None
-        return outcomes + self._per_instance(sent, answer or Dataset(), status)
+        return outcomes + [
+            replace(o, content_sha256=hashes[o.delivery_id]) if o.confirmed else o
+            for o in self._per_instance(sent, answer or Dataset(), status)
+        ]
+
+    def _post(self, parts: list[bytes]) -> Dataset:
+        """What `store_instances` does after encoding (dicomweb-client 0.61, pinned): one
+        multipart/related application/dicom POST to the studies resource."""
+        url = self.client._get_studies_url(_Transaction.STORE)
+        return self.client._http_post_multipart_application_dicom(url, parts)
 
     def _per_instance(self, sent: list[DueDelivery], answer: Dataset, status: int | None) -> list[Outcome]:
         referenced = {str(r.get("ReferencedSOPInstanceUID", "")): r for r in answer.get("ReferencedSOPSequence", [])}

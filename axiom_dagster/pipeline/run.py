@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 from axiom_dagster.ai.standardize import ResolveReport, resolve_batch
 from axiom_dagster.catalog.tables import write_batch
 from axiom_dagster.crosswalks.misses import record_misses
+from axiom_dagster.config.destinations import FilesystemDestination
 from axiom_dagster.config.models import AxiomConfig, PipelineConfig
 from axiom_dagster.destinations.staging import initial_states, route_roots
 from axiom_dagster.rules.morph import Morpher, PassThrough
@@ -182,17 +183,20 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
     store.finish_batch(batch_id, out.failed_studies)
     store.record_audit(_study_audit(results, batch_id, run_id))
     out.lookup_misses = record_misses(store.engine, (m for r in results for m in r.lookup_misses), run_id)
-    audit.record_routes(store, _routes(results), actor="study_pipeline", batch_id=batch_id, run_id=run_id)
+    audit.record_routes(store, _routes(config, results), actor="study_pipeline", batch_id=batch_id, run_id=run_id)
     out.phase_seconds["record"] = round(time.perf_counter() - phase, 3)
     return out
 
 
-def _routes(results: Sequence[InstanceResult]) -> list[dict]:
-    """Which instance went where, with the content hash of each delivered copy."""
+def _routes(config, results: Sequence[InstanceResult]) -> list[dict]:
+    """Which instance went to which folder, with the content hash of each copy. A network
+    destination's copy is only staged here: its route is recorded when the destination
+    confirms it, with the hash of what was sent (destinations/delivery)."""
+    network = {d.name for d in config.destinations if not isinstance(d, FilesystemDestination)}
     return [
         {**{k: d[k] for k in ("ledger_id", "study_uid", "sop_uid", "destination", "location")},
          "content_sha256": r.content_hashes[d["destination"]]}
-        for r in results for d in r.deliveries if d["status"] == "delivered"
+        for r in results for d in r.deliveries if d["status"] == "delivered" and d["destination"] not in network
     ]
 
 

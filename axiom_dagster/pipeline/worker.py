@@ -16,6 +16,8 @@ from typing import Callable
 from pydicom import Dataset, dcmread
 
 from axiom_dagster.catalog.extract import instance_row
+from axiom_dagster.catalog.fast_extract import fast_instance_row
+from axiom_dagster.dicom.header_reader import read_header_bytes
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.rules.morph import Morpher, PassThrough
 from axiom_dagster.destinations.paths import render_path
@@ -148,7 +150,7 @@ def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher)
 
         stage = "catalog"
         delivered = [d["destination"] for d in result.deliveries if d["status"] == "delivered"]
-        result.catalog_row = catalog_row(ds, row, settings, delivered)
+        result.catalog_row = catalog_row(data, ds, row, settings, delivered)
     except Exception as exc:
         result.catalog_row = None
         return quarantine(result, row, settings, stage, f"{stage} failed: {describe_exception(exc)}")
@@ -199,7 +201,12 @@ def _delivery(row: LedgerRow, settings: WorkerSettings, destination: str, status
     )
 
 
-def catalog_row(ds: Dataset, row: LedgerRow, settings: WorkerSettings, destinations: list[str]) -> dict:
-    return instance_row(
-        ds, row, batch_id=settings.batch_id, run_id=settings.run_id, status="routed", destinations=destinations
-    )
+def catalog_row(data: bytes, ds: Dataset, row: LedgerRow, settings: WorkerSettings, destinations: list[str]) -> dict:
+    """The instance's catalog row, as received: from its raw bytes (a third of the cost of
+    pydicom's row, the same row: tests/catalog/test_fast_extract.py), from `ds` where the raw
+    reader leaves the file to pydicom."""
+    provenance = dict(batch_id=settings.batch_id, run_id=settings.run_id, status="routed", destinations=destinations)
+    try:
+        return fast_instance_row(read_header_bytes(data), row, **provenance)
+    except Exception:  # Fallback, or anything the raw reader did not foresee: pydicom's row
+        return instance_row(ds, row, **provenance)

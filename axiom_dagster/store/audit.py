@@ -12,7 +12,10 @@ whole chain and the head is caught only by comparing the head with a copy kept e
 
 `instance_routes` records each delivered copy (content SHA-256, destination, location,
 time); every recorded group of routes gets one chain entry whose details carry the group's
-digest, so the routes are covered by the chain too. `audit` (schema.py) is a different table:
+digest, so the routes are covered by the chain too. A folder copy is recorded by the pipeline
+that wrote it (hash of the file); a network delivery when the destination confirmed it, with
+the hash of exactly what was sent (after any transcoding) and where (AE@host:port, URL,
+object). `audit` (schema.py) is a different table:
 the per-study processing trail shown by the study report.
 """
 from __future__ import annotations
@@ -141,14 +144,22 @@ def record_routes(store, routes: Sequence[dict], *, actor: str, batch_id: int | 
     if not routes:
         return None
     with _engine(store).begin() as conn:
-        entry = append(conn, actor, "instances.routed", f"batch:{batch_id}" if batch_id is not None else None,
-                       {"batch_id": batch_id, "run_id": run_id, "routes": len(routes), "digest": routes_digest(routes)})
-        conn.execute(insert(instance_routes), [
-            {**{k: r.get(k) for k in ROUTE_FIELDS}, "audit_seq": entry.seq, "routed_at": entry.at,
-             "batch_id": batch_id, "run_id": run_id}
-            for r in routes
-        ])
-        return entry
+        return append_routes(conn, routes, actor=actor, batch_id=batch_id, run_id=run_id)
+
+
+def append_routes(conn, routes: Sequence[dict], *, actor: str, batch_id: int | None = None, run_id: str | None = None,
+                  target: str | None = None) -> AuditEntry:
+    """`record_routes` inside the caller's transaction (a delivery records its outcomes and
+    their routes together). `batch_id` may also be given per route."""
+    target = target or (f"batch:{batch_id}" if batch_id is not None else None)
+    entry = append(conn, actor, "instances.routed", target,
+                   {"batch_id": batch_id, "run_id": run_id, "routes": len(routes), "digest": routes_digest(routes)})
+    conn.execute(insert(instance_routes), [
+        {**{k: r.get(k) for k in ROUTE_FIELDS}, "audit_seq": entry.seq, "routed_at": entry.at,
+         "batch_id": r.get("batch_id", batch_id), "run_id": run_id}
+        for r in routes
+    ])
+    return entry
 
 
 def record_config(store, actor: str, path: str, text: str) -> AuditEntry | None:

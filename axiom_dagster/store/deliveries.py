@@ -16,6 +16,7 @@ from typing import Sequence
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
+from axiom_dagster.store.audit import append_routes
 from axiom_dagster.store.schema import audit, deliveries, exceptions
 from axiom_dagster.store.state import StateStore, _aware, utcnow
 
@@ -45,6 +46,17 @@ class Outcome:
     reason: str | None = None
     location: str | None = None
     verified: bool = False
+    # SHA-256 of what the destination received (after any transcoding), for the audit log.
+    content_sha256: str | None = None
+
+
+def delivered_routes(outcomes: Sequence[Outcome], items: dict[int, DueDelivery]) -> list[dict]:
+    """Audit routes of the confirmed outcomes that say what was sent (content hash)."""
+    return [
+        {"ledger_id": i.ledger_id, "study_uid": i.study_uid, "sop_uid": i.sop_uid, "destination": i.destination,
+         "location": o.location, "content_sha256": o.content_sha256, "batch_id": i.batch_id}
+        for o in outcomes if o.confirmed and o.content_sha256 and (i := items[o.delivery_id])
+    ]
 
 
 class DeliveryState:
@@ -107,7 +119,8 @@ class DeliveryState:
 
     def record(self, outcomes: Sequence[Outcome], retry_at: dict[int, datetime | None], items: dict[int, DueDelivery], run_id: str | None) -> int:
         """Store outcomes. A failure with a retry time waits; one without (too old) becomes an
-        open exception. Returns the number of new exceptions."""
+        open exception. Confirmed instances get their audit route (what was sent, where) in
+        the same transaction. Returns the number of new exceptions."""
         now = utcnow()
         new_exceptions = 0
         c = deliveries.c
@@ -136,6 +149,9 @@ class DeliveryState:
                     ),
                     failed,
                 )
+            routes = delivered_routes(outcomes, items)
+            if routes:
+                append_routes(conn, routes, actor="delivery", run_id=run_id, target=f"destination:{routes[0]['destination']}")
             for o in outcomes:
                 if o.confirmed or retry_at.get(o.delivery_id) is not None:
                     continue
@@ -148,6 +164,20 @@ class DeliveryState:
                 ))
                 new_exceptions += 1
         return new_exceptions
+
+    def expedite(self, destination: str, reasons: Sequence[str], failed_before: datetime, now: datetime | None = None) -> int:
+        """Make due now the failed rows of `destination` waiting out a backoff after a failure
+        (recorded before `failed_before`) whose reason starts with one of `reasons`."""
+        now = now or utcnow()
+        c = deliveries.c
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(deliveries)
+                .where(c.destination == destination, c.status == "failed", c.next_attempt_at > now,
+                       c.updated_at < failed_before,
+                       or_(*[c.error.startswith(r, autoescape=True) for r in reasons]))
+                .values(next_attempt_at=now)
+            ).rowcount
 
     # ---- reading ------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ import polars as pl
 from pydicom import dcmread
 
 from axiom_dagster.catalog.extract import instance_row
-from axiom_dagster.catalog.tables import compact_partition, connect, instance_table, write_batch
+from axiom_dagster.catalog.compaction import compact_partition
+from axiom_dagster.catalog.tables import connect, instance_table, write_batch
 from tests.helpers import small_archive
 
 
@@ -97,9 +98,11 @@ def test_compaction_keeps_the_multiset_of_rows(tmp_path):
     write_batch(root, "2024-01-02", "batch-00000004", _rows(4, 2, "1.1", study="1.1"))  # supersedes 2
     con = connect(root)
     before = _all(con), con.execute("SELECT * FROM studies ORDER BY 1").fetchall()
-    assert compact_partition(root, "2024-01-02", min_files=2) == (4, 9)
-    folder = tmp_path / "catalog" / "instances" / "arrival_date=2024-01-02"
-    assert sorted(p.name for p in folder.iterdir()) == ["compacted-batch-00000001-batch-00000004.parquet"]
+    assert compact_partition(root, "2024-01-02", min_files=2) == (5, 9)  # 4 instances files, 1 superseded
+    for table in ("instances", "series", "studies", "superseded"):
+        folder = tmp_path / "catalog" / table / "arrival_date=2024-01-02"
+        assert sorted(p.name for p in folder.iterdir()) == ["compacted-batch-00000001-batch-00000004.parquet"]
+    assert not (tmp_path / "catalog" / ".compaction").exists()
     con = connect(root)
     assert (_all(con), con.execute("SELECT * FROM studies ORDER BY 1").fetchall()) == before
 

@@ -9,7 +9,8 @@ from datetime import date, datetime, timezone
 import pytest
 
 from axiom_dagster.catalog.storage import CatalogStorage
-from axiom_dagster.catalog.tables import compact_partition, connect, write_batch
+from axiom_dagster.catalog.compaction import compact_partition
+from axiom_dagster.catalog.tables import connect, write_batch
 
 
 def _rows(batch_id: int, n: int, sop_prefix: str):

@@ -1,6 +1,7 @@
 """GCS (gcp-storage-emulator) and S3 (moto server) destinations with the real clients:
 objects named by the path template, checksums verified, re-sends harmless."""
 import base64
+import hashlib
 from pathlib import Path
 
 import boto3
@@ -10,6 +11,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from axiom_dagster.destinations.delivery import deliver_destination, make_sender
+from axiom_dagster.store import audit
 from axiom_dagster.store.deliveries import DeliveryState
 from tests.destinations.support import FAST_RETRY, staged
 from tests.peers.buckets import gcs_emulator, moto_s3
@@ -85,7 +87,11 @@ def test_s3_objects_written_and_etag_verified(tmp_path, s3):
     for row in state.rows("s3"):
         name = _expected_name(row)
         assert row["location"] == f"s3://axiom-archive/{name}"
-        assert client.get_object(Bucket="axiom-archive", Key=name)["Body"].read() == Path(row["source_path"]).read_bytes()
+        stored = client.get_object(Bucket="axiom-archive", Key=name)["Body"].read()
+        assert stored == Path(row["source_path"]).read_bytes()
+        # Sent twice (the crash window above), recorded once: the confirmed delivery.
+        (route,) = audit.routes_of(store, row["sop_uid"])
+        assert route["location"] == row["location"] and route["content_sha256"] == hashlib.sha256(stored).hexdigest()
 
 
 def test_confirmed_copies_leave_the_outbox(tmp_path, s3):

@@ -1,9 +1,13 @@
 """C-STORE SCU against a real Orthanc: every instance confirmed and found by Orthanc's own
-query with identical data sets; Orthanc stopped mid-delivery, retried after restart."""
+query with identical data sets; Orthanc stopped mid-delivery, retried after restart (once one
+instance is confirmed, the others failed by the outage go at once)."""
 import pytest
+from sqlalchemy import update
 
 from axiom_dagster.destinations.delivery import deliver_destination, make_sender
 from axiom_dagster.store.deliveries import DeliveryState
+from axiom_dagster.store.schema import deliveries
+from axiom_dagster.store.state import utcnow
 from tests.destinations.support import FAST_RETRY, assert_identical_in_orthanc, staged
 from tests.helpers import free_port
 
@@ -49,7 +53,9 @@ class StopsPeerAfterFirstStudy:
 
 
 def test_orthanc_stopped_during_delivery_then_back_all_confirmed_none_duplicated(tmp_path, orthanc):
-    config, store = staged(tmp_path, [_pacs(orthanc, batch_size=6, parallel=1)], studies=3, real_world=False)
+    # Backoff of an hour: only what is due after Orthanc's return is retried by the schedule.
+    slow_retry = {"initial_seconds": 3600, "jitter": False}
+    config, store = staged(tmp_path, [_pacs(orthanc, batch_size=6, parallel=1, retry=slow_retry)], studies=3, real_world=False)
     down = deliver_destination(config, store, "pacs", sender=StopsPeerAfterFirstStudy(config, orthanc))
     assert (down.confirmed, down.failed, down.exceptions) == (6, 12, 0)
     failed = [r for r in DeliveryState(store).rows("pacs") if r["status"] != "confirmed"]
@@ -59,8 +65,13 @@ def test_orthanc_stopped_during_delivery_then_back_all_confirmed_none_duplicated
     assert DeliveryState(store).study_rollup(failed[0]["study_uid"])["pacs"]["state"] == "in_progress"
 
     orthanc.start()  # same storage: the first study is still there
+    assert deliver_destination(config, store, "pacs").claimed == 0  # all wait out their backoff
+    first_due = failed[0]["id"]
+    with store.engine.begin() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.id == first_due).values(next_attempt_at=utcnow()))
+    # That one is confirmed: Orthanc is back, so the 11 others failed by the outage go at once.
     back = deliver_destination(config, store, "pacs")
-    assert (back.claimed, back.confirmed) == (12, 12)
+    assert (back.claimed, back.confirmed) == (12, 12), back.summary()
     rows = DeliveryState(store).rows("pacs")
     assert {r["status"] for r in rows} == {"confirmed"} and {r["error"] for r in rows} == {None}
     assert sorted(r["attempts"] for r in rows) == [1] * 6 + [2] * 12

@@ -85,6 +85,39 @@ def test_backoff_grows_with_jitter_and_gives_up_after_max_age():
     assert next_attempt(policy, 9, now - timedelta(seconds=3599), now) is None
 
 
+def test_default_schedule_outlasts_a_ten_minute_outage():
+    """With the defaults, an instance failing every attempt for 10 minutes (retried as often
+    as its backoff allows) is always rescheduled, never given up."""
+    policy, rng = RetryPolicy(), random.Random(7)
+    first = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for _ in range(200):
+        now, attempts = first, 1
+        while now - first < timedelta(minutes=10):
+            later = next_attempt(policy, attempts, first, now)
+            assert later is not None
+            now, attempts = max(later, now + timedelta(seconds=1)), attempts + 1
+    assert policy.max_age_seconds >= 24 * 3600
+
+
+def test_expedite_only_rows_failed_earlier_by_connection_failures(store):
+    ids = _ledger(store, n=4)
+    _pending(store, ids)
+    state = DeliveryState(store)
+    items = {i.id: i for i in state.claim_due("pacs", 10, 600)}
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    reasons = ["cannot connect to the peer (connection refused or timed out)", "C-STORE failed with status 0xA700",
+               "no C-STORE response (association aborted or timed out)", "cannot connect to the peer (refused)"]
+    outcomes = [Outcome(i, False, reason=r) for i, r in zip(items, reasons)]
+    state.record(outcomes, {i: later for i in items}, items, "r")
+    connection = ("cannot connect to the peer", "no C-STORE response")
+    # Failed after the call started (the peer may be going down): left alone.
+    assert state.expedite("pacs", connection, failed_before=datetime.now(timezone.utc) - timedelta(minutes=1)) == 0
+    assert state.expedite("other", connection, failed_before=datetime.now(timezone.utc) + timedelta(seconds=1)) == 0
+    assert state.expedite("pacs", connection, failed_before=datetime.now(timezone.utc) + timedelta(seconds=1)) == 3
+    due = {i.id for i in state.claim_due("pacs", 10, 600)}
+    assert due == {o.delivery_id for o in outcomes if not o.reason.startswith("C-STORE failed")}
+
+
 def test_destination_models_validate_with_file_and_line():
     config = parse_config(
         "destinations:\n"

@@ -2,9 +2,13 @@
 Google Healthcare API destination against Orthanc behind a token-checking proxy, with real
 google-auth credentials; a crash between send and record re-sends once and the duplicate
 answer (HTTP 409) confirms."""
+import hashlib
+from pathlib import Path
+
 import pytest
 
 from axiom_dagster.destinations.delivery import deliver_destination, make_sender
+from axiom_dagster.store import audit
 from axiom_dagster.store.deliveries import DeliveryState
 from tests.destinations.support import FAST_RETRY, assert_identical_in_orthanc, staged
 from tests.peers.healthcare_proxy import HealthcareProxy
@@ -21,6 +25,11 @@ def test_stow_confirms_and_verifies_by_qido(tmp_path, orthanc):
     assert all(r["status"] == "confirmed" and r["status_code"] == 200 and r["verified_at"] for r in rows)
     assert orthanc.sop_instance_uids() == {r["sop_uid"] for r in rows}
     assert_identical_in_orthanc(orthanc, rows)
+    # The audit route of each instance: the STOW-RS part sent, i.e. the staged file's bytes.
+    for r in rows:
+        (route,) = audit.routes_of(store, r["sop_uid"])
+        assert route["destination"] == "web" and route["location"] == orthanc.dicomweb_url
+        assert route["content_sha256"] == hashlib.sha256(Path(r["source_path"]).read_bytes()).hexdigest()
 
 
 def test_stow_basic_auth_accepted_and_refused(tmp_path, orthanc):
