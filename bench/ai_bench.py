@@ -3,7 +3,7 @@
     python bench/ai_bench.py [--instances 2000] [--descriptions 40]
 
 A synthetic archive whose studies carry `--descriptions` distinct StudyDescriptions goes
-through the landing sensor and the study_pipeline job twice (the second time re-sent), with
+through the landing sensor and the study_pipeline job twice (the second time the same content as new instances), with
 a standardize rule answered by the local stand-in model server (OpenAI chat-completions
 protocol, the real openai client). Peers in the same run: the same archive and pipeline with
 a plain `set` rule on the same attribute (every instance re-encoded, no AI), and with no rules. Targets: at most `--descriptions` model calls the first time, 0 the second.
@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from axiom_dagster.synth import SynthSpec, generate_archive  # noqa: E402
 from tests.ai.server import ModelServer  # noqa: E402
+from tests.helpers import new_copies  # noqa: E402
 
 VARIANTS = ["CT HEAD WO", "ct head w contrast", "CHEST CT LOW DOSE", "Knee MR left", "abd ultrasound"]
 
@@ -41,12 +42,13 @@ def make_archive(folder: Path, instances: int, descriptions: int) -> list[Path]:
     return paths
 
 
-def run(work: Path, archive: Path, server: ModelServer | None, set_rule: bool = False) -> list[dict]:
+def run(work: Path, archives: list[Path], server: ModelServer | None, set_rule: bool = False) -> list[dict]:
     from dagster import DagsterInstance, build_sensor_context
 
     from axiom_dagster.definitions import defs
     from axiom_dagster.ingest.arrival import ArrivalMeta
-    from axiom_dagster.ingest.landing import LandingZone, iter_files
+    from axiom_dagster.ingest.importer import import_files, iter_files
+    from axiom_dagster.ingest.landing import LandingZone
     from resources import AxiomResource
     from sensors.landing import landing_sensor
 
@@ -73,9 +75,9 @@ def run(work: Path, archive: Path, server: ModelServer | None, set_rule: bool = 
     job = defs.resolve_job_def("study_pipeline_job")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     out = []
-    for attempt in range(2):
-        LandingZone(resource.config.landing_path, resource.config.quarantine_path, resource.store).import_files(
-            iter_files(archive), ArrivalMeta(source="bench"))
+    for archive in archives:
+        zone = LandingZone(resource.config.landing_path, resource.config.quarantine_path, resource.store)
+        landed = import_files(zone, iter_files(archive), ArrivalMeta(source="bench")).landed
         calls_before = len(server.requests) if server else 0
         started = time.perf_counter()
         with build_sensor_context(resources={"axiom": resource}) as ctx:
@@ -88,7 +90,7 @@ def run(work: Path, archive: Path, server: ModelServer | None, set_rule: bool = 
             meta = next(m.metadata for m in result.asset_materializations_for_node("study_pipeline")
                         if m.asset_key.path == ["morphed_instances"])
             ai_seconds += meta["ai_seconds"].value if "ai_seconds" in meta else 0.0
-        out.append({"seconds": time.perf_counter() - started, "ai_seconds": ai_seconds,
+        out.append({"seconds": time.perf_counter() - started, "ai_seconds": ai_seconds, "landed": landed,
                     "calls": (len(server.requests) - calls_before) if server else 0})
     return out
 
@@ -101,18 +103,22 @@ def main() -> None:
     os.environ["AXIOM_BENCH_KEY"] = "sk-local"
     root = Path(tempfile.mkdtemp(prefix="axiom-ai-bench-"))
     paths = make_archive(root / "archive", args.instances, args.descriptions)
+    # The second run gets the same content as new instances: a re-send of identical bytes
+    # is a no-op by design (#8) and would make "0 calls" trivially true.
+    new_copies(root / "archive", root / "again")
+    archives = [root / "archive", root / "again"]
     server = ModelServer().start()
     try:
-        with_ai = run(root / "ai", root / "archive", server)
+        with_ai = run(root / "ai", archives, server)
     finally:
         server.stop()
-    peer = run(root / "plain", root / "archive", None)
-    setp = run(root / "set", root / "archive", None, set_rule=True)
+    peer = run(root / "plain", archives, None)
+    setp = run(root / "set", archives, None, set_rule=True)
     routed = [dcmread(p, stop_before_pixels=True).StudyDescription for p in (root / "ai" / "routed").rglob("*.dcm")]
     print(f"{len(paths)} instances, {args.descriptions} distinct StudyDescriptions; standardized values routed: "
           f"{sum(1 for d in routed if d in ('Head CT', 'Chest CT', 'Knee MR'))}/{len(routed)}")
     for i, (a, p, q) in enumerate(zip(with_ai, peer, setp), 1):
-        print(f"run {i}: model calls {a['calls']} (target {'<= ' + str(args.descriptions) if i == 1 else '0'}); "
+        print(f"run {i} ({a['landed']} instances landed): model calls {a['calls']} (target {'<= ' + str(args.descriptions) if i == 1 else '0'}); "
               f"AI pass {a['ai_seconds']:.2f} s; run {a['seconds']:.2f} s vs {q['seconds']:.2f} s with a plain set rule "
               f"(ratio {a['seconds'] / q['seconds']:.2f}) and {p['seconds']:.2f} s without rules")
 

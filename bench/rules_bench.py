@@ -11,7 +11,9 @@
 (c) The rule step with AI standardization and a warm cache: a rule whose standardize action
     maps StudyDescription to a vocabulary term (answer cached in a SQLite state store, no
     model call) and a crosswalk action on PatientID (1,000,000-key snapshot), full morph
-    (match, copy, set) vs the same header parse. Target: <= 10 %.
+    (match, copy, set) vs the same header parse. Target: <= 10 %. Three ways: wall medians,
+    CPU time of 1,000 morphs of pre-parsed headers, and CPU time interleaved (each morph
+    right after its own parse, as a run does it; it comes out higher than the bulk loop).
 """
 from __future__ import annotations
 
@@ -210,9 +212,21 @@ def main() -> None:
     for ds in headers:
         warm.morph(ds, meta, ["archive"])
     warm_cpu = (time.process_time() - c0) / 1000
+    # Interleaved, as a run does it: each morph right after its own parse, CPU time of both
+    # summed over the same iterations (a load change hits both sides).
+    p_cpu = m_cpu = 0.0
+    for _ in range(1000):
+        c0 = time.process_time()
+        ds = parse()
+        c1 = time.process_time()
+        warm.morph(ds, meta, ["archive"])
+        c2 = time.process_time()
+        p_cpu += c1 - c0
+        m_cpu += c2 - c1
     print(f"(c) standardize + crosswalk    : {warm_s * 1e6:8.1f} us (median, warm cache, full morph incl. the copy)")
     print(f"    ratio to header parse      : {warm_s / parse_s * 100:8.1f} %   (target <= 10 %); "
           f"CPU time: {warm_cpu * 1e6:.1f} / {parse_cpu * 1e6:.1f} us = {warm_cpu / parse_cpu * 100:.1f} %")
+    print(f"    interleaved with the parse : CPU time {m_cpu * 1e3:.1f} / {p_cpu * 1e3:.1f} us (per instance, 1,000) = {m_cpu / p_cpu * 100:.1f} %")
 
 
 def warm_cache_engine():

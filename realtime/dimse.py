@@ -8,8 +8,9 @@ file behind (LandingZone.land removes its temp file on error).
 from __future__ import annotations
 
 import errno
-import re
 import logging
+import os
+import shutil
 import threading
 import time
 import uuid
@@ -27,9 +28,9 @@ from axiom_dagster.ingest.landing import LandingZone
 from axiom_dagster.config.listeners import DicomListener
 from axiom_dagster.dicom.uids import InvalidUID
 
-from axiom_dagster.ingest.part10 import IncompleteDataSet, check_complete, dataset_sha256
+from axiom_dagster.ingest.part10 import check_file_and_hash
 
-from .dicomio import Unreadable, dataset_uids, instance_ids, part10_prefix
+from .dicomio import Unreadable, part10_ids
 from .dimse_network import TRANSFER_SYNTAXES, NoDelayAssociationServer, build_ssl_context, ip_allowed
 from .logs import correlation_id
 from .metrics import Metrics
@@ -53,6 +54,32 @@ class _AssocState:
         self.bytes = 0
         self.failures = 0
         self.opened = False
+
+
+SPOOL = ".dimse-spool"
+
+
+def dimse_spool(landing_root: Path) -> Path:
+    """This process's folder for data sets being received; the folders of processes that are
+    gone (killed mid-transfer) are removed: what is in them was never acknowledged."""
+    base = Path(landing_root) / SPOOL
+    base.mkdir(parents=True, exist_ok=True)
+    for folder in base.iterdir():
+        if folder.name.isdigit() and int(folder.name) != os.getpid() and not _alive(int(folder.name)):
+            shutil.rmtree(folder, ignore_errors=True)
+    mine = base / str(os.getpid())
+    mine.mkdir(exist_ok=True)
+    return mine
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class DicomListenerService:
@@ -99,6 +126,9 @@ class DicomListenerService:
             address, ae_title=self.listener.ae_title, ssl_context=self.ssl_context,
             evt_handlers=handlers, server_class=self.server_class,
         )
+        # pynetdicom writes each received data set here as it arrives (realtime/prompt.py);
+        # on the landing zone's filesystem, so landing it is a rename.
+        self.server.spool = str(dimse_spool(self.zone.root))
         self.ae._servers.append(self.server)
         self._thread = threading.Thread(target=self.server.serve_forever, name=f"dicom-{self.listener.name}", daemon=True)
         self._thread.start()
@@ -185,50 +215,39 @@ class DicomListenerService:
         return STATUS_SUCCESS
 
     def _on_store(self, event):
+        """The data set is already on disk: pynetdicom wrote it as it arrived (chunked receive,
+        realtime/prompt.py) to a spool file, behind File Meta Information it wrote from the
+        request and the accepted transfer syntax. Checked, then moved into place."""
         state: _AssocState = event.assoc._axiom
         name = self.listener.name
         started = time.perf_counter()
         req = event.request
         ts = str(event.context.transfer_syntax)
-        buf = req.DataSet.getbuffer()
+        spool = Path(event.dataset_path)
         try:
-            try:
-                uids = dataset_uids(buf, ts)
-                ids = instance_ids(uids, ts)
-            except (Unreadable, InvalidUID) as exc:
-                return self._refuse(state, self._as_sent(req, buf, ts), None, str(exc), STATUS_CANNOT_UNDERSTAND,
-                                    "unreadable" if isinstance(exc, Unreadable) else "invalid_uid")
-            if ids.sop_uid != str(req.AffectedSOPInstanceUID).strip("\x00 ") or (
-                ids.sop_class_uid and ids.sop_class_uid != str(req.AffectedSOPClassUID).strip("\x00 ")
-            ):
-                return self._refuse(state, self._as_sent(req, buf, ts), ids,
-                                    "SOP Class/Instance UID in the data set differ from the request",
-                                    STATUS_DATASET_MISMATCH, "dataset_mismatch")
-            sop_class = ids.sop_class_uid or str(req.AffectedSOPClassUID)
-            prefix = part10_prefix(sop_class, ids.sop_uid, ts, state.calling_ae)
-
-            def write(fh) -> None:
-                fh.write(prefix)
-                fh.write(buf)
-
-            try:
-                check_complete(buf, ts)
-            except IncompleteDataSet as exc:
-                return self._refuse(state, write, ids, f"data set does not parse to its end: {exc}")
-
-            meta = ArrivalMeta(source=name, calling_ae=state.calling_ae, called_ae=state.called_ae,
-                               source_ip=state.ip, association_id=state.id,
-                               received_at=datetime.now(timezone.utc))
-            try:
-                ledger_id = self.zone.land(ids, write, meta, sha256=dataset_sha256(buf))
-            except OSError as exc:
-                reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io_error"
-                return self._fail(state, STATUS_OUT_OF_RESOURCES, reason, f"{reason}: {exc.strerror}")
-            except SQLAlchemyError as exc:
-                return self._fail(state, STATUS_OUT_OF_RESOURCES, "state_store", f"ledger unavailable: {type(exc).__name__}")
-            size = len(prefix) + len(buf)
-        finally:
-            buf.release()
+            ids, offset = part10_ids(spool)
+        except (Unreadable, InvalidUID) as exc:
+            return self._refuse(state, spool, None, str(exc), STATUS_CANNOT_UNDERSTAND,
+                                "unreadable" if isinstance(exc, Unreadable) else "invalid_uid")
+        if ids.sop_uid != str(req.AffectedSOPInstanceUID).strip("\x00 ") or (
+            ids.sop_class_uid and ids.sop_class_uid != str(req.AffectedSOPClassUID).strip("\x00 ")
+        ):
+            return self._refuse(state, spool, ids, "SOP Class/Instance UID in the data set differ from the request",
+                                STATUS_DATASET_MISMATCH, "dataset_mismatch")
+        sha, problem = check_file_and_hash(spool, offset, ts)
+        if problem:
+            return self._refuse(state, spool, ids, f"data set does not parse to its end: {problem}")
+        size = spool.stat().st_size
+        meta = ArrivalMeta(source=name, calling_ae=state.calling_ae, called_ae=state.called_ae,
+                           source_ip=state.ip, association_id=state.id,
+                           received_at=datetime.now(timezone.utc))
+        try:
+            ledger_id = self.zone.land_file(ids, spool, meta, sha256=sha)
+        except OSError as exc:
+            reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io_error"
+            return self._fail(state, STATUS_OUT_OF_RESOURCES, reason, f"{reason}: {exc.strerror}")
+        except SQLAlchemyError as exc:
+            return self._fail(state, STATUS_OUT_OF_RESOURCES, "state_store", f"ledger unavailable: {type(exc).__name__}")
         state.instances += 1
         state.bytes += size
         elapsed = time.perf_counter() - started
@@ -239,28 +258,20 @@ class DicomListenerService:
             log.debug("instance landed", extra={"ledger_id": ledger_id, "sop_uid": ids.sop_uid, "bytes": size})
         return STATUS_SUCCESS
 
-    def _refuse(self, state: _AssocState, write, ids, comment: str, status: int = STATUS_CANNOT_UNDERSTAND,
+    def _refuse(self, state: _AssocState, spool: Path, ids, comment: str, status: int = STATUS_CANNOT_UNDERSTAND,
                 reason: str = "incomplete") -> Dataset:
         """A data set refused (cut short, unreadable, invalid UIDs, not what the request says):
-        not acknowledged, and kept in quarantine/landing with its reason."""
+        not acknowledged, and kept in quarantine/landing as received (the receiver's File Meta
+        Information, naming the request's SOP Class and Instance, and the data set as sent)."""
+        def copy(fh) -> None:
+            with open(spool, "rb") as src:
+                shutil.copyfileobj(src, fh, 1 << 20)
+
         try:
-            self.zone.quarantine_refused(write, comment, source=self.listener.name, ids=ids)
+            self.zone.quarantine_refused(copy, comment, source=self.listener.name, ids=ids)
         except Exception:  # the refusal itself must still be answered
             log.exception("could not quarantine a refused instance", extra={"listener": self.listener.name})
         return self._fail(state, status, reason, comment)
-
-    @staticmethod
-    def _as_sent(req, buf, ts: str):
-        """Writes the data set as received behind File Meta Information naming the request's
-        (unchecked) SOP Class and Instance UIDs: quarantine keeps what was sent."""
-        def uid(value) -> str:  # the request's UIDs are unchecked: digits and dots only
-            return re.sub(r"[^0-9.]", "", str(value or ""))[:64] or "0.0"
-
-        def write(fh) -> None:
-            fh.write(part10_prefix(uid(req.AffectedSOPClassUID), uid(req.AffectedSOPInstanceUID), ts))
-            fh.write(buf)
-
-        return write
 
     def _fail(self, state: _AssocState, status: int, reason: str, comment: str) -> Dataset:
         state.failures += 1

@@ -9,10 +9,13 @@ import ssl
 from pathlib import Path
 from typing import Callable
 
+from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from axiom_dagster.config.listeners import TLSConfig
 from axiom_dagster.config.models import ConfigError
+
+from .prompt import ContextList, PromptRequestHandler
 
 log = logging.getLogger("axiom.realtime.dimse")
 
@@ -64,7 +67,19 @@ def build_ssl_context(tls: TLSConfig, resolve: Callable[[Path], Path], where: st
 
 class NoDelayAssociationServer(ThreadedAssociationServer):
     """pynetdicom's server with TCP_NODELAY on every accepted socket (pynetdicom 3.0.4 leaves
-    Nagle on: each C-STORE response then waits ~40 ms for the peer's delayed ACK)."""
+    Nagle on: each C-STORE response then waits ~40 ms for the peer's delayed ACK), and
+    prompt associations (realtime/prompt.py)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.RequestHandlerClass = PromptRequestHandler
+        self.contexts = ContextList(self.contexts)
+
+    def _bind_defaults(self) -> None:
+        """Only the intervention defaults: no standard logging handlers (they log UIDs and
+        copy every received data set); the listener logs associations itself."""
+        for event in evt._INTERVENTION_EVENTS:
+            self.bind(event, evt.get_default_handler(event))
 
     def get_request(self):
         client_socket, address = self.socket.accept()

@@ -98,7 +98,8 @@ def build_poll_sensor(spec, retrieval_job):
             digest = hashlib.sha1("\n".join([tick, *chunk]).encode()).hexdigest()[:16]
             requests.append(RunRequest(
                 run_key=f"{key}-{digest}", run_config={"ops": {f"retrieve_{key}": {"config": {"study_uids": chunk}}}},
-                tags={"axiom/source": spec.name, "axiom/studies": str(len(chunk))},
+                # axiom/node: the instance's per-node run limit (config/dagster-postgres.yaml)
+                tags={"axiom/source": spec.name, "axiom/node": spec.name, "axiom/studies": str(len(chunk))},
             ))
         context.log.info(
             f"{spec.name} window {plan.window[0]}..{plan.window[1]} offset {cursor.offset}: {plan.found} found, "

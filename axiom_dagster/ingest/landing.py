@@ -6,6 +6,7 @@ rename) and its row is in the arrival ledger. Receivers acknowledge only after t
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
-from axiom_dagster.ingest.group_commit import GroupCommitLedger
+from axiom_dagster.ingest.group_commit import GroupCommit, fsync_dir
 from axiom_dagster.ingest.quarantine import quarantine_file, quarantine_write
 from axiom_dagster.ingest.redaction import describe_exception
 from axiom_dagster.store.state import StateStore
@@ -79,7 +80,8 @@ class LandingZone:
         # Folders whose entry in their parent is known durable (created and parent fsynced by
         # us, or found existing): mkdir + parent fsync happen once per folder, not per instance.
         self._durable_dirs: set[Path] = set()
-        self._ledger = GroupCommitLedger(store)
+        # Files and rows of concurrent receivers are flushed together (ingest.group_commit).
+        self._group = GroupCommit(store)
 
     def path_for(self, ids: InstanceIds, arrival_date: str, sha256: str | None = None) -> Path:
         """Each arrival under its own name: the data set's hash (identical re-sends share one
@@ -96,22 +98,58 @@ class LandingZone:
         caller has checked that the data set parses to its end (ingest.part10.check_complete)
         and passes its hash: a file with that hash already landed is not written again.
         """
+        return self._land(ids, meta, sha256, original_path, lambda final: _write_temp(final, write))
+
+    def land_file(self, ids: InstanceIds, src: Path, meta: ArrivalMeta, *, sha256: str) -> int:
+        """Land a complete Part 10 file written elsewhere (a receiver's spool file) by moving
+        it into place: no copy on the same filesystem, a kernel-side copy across filesystems.
+        `src` is gone afterwards (moved, or removed when an identical file had landed)."""
+        def place(final: Path) -> Path:
+            if os.stat(src).st_dev == os.stat(final.parent).st_dev:
+                return src
+            try:  # another filesystem: rename cannot move it there
+                return _copy_temp(src, final)
+            finally:
+                src.unlink(missing_ok=True)
+
+        try:
+            return self._land(ids, meta, sha256, None, place)
+        finally:
+            src.unlink(missing_ok=True)  # only still there if identical bytes had landed
+
+    def _land(self, ids: InstanceIds, meta: ArrivalMeta, sha256: str | None, original_path: str | None,
+              make_temp: Callable[[Path], Path]) -> int:
         arrival_date = meta.received_at.strftime("%Y-%m-%d")
         final = self.path_for(ids, arrival_date, sha256)
         self._ensure_dir(final.parent)
         if sha256 and final.exists():
             size = final.stat().st_size  # identical data set landed before: keep that file
-        else:
+            return self._group.append(self._row(ids, final, size, meta, arrival_date, sha256, original_path))
+        try:
+            tmp = make_temp(final)
+        except FileNotFoundError:  # folder removed behind our back (cleanup): make it again
+            self._durable_dirs.clear()
+            self._ensure_dir(final.parent)
+            tmp = make_temp(final)
+        try:
+            size = tmp.stat().st_size
+            row = self._row(ids, final, size, meta, arrival_date, sha256, original_path)
             try:
-                size = _write_atomically(final, write, sync=True)
-            except FileNotFoundError:  # folder removed behind our back (cleanup): forget, redo
-                self._durable_dirs.clear()
+                return self._group.commit(row, tmp, final)
+            except FileNotFoundError:
+                if not tmp.exists():
+                    raise
+                self._durable_dirs.clear()  # removed between the temp file and the rename
                 self._ensure_dir(final.parent)
-                size = _write_atomically(final, write, sync=True)
-            # The rename is a change of the folder: fsync it before the ledger row points here.
-            _fsync_dir(final.parent)
+                return self._group.commit(row, tmp, final)
+        except BaseException:
+            if tmp.exists() and tmp != final:
+                tmp.unlink(missing_ok=True)
+            raise
+
+    def _row(self, ids, final, size, meta, arrival_date, sha256, original_path) -> dict:
         values = self._ledger_values(ids, final, size, meta, arrival_date)
-        return self._ledger.append({**values, "sha256": sha256, "original_path": original_path})
+        return {**values, "sha256": sha256, "original_path": original_path}
 
     def _ensure_dir(self, folder: Path) -> None:
         """mkdir -p `folder` below the root, each level's entry in its parent fsynced once per
@@ -176,16 +214,15 @@ class LandingZone:
 def _write_atomically(final: Path, write: Callable[[object], None], *, sync: bool) -> int:
     """Write to a temp file beside `final`, optionally fdatasync it, rename it into place;
     return the size. A failure leaves no file behind."""
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    tmp = _write_temp(final, write)
     try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            size = fh.tell()
-            if sync:
-                # fdatasync: data plus the size/allocation needed to read it back reach the
-                # disk (only timestamps may lag): all an acknowledged instance needs.
-                os.fdatasync(fh.fileno())
+        if sync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        size = tmp.stat().st_size
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -193,9 +230,31 @@ def _write_atomically(final: Path, write: Callable[[object], None], *, sync: boo
     return size
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def _temp_name(final: Path) -> Path:
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+
+
+def _write_temp(final: Path, write: Callable[[object], None]) -> Path:
+    """`write` into a new temp file beside `final` (not synced yet); none left on failure."""
+    tmp = _temp_name(final)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        with open(tmp, "wb") as fh:
+            write(fh)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _copy_temp(src: Path, final: Path) -> Path:
+    """A temp copy of `src` beside `final`, copied by the kernel (bounded memory)."""
+    tmp = _temp_name(final)
+    try:
+        shutil.copyfile(src, tmp)  # sendfile / copy_file_range on Linux
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+_fsync_dir = fsync_dir

@@ -23,6 +23,7 @@ LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN"
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
 _MAX_DEPTH = 64
+_HASH_MAPPED_UP_TO = 16 << 20  # smaller files: one pass over the map (faster)
 
 
 class Unreadable(ValueError):
@@ -92,12 +93,25 @@ def check_and_hash(mapping, offset: int, syntax: str) -> tuple[str, str | None]:
 
 
 def check_file_and_hash(path, offset: int, syntax: str) -> tuple[str, str | None]:
-    """check_and_hash over a file, memory-mapped (parts may be gigabytes)."""
+    """check_and_hash over a file with bounded memory (instances may be gigabytes): the walk
+    runs over a memory map and touches only element headers; a large file is hashed in
+    256 KB reads (hashing the map would map every page of the file into this process)."""
     with open(path, "rb") as fh:
-        if os.fstat(fh.fileno()).st_size <= offset:
+        size = os.fstat(fh.fileno()).st_size
+        if size <= offset:
             return dataset_sha256(b""), "no data set after the File Meta Information"
+        if size <= _HASH_MAPPED_UP_TO:
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                return check_and_hash(mm, offset, syntax)
+        problem = None
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return check_and_hash(mm, offset, syntax)
+            with memoryview(mm) as whole, whole[offset:] as data:
+                try:
+                    check_complete(data, syntax)
+                except Unreadable as exc:
+                    problem = str(exc)
+        fh.seek(offset)
+        return hashlib.file_digest(fh, "sha256").hexdigest(), problem
 
 
 def check_complete(data, transfer_syntax: str) -> None:

@@ -101,13 +101,7 @@ def _pydicom_uids(data: bytes | memoryview, transfer_syntax: str) -> dict[str, s
     try:
         ds = dcmread(BytesIO(part10), stop_before_pixels=True,
                      specific_tags=["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
-        out = {}
-        for key, kw in (("sop_class", "SOPClassUID"), ("sop", "SOPInstanceUID"),
-                        ("study", "StudyInstanceUID"), ("series", "SeriesInstanceUID")):
-            value = ds.get(kw)
-            if value is not None:
-                out[key] = str(value).strip("\x00 ")
-        return out
+        return _uids_of(ds)
     except Exception as exc:  # pydicom raises many types on damaged data
         raise Unreadable(f"unreadable data set: {describe_exception(exc)}") from None
 
@@ -157,24 +151,49 @@ def part10_prefix(sop_class: str, sop_instance: str, transfer_syntax: str, sourc
 # ---- Part 10 files (STOW-RS parts) -------------------------------------------------------
 
 def part10_ids(path: Path) -> tuple[InstanceIds, int]:
-    """Validated ids of a Part 10 file and the offset where its data set starts."""
+    """Validated ids of a Part 10 file and the offset where its data set starts. Reads the
+    first 256 KB; when the UIDs are not found there, pydicom reads the file itself (never
+    the whole file into memory: instances may be gigabytes)."""
     with open(path, "rb") as fh:
         head = fh.read(_HEAD_BYTES)
     offset, ts = part10_layout(head)
     data = head[offset:]
-    if ts == DEFLATED_LE or len(head) == _HEAD_BYTES:
-        try:
-            uids = _walk(memoryview(data), implicit=ts == IMPLICIT_LE) if ts not in (DEFLATED_LE, EXPLICIT_BE) else None
-        except (_Fallback, struct.error, UnicodeDecodeError):
-            uids = None
-        if uids is None:
-            with open(path, "rb") as fh:
-                fh.seek(offset)
-                data = fh.read()
-            uids = dataset_uids(data, ts)
+    if len(head) < _HEAD_BYTES and ts != DEFLATED_LE:
+        uids = dataset_uids(data, ts)  # the whole data set is in `head`
     else:
-        uids = dataset_uids(data, ts)
+        uids = None
+        if ts not in (DEFLATED_LE, EXPLICIT_BE):
+            try:
+                uids = _walk(memoryview(data), implicit=ts == IMPLICIT_LE)
+            except (_Fallback, struct.error, UnicodeDecodeError):
+                uids = None
+        elif ts == DEFLATED_LE:
+            try:
+                uids = dataset_uids(data, ts)  # inflates only the first 256 KB
+            except Unreadable:
+                uids = None
+        if uids is None:
+            uids = _pydicom_uids_of_file(path)
     return instance_ids(uids, ts), offset
+
+
+def _pydicom_uids_of_file(path: Path) -> dict[str, str]:
+    try:
+        ds = dcmread(path, stop_before_pixels=True, defer_size=4096,
+                     specific_tags=["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
+    except Exception as exc:  # pydicom raises many types on damaged data
+        raise Unreadable(f"unreadable data set: {describe_exception(exc)}") from None
+    return _uids_of(ds)
+
+
+def _uids_of(ds) -> dict[str, str]:
+    out = {}
+    for key, kw in (("sop_class", "SOPClassUID"), ("sop", "SOPInstanceUID"),
+                    ("study", "StudyInstanceUID"), ("series", "SeriesInstanceUID")):
+        value = ds.get(kw)
+        if value is not None:
+            out[key] = str(value).strip("\x00 ")
+    return out
 
 
 __all__ = [

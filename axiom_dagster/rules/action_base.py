@@ -18,24 +18,48 @@ _TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "
 
 
 def clone_dataset(ds: Dataset) -> Dataset:
-    """A structural copy: new containers and sequences, shared immutable raw elements."""
-    new = ds.__class__.__new__(ds.__class__)
-    new.__dict__.update(ds.__dict__)
-    new._dict = d = ds._dict.copy()  # raw elements are immutable tuples: shared
-    new._private_blocks = {}
-    for tag, elem in d.items():
-        if elem.__class__ is RawDataElement:
-            continue
-        e = copy.copy(elem)
+    """A structural copy: new containers and sequences, shared immutable raw elements.
+
+    It runs once per modified instance, so it avoids the generic machinery: the instance
+    state and element dict are copied straight into the new object (Dataset.__setattr__ and
+    copy.copy cost more than the copying itself), and only converted elements, usually a
+    handful among the raw ones of a freshly read header, get their own copies."""
+    cls = ds.__class__
+    new = cls.__new__(cls)
+    state = new.__dict__
+    state.update(ds.__dict__)
+    state["_dict"] = d = ds._dict.copy()  # raw elements are immutable tuples: shared
+    state["_private_blocks"] = {}
+    for tag in [t for t, e in d.items() if e.__class__ is not RawDataElement]:
+        elem = d[tag]
+        e = copy_element(elem)
         if elem.VR == "SQ":
             e._value = Sequence([clone_dataset(item) for item in elem.value])
         elif isinstance(elem._value, (MultiValue, list)):
-            e._value = copy.copy(elem._value)
+            e._value = _copy_values(elem._value)
         d[tag] = e
-    meta = ds.__dict__.get("file_meta")
+    meta = state.get("file_meta")
     if meta is not None:
-        new.__dict__["file_meta"] = clone_dataset(meta)
+        state["file_meta"] = clone_dataset(meta)
     return new
+
+
+def _copy_values(values: MultiValue | list) -> MultiValue | list:
+    """A new value list (the values themselves are immutable). copy.copy alone is not enough
+    for a MultiValue: the copy would share its item list with the original."""
+    new = copy.copy(values)
+    if isinstance(values, MultiValue):
+        new._list = list(values._list)
+    return new
+
+
+def copy_element(elem: DataElement) -> DataElement:
+    """copy.copy of a DataElement (a plain instance dict), without copy's protocol lookups."""
+    if elem.__class__ is not DataElement:
+        return copy.copy(elem)
+    e = DataElement.__new__(DataElement)
+    e.__dict__.update(elem.__dict__)
+    return e
 
 
 class Template:

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from pydicom import Dataset
+from pydicom import Dataset, config
 from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import PIXEL_KEYWORDS
+from pydicom.tag import BaseTag
 
 from axiom_dagster.config.rules import Action
 from axiom_dagster.dicom.fastvalues import Fallback, dataset_codec, raw_values
 from axiom_dagster.crosswalks.index import CrosswalkIndex
 from axiom_dagster.crosswalks.misses import key_text
-from axiom_dagster.rules.action_base import ActionRun, CompiledAction, _coerce
+from axiom_dagster.rules.action_base import ActionRun, CompiledAction, _coerce, copy_element
 from axiom_dagster.rules.attribute_actions import SetAction
 from axiom_dagster.rules.paths import ConfigError, TagPath
 
@@ -29,10 +31,10 @@ from axiom_dagster.rules.paths import ConfigError, TagPath
 _TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UT"})
 
 
-def _top_tag(path: TagPath) -> int | None:
+def _top_tag(path: TagPath) -> BaseTag | None:
     """The tag of a plain top-level standard path (no sequence, private block or index)."""
     step = path.steps[-1]
-    return step.tag if not path.nested and step.tag is not None and step.index is None else None
+    return BaseTag(step.tag) if not path.nested and step.tag is not None and step.index is None else None
 
 
 def read_text(path: TagPath, tag: int | None, ds: Dataset) -> str:
@@ -52,14 +54,47 @@ def read_text(path: TagPath, tag: int | None, ds: Dataset) -> str:
     return "\\".join(str(v) for v in values).strip()
 
 
-def put_text(setter: SetAction, tag: int | None, ds: Dataset, old: str | None, value: Any) -> bool:
+class ElementCache:
+    """Elements pydicom built (converted and validated) for recent lookup results, handed out
+    as copies. The same few values are set again and again (a vocabulary term; one patient's
+    research ID across the instances of a study), and building a DataElement costs about ten
+    times copying one. Bounded: cleared when full."""
+
+    __slots__ = ("elements",)
+    LIMIT = 1024
+
+    def __init__(self) -> None:
+        self.elements: dict[tuple, DataElement] = {}
+
+    def element(self, tag: BaseTag, vr: str, value: str) -> DataElement:
+        key = (tag, vr, value, config.settings.reading_validation_mode)
+        proto = self.elements.get(key)
+        if proto is None:
+            proto = DataElement(tag, vr, value)
+            if not isinstance(proto._value, str):  # a multi-value list is mutable: never shared
+                return proto
+            if len(self.elements) >= self.LIMIT:
+                self.elements.clear()
+            self.elements[key] = proto
+        return copy_element(proto)
+
+    def __reduce__(self):
+        return ElementCache, ()  # pickled empty: each process fills its own
+
+
+def put_text(setter: SetAction, tag: BaseTag | None, ds: Dataset, old: str | None, value: Any,
+             cache: ElementCache) -> bool:
     """Set a lookup result; a top-level standard attribute whose current text is known is
     replaced directly (no decode-and-compare of the old element)."""
     if tag is None or old is None or setter.vr not in _TEXT_VRS or not isinstance(value, str):
         return setter.put_value(ds, value)
     if value == old:
         return False
-    ds[tag] = DataElement(tag, setter.vr, value)
+    elem = cache.element(tag, setter.vr, value)
+    if tag & 0x10000 or tag in PIXEL_KEYWORDS:
+        ds[tag] = elem
+    else:  # all that Dataset.__setitem__ does for a standard, non-pixel, non-sequence element
+        ds._dict[tag] = elem
     return True
 
 
@@ -83,6 +118,7 @@ class CrosswalkAction(CompiledAction):
         self.ci = case_insensitive
         self.crosswalk = crosswalk if on_miss == "live" else None
         self.live_rows: dict[tuple, tuple | None] = {}  # per process: ask the source once per key
+        self.elements = ElementCache()
 
     def texts(self, ds: Dataset) -> list[str]:
         return [read_text(p, t, ds) for p, t in zip(self.match_paths, self.match_tags)]
@@ -117,7 +153,7 @@ class CrosswalkAction(CompiledAction):
         changed = False
         for (setter, pos), (tag, _) in zip(self.setters, self.setter_tags):
             value = _coerce(setter.vr, row[pos])
-            changed |= put_text(setter, tag, ds, known.get(tag), value)
+            changed |= put_text(setter, tag, ds, known.get(tag), value, self.elements)
         return changed
 
 
@@ -129,13 +165,14 @@ class StandardizeAction(CompiledAction):
         self.tag = _top_tag(path)
         self.setter = SetAction(path, None, "", where)
         self.answers = answers  # shared with ai.standardize, which fills it before the run
+        self.elements = ElementCache()
 
     def apply(self, ds: Dataset, run: ActionRun) -> bool:
         text = read_text(self.path, self.tag, ds)
         out = self.answers.get(text) if text else None
         if out is None or out == text:
             return False
-        return put_text(self.setter, self.tag, ds, text, _coerce(self.setter.vr, out))
+        return put_text(self.setter, self.tag, ds, text, _coerce(self.setter.vr, out), self.elements)
 
 
 def compile_lookup_action(act: Action, where: str, env) -> CompiledAction:

@@ -74,11 +74,13 @@ def test_read_instance_ids_rejects_garbage(tmp_path):
 
 
 def test_land_fsyncs_each_new_folder_once(config, store, tmp_path, monkeypatch):
+    import axiom_dagster.ingest.group_commit as group_commit
     import axiom_dagster.ingest.landing as landing
 
     synced = []
     real = landing._fsync_dir
     monkeypatch.setattr(landing, "_fsync_dir", lambda d: (synced.append(Path(d)), real(d)))
+    monkeypatch.setattr(group_commit, "fsync_dir", lambda d: (synced.append(Path(d)), real(d)))
     zone = LandingZone(config.landing_path, config.quarantine_path, store)
     meta = ArrivalMeta(source="unit")
     for i in range(3):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from pydicom import dcmread
 
 from axiom_dagster.synth import SynthSpec, generate_archive
+from realtime.dicomio import IMPLEMENTATION_CLASS_UID
 from tests.realtime.support import DCMTK_ENV, InProcessService, dataset_bytes, make_certs, make_config
 from tests.helpers import free_port
 
@@ -33,6 +35,9 @@ def assert_landed_identical(store, sources: list[Path]):
         assert dataset_bytes(landed) == dataset_bytes(src), f"data set of {landed} differs from {src}"
         ds = dcmread(landed)
         assert ds.file_meta.MediaStorageSOPInstanceUID == sop
+        # the receiver writes the File Meta Information itself (design §3)
+        assert ds.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
+        assert ds.file_meta.SourceApplicationEntityTitle.strip() == by_sop[sop][0].calling_ae
     assert len(rows) == len(sources)
 
 
@@ -58,7 +63,11 @@ def test_multi_series_study_one_association_byte_identical(service, tmp_path):
     assert {r.source for r in rows} == {"main"} and {r.calling_ae for r in rows} == {"STORESCU"}
     assert {r.called_ae for r in rows} == {"AXIOM"} and {r.source_ip for r in rows} == {"127.0.0.1"}
     # the association is recorded as ended, so the landing sensor may consider the study complete
+    # (when the connection closes: just after the sender saw the release response)
     study = rows[0].study_uid
+    deadline = time.monotonic() + 5
+    while service.store.studies_with_all_associations_closed([study]) != {study} and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert service.store.studies_with_all_associations_closed([study]) == {study}
     assert service.service.metrics.instances.value(listener="main") == len(files)
 

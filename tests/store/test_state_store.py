@@ -79,9 +79,9 @@ def test_stale_requested_batches(store: StateStore):
 def test_group_commit_ledger_concurrent_appends(store: StateStore):
     import threading
 
-    from axiom_dagster.ingest.group_commit import GroupCommitLedger
+    from axiom_dagster.ingest.group_commit import GroupCommit
 
-    ledger = GroupCommitLedger(store)
+    ledger = GroupCommit(store)
     groups = []
     real = store.append_ledger_group
 
@@ -111,9 +111,9 @@ def test_group_commit_ledger_concurrent_appends(store: StateStore):
 def test_group_commit_ledger_error_reaches_every_caller_of_the_group(store: StateStore):
     import pytest
 
-    from axiom_dagster.ingest.group_commit import GroupCommitLedger
+    from axiom_dagster.ingest.group_commit import GroupCommit
 
-    ledger = GroupCommitLedger(store)
+    ledger = GroupCommit(store)
     with pytest.raises(Exception):
         ledger.append({**_row(0), "study_uid": None})  # NOT NULL violated: nothing committed
     assert store.ledger_count() == 0

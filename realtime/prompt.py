@@ -1,0 +1,246 @@
+"""Prompt, lighter pynetdicom acceptor associations for the C-STORE SCP (measured hot spots).
+
+pynetdicom 3.0.4 runs two polling loops per association: the DUL thread sleeps 1 ms whenever
+it is idle and the association reactor sleeps 1 ms before every look at its DIMSE queue, so
+every C-STORE waits on average ~1.5 ms for nothing (request in, handler, response out), and
+idle associations still wake 2,000 times a second. Here each loop's 1 ms sleep becomes a wait
+that ends early on its event: the DUL waits on its socket and on a wake-up fd written when a
+PDU is queued for sending; the reactor waits until the DUL has a message or a release/abort
+for it. Each wait is still bounded by the original 1 ms, so nothing can be slower than
+pynetdicom's own loop. TLS sockets keep the plain sleep (select cannot see buffered TLS data).
+
+Chunked receive (pynetdicom's STORE_RECV_CHUNKED_DATASET) is switched on for these
+associations only, with its temp files in the listener's spool folder and our own File Meta
+Information: all through thread-aware stand-ins for the module globals pynetdicom's decoder
+reads (every other thread gets pynetdicom's own behaviour).
+
+Also per association: no standard logging handlers (they copy the whole received data set to
+test that it is not empty, and log UIDs), and the supported presentation contexts are copied
+cheaply instead of pynetdicom's deepcopy (~40 ms per association for 208 SOP classes x 16
+transfer syntaxes).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+import select
+import ssl
+import tempfile
+import threading
+import time as _time
+from types import SimpleNamespace
+
+import pynetdicom._config
+import pynetdicom.association
+import pynetdicom.dimse_messages
+import pynetdicom.dul
+from pynetdicom import evt
+from pynetdicom._handlers import (
+    standard_dimse_recv_handler,
+    standard_dimse_sent_handler,
+    standard_pdu_recv_handler,
+    standard_pdu_sent_handler,
+)
+from pynetdicom.transport import RequestHandler
+
+from .dicomio import encode_file_meta
+
+_STANDARD_LOGGING = (
+    (evt.EVT_DIMSE_RECV, standard_dimse_recv_handler),
+    (evt.EVT_DIMSE_SENT, standard_dimse_sent_handler),
+    (evt.EVT_PDU_RECV, standard_pdu_recv_handler),
+    (evt.EVT_PDU_SENT, standard_pdu_sent_handler),
+)
+
+
+def _sleep(seconds: float) -> None:
+    """pynetdicom's `time.sleep` in its DUL and association modules: threads of a prompt
+    association wait on their event instead; every other thread sleeps as before."""
+    wait = getattr(threading.current_thread(), "_axiom_idle_wait", None)
+    if wait is None:
+        _time.sleep(seconds)
+    else:
+        wait(seconds)
+
+
+# A stand-in for the `time` module inside pynetdicom.dul and pynetdicom.association: the same
+# functions, only `sleep` is ours (see _sleep). Installed once, by install().
+_TIME = SimpleNamespace(**{name: getattr(_time, name) for name in dir(_time) if not name.startswith("__")})
+_TIME.sleep = _sleep
+_installed = False
+
+
+class _ChunkedConfig:
+    """pynetdicom's `_config` as seen by its DIMSE decoder: STORE_RECV_CHUNKED_DATASET is on
+    for the DUL threads of our listeners (they set `_axiom_spool`), as configured for every
+    other thread (a C-GET/C-MOVE receiver in the same process keeps its in-memory data sets)."""
+
+    def __getattr__(self, name):
+        return getattr(pynetdicom._config, name)
+
+    @property
+    def STORE_RECV_CHUNKED_DATASET(self) -> bool:  # noqa: N802 (pynetdicom's name)
+        if getattr(threading.current_thread(), "_axiom_spool", None) is not None:
+            return True
+        return pynetdicom._config.STORE_RECV_CHUNKED_DATASET
+
+
+def _spool_file(*args, **kwargs):
+    """pynetdicom's NamedTemporaryFile for chunked data sets: in our listeners' spool folder
+    (on the landing zone's filesystem, so landing is a rename, not a copy)."""
+    spool = getattr(threading.current_thread(), "_axiom_spool", None)
+    if spool is not None and "dir" not in kwargs:
+        kwargs["dir"] = spool
+    return tempfile.NamedTemporaryFile(*args, **kwargs)
+
+
+class _OurMeta(SimpleNamespace):
+    """File Meta Information of a spooled data set, to be encoded by us (dicomio)."""
+
+
+def _create_file_meta(**kwargs):
+    """pynetdicom's create_file_meta for chunked receive. In our listeners' DUL threads the
+    File Meta Information is ours (design §3: the receiver writes it), encoded directly: the
+    pydicom Dataset build and write cost ~10 % of the receive path's CPU."""
+    dul = threading.current_thread()
+    if getattr(dul, "_axiom_spool", None) is None:
+        return _PYNETDICOM_CREATE_FILE_META(**kwargs)
+    requestor = getattr(getattr(dul, "assoc", None), "requestor", None)
+    return _OurMeta(sop_class=_uid(kwargs.get("sop_class_uid")), sop_instance=_uid(kwargs.get("sop_instance_uid")),
+                    transfer_syntax=_uid(kwargs.get("transfer_syntax")),
+                    source_ae=re.sub(r"[^\x20-\x7e]", "", str(getattr(requestor, "ae_title", "") or ""))[:16])
+
+
+def _write_file_meta_info(fp, file_meta, *args, **kwargs):
+    if isinstance(file_meta, _OurMeta):
+        fp.write(encode_file_meta(file_meta.sop_class, file_meta.sop_instance, file_meta.transfer_syntax,
+                                  file_meta.source_ae))
+        return
+    _PYDICOM_WRITE_FILE_META_INFO(fp, file_meta, *args, **kwargs)
+
+
+def _uid(value) -> str:
+    """The request's UIDs are unchecked (the data set's are checked against them later):
+    digits and dots only here."""
+    return re.sub(r"[^0-9.]", "", str(value or ""))[:64] or "0.0"
+
+
+_PYNETDICOM_CREATE_FILE_META = pynetdicom.dimse_messages.create_file_meta
+_PYDICOM_WRITE_FILE_META_INFO = pynetdicom.dimse_messages.write_file_meta_info
+
+
+def install() -> None:
+    global _installed
+    if not _installed:
+        pynetdicom.dul.time = _TIME
+        pynetdicom.association.time = _TIME
+        pynetdicom.dimse_messages._config = _ChunkedConfig()
+        pynetdicom.dimse_messages.NamedTemporaryFile = _spool_file
+        pynetdicom.dimse_messages.create_file_meta = _create_file_meta
+        pynetdicom.dimse_messages.write_file_meta_info = _write_file_meta_info
+        _installed = True
+
+
+class _Wakeup:
+    """An eventfd the DUL thread can select on together with its socket."""
+
+    def __init__(self):
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.closed = False
+
+    def set(self) -> None:
+        if not self.closed:
+            try:
+                os.eventfd_write(self.fd, 1)
+            except OSError:
+                pass
+
+    def drain(self) -> None:
+        try:
+            os.eventfd_read(self.fd)
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.fd)
+
+
+def make_prompt(assoc, spool: str | None = None) -> None:
+    """Give a freshly created acceptor Association (not started) event-driven idle waits and,
+    with `spool` (an existing folder), chunked receive: each C-STORE data set is written to a
+    file in `spool` as its fragments arrive, never held in memory (event.dataset_path)."""
+    install()
+    dul = assoc.dul
+    dul._axiom_spool = spool
+    wake = _Wakeup()
+    has_work = threading.Event()  # DUL -> reactor: a DIMSE message or A-RELEASE/A-ABORT waits
+    msg_queue = assoc.dimse.msg_queue
+    to_user = dul.to_user_queue
+    to_provider = dul.to_provider_queue
+    send_pdu = dul.send_pdu
+
+    def send_and_wake(primitive) -> None:
+        send_pdu(primitive)
+        wake.set()
+
+    def dul_wait(seconds: float) -> None:
+        if msg_queue.qsize() or to_user.qsize():
+            has_work.set()
+        if to_provider.qsize() or dul._kill_thread:
+            return
+        sock = dul.socket.socket if dul.socket is not None else None
+        if sock is None or isinstance(sock, ssl.SSLSocket) or wake.closed:
+            _time.sleep(seconds)
+            return
+        try:
+            ready, _, _ = select.select([sock, wake.fd], [], [], seconds)
+        except (OSError, ValueError):  # socket closed meanwhile: the loop finds out itself
+            return
+        if wake.fd in ready:
+            wake.drain()
+
+    def reactor_wait(seconds: float) -> None:
+        if not has_work.wait(seconds):
+            return
+        has_work.clear()
+
+    def run_dul() -> None:
+        try:
+            dul_run()
+        finally:
+            has_work.set()
+            wake.close()
+
+    dul_run = dul._target if hasattr(dul, "_target") else None
+    if dul_run is None:  # threading.Thread keeps its target in _target; be safe if it moves
+        wake.close()
+        return
+    dul._target = run_dul
+    dul.send_pdu = send_and_wake
+    dul._axiom_idle_wait = dul_wait
+    assoc._axiom_idle_wait = reactor_wait
+
+
+class PromptRequestHandler(RequestHandler):
+    def _create_association(self):
+        assoc = super()._create_association()
+        for event, handler in _STANDARD_LOGGING:
+            assoc.unbind(event, handler)
+        make_prompt(assoc, getattr(self.server, "spool", None))
+        return assoc
+
+
+class ContextList(list):
+    """The server's supported contexts; copied per association without deepcopy (the UIDs
+    are immutable, each context and its transfer syntax list are new objects)."""
+
+    def __deepcopy__(self, memo):
+        out = []
+        for cx in self:
+            new = copy.copy(cx)
+            new._transfer_syntax = list(cx._transfer_syntax)
+            out.append(new)
+        return out
