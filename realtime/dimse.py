@@ -29,6 +29,7 @@ from axiom_dagster.config.listeners import DicomListener
 from axiom_dagster.dicom.uids import InvalidUID
 
 from axiom_dagster.ingest.part10 import check_file_and_hash
+from axiom_dagster.pipeline.recovery import process_alive
 
 from .dicomio import Unreadable, part10_ids
 from .dimse_network import TRANSFER_SYNTAXES, NoDelayAssociationServer, build_ssl_context, ip_allowed
@@ -65,21 +66,11 @@ def dimse_spool(landing_root: Path) -> Path:
     base = Path(landing_root) / SPOOL
     base.mkdir(parents=True, exist_ok=True)
     for folder in base.iterdir():
-        if folder.name.isdigit() and int(folder.name) != os.getpid() and not _alive(int(folder.name)):
+        if folder.name.isdigit() and int(folder.name) != os.getpid() and not process_alive(int(folder.name)):
             shutil.rmtree(folder, ignore_errors=True)
     mine = base / str(os.getpid())
     mine.mkdir(exist_ok=True)
     return mine
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class DicomListenerService:

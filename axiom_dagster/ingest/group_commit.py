@@ -76,7 +76,7 @@ class GroupCommit:
     def _flush(self, batch: list[_Pending]) -> None:
         files = [r for r in batch if r.tmp is not None]
         for r in files:
-            _try(r, _fdatasync_path, r.tmp)
+            _try(r, fdatasync_path, r.tmp)
         for r in files:
             if r.error is None:
                 _try(r, os.replace, r.tmp, r.final)
@@ -111,7 +111,7 @@ def _try(req: _Pending, fn, *args) -> None:
         req.error = exc
 
 
-def _fdatasync_path(path: Path) -> None:
+def fdatasync_path(path: Path) -> None:
     # fdatasync: data plus the size/allocation needed to read it back reach the disk (only
     # timestamps may lag): all an acknowledged instance needs. Any descriptor will do.
     fd = os.open(path, os.O_RDONLY)

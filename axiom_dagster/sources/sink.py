@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
-from axiom_dagster.ingest.landing import InstanceIds, LandingZone, _fsync_dir, _write_atomically
+from axiom_dagster.ingest.group_commit import fdatasync_path, fsync_dir
+from axiom_dagster.ingest.landing import InstanceIds, LandingZone, _write_atomically
 from axiom_dagster.ingest.part10 import Unreadable, check_complete, dataset_sha256, part10_layout
 from axiom_dagster.ingest.rawheader import dataset_uids, instance_ids, part10_prefix
 from axiom_dagster.dicom.uids import InvalidUID
@@ -148,9 +149,9 @@ class StudySink:
                 return
             paths = [p for p, _ in batch]
             with ThreadPoolExecutor(min(_SYNC_THREADS, len(paths))) as pool:
-                list(pool.map(_fdatasync, paths))
+                list(pool.map(fdatasync_path, paths))
             for folder in {p.parent for p in paths}:
-                _fsync_dir(folder)  # the renames
+                fsync_dir(folder)  # the renames
             if not self._opened:
                 self.zone.store.open_association(self._meta.association_id, self.source, self._meta.calling_ae,
                                                  self._meta.called_ae, self._meta.source_ip)
@@ -159,10 +160,3 @@ class StudySink:
             self._landed += len(batch)
             self.outcome.fetched += len(batch)
 
-
-def _fdatasync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)

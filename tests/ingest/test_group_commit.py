@@ -24,7 +24,7 @@ def test_waiting_instances_share_one_flush(store, tmp_path, monkeypatch):
     """While the first flush is slow, seven more instances queue; they are flushed together:
     2 flushes for 8 instances, 8 files in place, 8 rows, one folder fsync per flush."""
     group = GroupCommit(store)
-    real_sync, synced_dirs = group_commit._fdatasync_path, []
+    real_sync, synced_dirs = group_commit.fdatasync_path, []
     first = threading.Event()
 
     def slow_first_sync(path):
@@ -33,7 +33,7 @@ def test_waiting_instances_share_one_flush(store, tmp_path, monkeypatch):
             time.sleep(0.3)  # the others arrive meanwhile
         real_sync(path)
 
-    monkeypatch.setattr(group_commit, "_fdatasync_path", slow_first_sync)
+    monkeypatch.setattr(group_commit, "fdatasync_path", slow_first_sync)
     real_dir = group_commit.fsync_dir
     monkeypatch.setattr(group_commit, "fsync_dir", lambda d: (synced_dirs.append(d), real_dir(d)))
     folder = tmp_path / "study"
