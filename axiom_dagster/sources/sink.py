@@ -16,7 +16,6 @@ DICOM, invalid UIDs, cut short) are kept in quarantine with the reason and count
 """
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
