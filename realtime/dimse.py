@@ -10,7 +10,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -18,7 +20,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from pydicom import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,7 +32,7 @@ from axiom_dagster.dicom.uids import InvalidUID
 from axiom_dagster.ingest.part10 import check_file_and_hash
 from axiom_dagster.pipeline.recovery import process_alive
 
-from .dicomio import Unreadable, part10_ids
+from .dicomio import Unreadable, encode_file_meta, part10_ids
 from .dimse_network import TRANSFER_SYNTAXES, NoDelayAssociationServer, build_ssl_context, ip_allowed
 from .logs import correlation_id
 from .metrics import Metrics
@@ -58,6 +59,7 @@ class _AssocState:
 
 
 SPOOL = ".dimse-spool"
+PREAMBLE = b"\x00" * 128 + b"DICM"  # PS3.10 7.1
 
 
 def dimse_spool(landing_root: Path) -> Path:
@@ -91,6 +93,7 @@ class DicomListenerService:
         self.server: NoDelayAssociationServer | None = None
         self._thread: threading.Thread | None = None
         self._stop_lock = threading.Lock()
+        self.spool: Path | None = None  # set by start()
 
         ae = AE(ae_title=listener.ae_title)
         ae.maximum_pdu_size = listener.max_pdu_size
@@ -108,8 +111,6 @@ class DicomListenerService:
         handlers = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ESTABLISHED, self._on_established),
-            (evt.EVT_C_STORE, self._on_store),
-            (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_CONN_CLOSE, self._on_conn_close),
         ]
         address = (self.listener.bind_address, self.listener.port)
@@ -117,9 +118,10 @@ class DicomListenerService:
             address, ae_title=self.listener.ae_title, ssl_context=self.ssl_context,
             evt_handlers=handlers, server_class=self.server_class,
         )
-        # pynetdicom writes each received data set here as it arrives (realtime/prompt.py);
-        # on the landing zone's filesystem, so landing it is a rename.
-        self.server.spool = str(dimse_spool(self.zone.root))
+        # C-STORE and C-ECHO requests are read by dicom/store_receiver.py, which hands each
+        # data set to `begin` (realtime/prompt.py installs it per association).
+        self.spool = dimse_spool(self.zone.root)  # on the landing zone's filesystem: landing is a rename
+        self.server.store_handler = self
         self.ae._servers.append(self.server)
         self._thread = threading.Thread(target=self.server.serve_forever, name=f"dicom-{self.listener.name}", daemon=True)
         self._thread.start()
@@ -202,27 +204,23 @@ class DicomListenerService:
             "correlation_id": state.id, "listener": self.listener.name, "instances": state.instances, "bytes": state.bytes,
             "failures": state.failures, "calling_ae": state.calling_ae})
 
-    def _on_echo(self, event) -> int:
-        return STATUS_SUCCESS
+    def begin(self, assoc, sop_class: str, sop_instance: str, transfer_syntax: str) -> "_SpoolWriter":
+        """A C-STORE-RQ arrived (dicom/store_receiver.py): its data set goes to a spool file."""
+        return _SpoolWriter(self, assoc._axiom, sop_class, sop_instance, transfer_syntax)
 
-    def _on_store(self, event):
-        """The data set is already on disk: pynetdicom wrote it as it arrived (chunked receive,
-        realtime/prompt.py) to a spool file, behind File Meta Information it wrote from the
-        request and the accepted transfer syntax. Checked, then moved into place."""
-        state: _AssocState = event.assoc._axiom
+    def land_spooled(self, state: _AssocState, spool: Path, sop_class: str, sop_instance: str,
+                     ts: str) -> tuple[int, str]:
+        """The data set is on disk behind our File Meta Information (the request's UIDs and
+        the accepted transfer syntax): checked, then moved into place. The DIMSE status and
+        Error Comment to answer."""
         name = self.listener.name
         started = time.perf_counter()
-        req = event.request
-        ts = str(event.context.transfer_syntax)
-        spool = Path(event.dataset_path)
         try:
             ids, offset = part10_ids(spool)
         except (Unreadable, InvalidUID) as exc:
             return self._refuse(state, spool, None, str(exc), STATUS_CANNOT_UNDERSTAND,
                                 "unreadable" if isinstance(exc, Unreadable) else "invalid_uid")
-        if ids.sop_uid != str(req.AffectedSOPInstanceUID).strip("\x00 ") or (
-            ids.sop_class_uid and ids.sop_class_uid != str(req.AffectedSOPClassUID).strip("\x00 ")
-        ):
+        if ids.sop_uid != sop_instance or (ids.sop_class_uid and ids.sop_class_uid != sop_class):
             return self._refuse(state, spool, ids, "SOP Class/Instance UID in the data set differ from the request",
                                 STATUS_DATASET_MISMATCH, "dataset_mismatch")
         sha, problem = check_file_and_hash(spool, offset, ts)
@@ -247,10 +245,10 @@ class DicomListenerService:
         self.metrics.landing_seconds.observe(elapsed, listener=name)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("instance landed", extra={"ledger_id": ledger_id, "sop_uid": ids.sop_uid, "bytes": size})
-        return STATUS_SUCCESS
+        return STATUS_SUCCESS, ""
 
     def _refuse(self, state: _AssocState, spool: Path, ids, comment: str, status: int = STATUS_CANNOT_UNDERSTAND,
-                reason: str = "incomplete") -> Dataset:
+                reason: str = "incomplete") -> tuple[int, str]:
         """A data set refused (cut short, unreadable, invalid UIDs, not what the request says):
         not acknowledged, and kept in quarantine/landing as received (the receiver's File Meta
         Information, naming the request's SOP Class and Instance, and the data set as sent)."""
@@ -264,12 +262,45 @@ class DicomListenerService:
             log.exception("could not quarantine a refused instance", extra={"listener": self.listener.name})
         return self._fail(state, status, reason, comment)
 
-    def _fail(self, state: _AssocState, status: int, reason: str, comment: str) -> Dataset:
+    def _fail(self, state: _AssocState, status: int, reason: str, comment: str) -> tuple[int, str]:
         state.failures += 1
         self.metrics.failures.inc(listener=self.listener.name, reason=reason)
         log.warning("instance refused", extra={"correlation_id": state.id, "listener": self.listener.name, "status": f"0x{status:04X}",
                                                "reason": reason, "detail": comment[:200]})
-        rsp = Dataset()
-        rsp.Status = status
-        rsp.ErrorComment = comment[:64]
-        return rsp
+        return status, comment[:64]
+
+
+class _SpoolWriter:
+    """One data set as it arrives: our File Meta Information (design section 3: the receiver
+    writes it), then the data set bytes as sent, in a file in this process's spool folder (on
+    the landing zone's filesystem, so landing is a rename). Never held in memory whole."""
+
+    def __init__(self, service: DicomListenerService, state: _AssocState, sop_class: str, sop_instance: str, ts: str):
+        self.service, self.state = service, state
+        self.sop_class, self.sop_instance, self.ts = sop_class, sop_instance, ts
+        fd, path = tempfile.mkstemp(dir=service.spool, suffix=".part")
+        self.path = Path(path)
+        self.file = open(fd, "wb", buffering=1 << 18)
+        self.file.write(PREAMBLE)
+        self.file.write(encode_file_meta(_uid(sop_class), _uid(sop_instance), _uid(ts),
+                                         re.sub(r"[^\x20-\x7e]", "", state.calling_ae)[:16]))
+
+    def write(self, data: memoryview) -> None:
+        self.file.write(data)
+
+    def finish(self) -> tuple[int, str]:
+        try:
+            self.file.close()
+            return self.service.land_spooled(self.state, self.path, self.sop_class, self.sop_instance, self.ts)
+        finally:
+            self.path.unlink(missing_ok=True)  # landed files were renamed away; refused ones were copied
+
+    def discard(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _uid(value: str) -> str:
+    """The request's UIDs in the File Meta Information: unchecked here (the data set's are
+    checked against them), so only digits and dots."""
+    return re.sub(r"[^0-9.]", "", value)[:64] or "0.0"

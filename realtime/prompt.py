@@ -9,10 +9,8 @@ PDU is queued for sending; the reactor waits until the DUL has a message or a re
 for it. Each wait is still bounded by the original 1 ms, so nothing can be slower than
 pynetdicom's own loop. TLS sockets keep the plain sleep (select cannot see buffered TLS data).
 
-Chunked receive (pynetdicom's STORE_RECV_CHUNKED_DATASET) is switched on for these
-associations only, with its temp files in the listener's spool folder and our own File Meta
-Information: all through thread-aware stand-ins for the module globals pynetdicom's decoder
-reads (every other thread gets pynetdicom's own behaviour).
+C-STORE and C-ECHO requests themselves are read and answered by dicom/store_receiver.py in
+the DUL thread (installed here when the server has a `store_handler`).
 
 Also per association: no standard logging handlers (they copy the whole received data set to
 test that it is not empty, and log UIDs), and the supported presentation contexts are copied
@@ -23,17 +21,13 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import select
 import ssl
-import tempfile
 import threading
 import time as _time
 from types import SimpleNamespace
 
-import pynetdicom._config
 import pynetdicom.association
-import pynetdicom.dimse_messages
 import pynetdicom.dul
 from pynetdicom import evt
 from pynetdicom._handlers import (
@@ -44,7 +38,7 @@ from pynetdicom._handlers import (
 )
 from pynetdicom.transport import RequestHandler
 
-from .dicomio import encode_file_meta
+from axiom_dagster.dicom.store_receiver import receive_stores
 
 _STANDARD_LOGGING = (
     (evt.EVT_DIMSE_RECV, standard_dimse_recv_handler),
@@ -71,74 +65,11 @@ _TIME.sleep = _sleep
 _installed = False
 
 
-class _ChunkedConfig:
-    """pynetdicom's `_config` as seen by its DIMSE decoder: STORE_RECV_CHUNKED_DATASET is on
-    for the DUL threads of our listeners (they set `_axiom_spool`), as configured for every
-    other thread (a C-GET/C-MOVE receiver in the same process keeps its in-memory data sets)."""
-
-    def __getattr__(self, name):
-        return getattr(pynetdicom._config, name)
-
-    @property
-    def STORE_RECV_CHUNKED_DATASET(self) -> bool:  # noqa: N802 (pynetdicom's name)
-        if getattr(threading.current_thread(), "_axiom_spool", None) is not None:
-            return True
-        return pynetdicom._config.STORE_RECV_CHUNKED_DATASET
-
-
-def _spool_file(*args, **kwargs):
-    """pynetdicom's NamedTemporaryFile for chunked data sets: in our listeners' spool folder
-    (on the landing zone's filesystem, so landing is a rename, not a copy)."""
-    spool = getattr(threading.current_thread(), "_axiom_spool", None)
-    if spool is not None and "dir" not in kwargs:
-        kwargs["dir"] = spool
-    return tempfile.NamedTemporaryFile(*args, **kwargs)
-
-
-class _OurMeta(SimpleNamespace):
-    """File Meta Information of a spooled data set, to be encoded by us (dicomio)."""
-
-
-def _create_file_meta(**kwargs):
-    """pynetdicom's create_file_meta for chunked receive. In our listeners' DUL threads the
-    File Meta Information is ours (design §3: the receiver writes it), encoded directly: the
-    pydicom Dataset build and write cost ~10 % of the receive path's CPU."""
-    dul = threading.current_thread()
-    if getattr(dul, "_axiom_spool", None) is None:
-        return _PYNETDICOM_CREATE_FILE_META(**kwargs)
-    requestor = getattr(getattr(dul, "assoc", None), "requestor", None)
-    return _OurMeta(sop_class=_uid(kwargs.get("sop_class_uid")), sop_instance=_uid(kwargs.get("sop_instance_uid")),
-                    transfer_syntax=_uid(kwargs.get("transfer_syntax")),
-                    source_ae=re.sub(r"[^\x20-\x7e]", "", str(getattr(requestor, "ae_title", "") or ""))[:16])
-
-
-def _write_file_meta_info(fp, file_meta, *args, **kwargs):
-    if isinstance(file_meta, _OurMeta):
-        fp.write(encode_file_meta(file_meta.sop_class, file_meta.sop_instance, file_meta.transfer_syntax,
-                                  file_meta.source_ae))
-        return
-    _PYDICOM_WRITE_FILE_META_INFO(fp, file_meta, *args, **kwargs)
-
-
-def _uid(value) -> str:
-    """The request's UIDs are unchecked (the data set's are checked against them later):
-    digits and dots only here."""
-    return re.sub(r"[^0-9.]", "", str(value or ""))[:64] or "0.0"
-
-
-_PYNETDICOM_CREATE_FILE_META = pynetdicom.dimse_messages.create_file_meta
-_PYDICOM_WRITE_FILE_META_INFO = pynetdicom.dimse_messages.write_file_meta_info
-
-
 def install() -> None:
     global _installed
     if not _installed:
         pynetdicom.dul.time = _TIME
         pynetdicom.association.time = _TIME
-        pynetdicom.dimse_messages._config = _ChunkedConfig()
-        pynetdicom.dimse_messages.NamedTemporaryFile = _spool_file
-        pynetdicom.dimse_messages.create_file_meta = _create_file_meta
-        pynetdicom.dimse_messages.write_file_meta_info = _write_file_meta_info
         _installed = True
 
 
@@ -168,13 +99,10 @@ class _Wakeup:
             os.close(self.fd)
 
 
-def make_prompt(assoc, spool: str | None = None) -> None:
-    """Give a freshly created acceptor Association (not started) event-driven idle waits and,
-    with `spool` (an existing folder), chunked receive: each C-STORE data set is written to a
-    file in `spool` as its fragments arrive, never held in memory (event.dataset_path)."""
+def make_prompt(assoc) -> None:
+    """Give a freshly created acceptor Association (not started) event-driven idle waits."""
     install()
     dul = assoc.dul
-    dul._axiom_spool = spool
     wake = _Wakeup()
     has_work = threading.Event()  # DUL -> reactor: a DIMSE message or A-RELEASE/A-ABORT waits
     msg_queue = assoc.dimse.msg_queue
@@ -229,7 +157,10 @@ class PromptRequestHandler(RequestHandler):
         assoc = super()._create_association()
         for event, handler in _STANDARD_LOGGING:
             assoc.unbind(event, handler)
-        make_prompt(assoc, getattr(self.server, "spool", None))
+        make_prompt(assoc)
+        handler = getattr(self.server, "store_handler", None)
+        if handler is not None:
+            receive_stores(assoc, handler, answer_echo=True)
         return assoc
 
 
