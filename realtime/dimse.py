@@ -209,7 +209,7 @@ class DicomListenerService:
         return _SpoolWriter(self, assoc._axiom, sop_class, sop_instance, transfer_syntax)
 
     def land_spooled(self, state: _AssocState, spool: Path, sop_class: str, sop_instance: str,
-                     ts: str) -> tuple[int, str]:
+                     ts: str, synced: bool = False) -> tuple[int, str]:
         """The data set is on disk behind our File Meta Information (the request's UIDs and
         the accepted transfer syntax): checked, then moved into place. The DIMSE status and
         Error Comment to answer."""
@@ -231,7 +231,7 @@ class DicomListenerService:
                            source_ip=state.ip, association_id=state.id,
                            received_at=datetime.now(timezone.utc))
         try:
-            ledger_id = self.zone.land_file(ids, spool, meta, sha256=sha)
+            ledger_id = self.zone.land_file(ids, spool, meta, sha256=sha, synced=synced)
         except OSError as exc:
             reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io_error"
             return self._fail(state, STATUS_OUT_OF_RESOURCES, reason, f"{reason}: {exc.strerror}")
@@ -290,8 +290,13 @@ class _SpoolWriter:
 
     def finish(self) -> tuple[int, str]:
         try:
+            self.file.flush()
+            # This thread's fdatasync, while other associations' instances are being synced
+            # or committed: the group commit then only renames, fsyncs folders and commits.
+            os.fdatasync(self.file.fileno())
             self.file.close()
-            return self.service.land_spooled(self.state, self.path, self.sop_class, self.sop_instance, self.ts)
+            return self.service.land_spooled(self.state, self.path, self.sop_class, self.sop_instance, self.ts,
+                                             synced=True)
         finally:
             self.path.unlink(missing_ok=True)  # landed files were renamed away; refused ones were copied
 

@@ -18,11 +18,11 @@ from axiom_dagster.store.state import StateStore
 
 
 class _Pending:
-    __slots__ = ("values", "tmp", "final", "done", "id", "error")
+    __slots__ = ("values", "tmp", "final", "synced", "done", "id", "error")
 
-    def __init__(self, values: dict, tmp: Path | None, final: Path | None):
+    def __init__(self, values: dict, tmp: Path | None, final: Path | None, synced: bool):
         self.values = values
-        self.tmp, self.final = tmp, final
+        self.tmp, self.final, self.synced = tmp, final, synced
         self.done = False
         self.id: int | None = None
         self.error: BaseException | None = None
@@ -46,10 +46,10 @@ class GroupCommit:
         """Append a ledger row whose file is already durable (or needs no file)."""
         return self.commit(values)
 
-    def commit(self, values: dict, tmp: Path | None = None, final: Path | None = None) -> int:
-        """Make `tmp` durable as `final` (fdatasync, rename, fsync of final's folder), then
-        append `values` to the ledger; return the ledger id."""
-        req = _Pending(values, tmp, final)
+    def commit(self, values: dict, tmp: Path | None = None, final: Path | None = None, synced: bool = False) -> int:
+        """Make `tmp` durable as `final` (fdatasync unless the caller did (`synced`), rename,
+        fsync of final's folder), then append `values` to the ledger; return the ledger id."""
+        req = _Pending(values, tmp, final, synced)
         with self._cv:
             self._queue.append(req)
             while self._busy and not req.done:
@@ -76,7 +76,8 @@ class GroupCommit:
     def _flush(self, batch: list[_Pending]) -> None:
         files = [r for r in batch if r.tmp is not None]
         for r in files:
-            _try(r, fdatasync_path, r.tmp)
+            if not r.synced:
+                _try(r, fdatasync_path, r.tmp)
         for r in files:
             if r.error is None:
                 _try(r, os.replace, r.tmp, r.final)

@@ -100,10 +100,12 @@ class LandingZone:
         """
         return self._land(ids, meta, sha256, original_path, lambda final: _write_temp(final, write))
 
-    def land_file(self, ids: InstanceIds, src: Path, meta: ArrivalMeta, *, sha256: str) -> int:
+    def land_file(self, ids: InstanceIds, src: Path, meta: ArrivalMeta, *, sha256: str, synced: bool = False) -> int:
         """Land a complete Part 10 file written elsewhere (a receiver's spool file) by moving
         it into place: no copy on the same filesystem, a kernel-side copy across filesystems.
-        `src` is gone afterwards (moved, or removed when an identical file had landed)."""
+        `src` is gone afterwards (moved, or removed when an identical file had landed).
+        `synced`: the caller has fdatasync'ed `src` (receiver threads do it in parallel,
+        before joining the group commit)."""
         def place(final: Path) -> Path:
             if os.stat(src).st_dev == os.stat(final.parent).st_dev:
                 return src
@@ -113,12 +115,12 @@ class LandingZone:
                 src.unlink(missing_ok=True)
 
         try:
-            return self._land(ids, meta, sha256, None, place)
+            return self._land(ids, meta, sha256, None, place, synced_file=src if synced else None)
         finally:
             src.unlink(missing_ok=True)  # only still there if identical bytes had landed
 
     def _land(self, ids: InstanceIds, meta: ArrivalMeta, sha256: str | None, original_path: str | None,
-              make_temp: Callable[[Path], Path]) -> int:
+              make_temp: Callable[[Path], Path], synced_file: Path | None = None) -> int:
         arrival_date = meta.received_at.strftime("%Y-%m-%d")
         final = self.path_for(ids, arrival_date, sha256)
         self._ensure_dir(final.parent)
@@ -135,13 +137,13 @@ class LandingZone:
             size = tmp.stat().st_size
             row = self._row(ids, final, size, meta, arrival_date, sha256, original_path)
             try:
-                return self._group.commit(row, tmp, final)
+                return self._group.commit(row, tmp, final, synced=tmp == synced_file)
             except FileNotFoundError:
                 if not tmp.exists():
                     raise
                 self._durable_dirs.clear()  # removed between the temp file and the rename
                 self._ensure_dir(final.parent)
-                return self._group.commit(row, tmp, final)
+                return self._group.commit(row, tmp, final, synced=tmp == synced_file)
         except BaseException:
             if tmp.exists() and tmp != final:
                 tmp.unlink(missing_ok=True)
