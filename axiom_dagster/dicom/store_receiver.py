@@ -292,8 +292,8 @@ def receive_stores(assoc, handler: StoreHandler, answer_echo: bool = False) -> S
     thread starts, for a requestor once established and before the first request."""
     receiver = StoreReceiver(assoc, handler, answer_echo)
     assoc.dul._read_pdu_data = receiver.read_pdu
-    target = assoc.dul._target
-    if target is not None:  # the thread not started yet: discard a partial data set when it ends
+    target = getattr(assoc.dul, "_target", None)
+    if target is not None and assoc.dul.ident is None:  # not started: discard a partial data set when it ends
         def run() -> None:
             try:
                 target()

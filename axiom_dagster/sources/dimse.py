@@ -21,6 +21,7 @@ from pynetdicom.sop_class import (
 )
 
 from axiom_dagster.config.sources import DimseSource
+from axiom_dagster.dicom.store_receiver import receive_stores
 from axiom_dagster.dicom.uids import is_valid_uid
 from axiom_dagster.sources.sink import NotLandable, dataset_ids
 from axiom_dagster.sources.base import Page, SourceError, StudyOutcome, StudyRef, as_int, dicom_date_range, valid_study_uid
@@ -164,14 +165,17 @@ class DimseStudySource:
         storage = self._storage_contexts(study)
         roles = [build_role(cx.abstract_syntax, scp_role=True) for cx in storage]
 
-        def on_store(event):
+        def on_store(event):  # only a C-STORE the receiver below leaves to pynetdicom (never seen)
             buf = event.request.DataSet.getbuffer()
             try:
-                return _land(event, sink, buf)
+                return _land(sink, buf, str(event.context.transfer_syntax), str(event.request.AffectedSOPClassUID))
             finally:
                 buf.release()
 
         assoc = self._associate([build_context(GET), *storage], roles, [(evt.EVT_C_STORE, on_store)])
+        # The C-STORE sub-operations are read and answered in the DUL thread, the C-GET-RSPs
+        # stay pynetdicom's (dicom/store_receiver.py).
+        receive_stores(assoc, _SinkStores(sink))
         try:
             return _final(assoc.send_c_get(query, GET))
         finally:
@@ -217,7 +221,7 @@ class DimseStudySource:
                     return STATUS_UNEXPECTED
                 with self._sinks_lock:
                     sink = self._sinks.get(ids.study_uid)
-                return STATUS_UNEXPECTED if sink is None else _land(event, sink, buf, ids)
+                return STATUS_UNEXPECTED if sink is None else _land(sink, buf, ts, str(event.request.AffectedSOPClassUID), ids)
             finally:
                 buf.release()
 
@@ -235,10 +239,39 @@ class DimseStudySource:
             self._listener = None
 
 
-def _land(event, sink, data, ids=None) -> int:
+class _SinkStores:
+    """C-STORE sub-operations of a C-GET into the study's sink: each data set gathered in
+    memory as its fragments arrive (the sink lands whole instances)."""
+
+    def __init__(self, sink):
+        self.sink = sink
+
+    def begin(self, assoc, sop_class: str, sop_instance: str, transfer_syntax: str) -> "_Gathered":
+        return _Gathered(self.sink, sop_class, transfer_syntax)
+
+
+class _Gathered:
+    def __init__(self, sink, sop_class: str, transfer_syntax: str):
+        self.sink, self.sop_class, self.transfer_syntax = sink, sop_class, transfer_syntax
+        self.parts: list[bytes] = []
+
+    def write(self, data: memoryview) -> None:
+        self.parts.append(bytes(data))
+
+    def finish(self) -> tuple[int, str]:
+        data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        self.parts = []
+        status = _land(self.sink, data, self.transfer_syntax, self.sop_class)
+        return status, "" if status == STATUS_SUCCESS else "not stored"
+
+    def discard(self) -> None:
+        self.parts = []
+
+
+def _land(sink, data, transfer_syntax: str, sop_class: str, ids=None) -> int:
     """The encoded data set as received (no decode, no re-encode; we write the File Meta)."""
     try:
-        sink.add_dataset(data, str(event.context.transfer_syntax), ids, sop_class=str(event.request.AffectedSOPClassUID))
+        sink.add_dataset(data, transfer_syntax, ids, sop_class=sop_class)
         return STATUS_SUCCESS
     except Exception as exc:  # disk full, store down: the sender sees a failure status
         sink.outcome.error = sink.outcome.error or f"landing failed: {type(exc).__name__}"
