@@ -8,11 +8,11 @@ file behind (LandingZone.land removes its temp file on error).
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -29,7 +29,8 @@ from axiom_dagster.ingest.landing import LandingZone
 from axiom_dagster.config.listeners import DicomListener
 from axiom_dagster.dicom.uids import InvalidUID
 
-from axiom_dagster.ingest.part10 import check_file_and_hash
+from axiom_dagster.ingest.part10 import check_and_hash, check_file_and_hash
+from axiom_dagster.ingest.rawheader import dataset_uids, instance_ids
 from axiom_dagster.pipeline.recovery import process_alive
 
 from .dicomio import Unreadable, encode_file_meta, part10_ids
@@ -60,6 +61,7 @@ class _AssocState:
 
 SPOOL = ".dimse-spool"
 PREAMBLE = b"\x00" * 128 + b"DICM"  # PS3.10 7.1
+CHECK_IN_MEMORY = 8 << 20  # data sets up to this size are checked and hashed from memory
 
 
 def dimse_spool(landing_root: Path) -> Path:
@@ -209,21 +211,25 @@ class DicomListenerService:
         return _SpoolWriter(self, assoc._axiom, sop_class, sop_instance, transfer_syntax)
 
     def land_spooled(self, state: _AssocState, spool: Path, sop_class: str, sop_instance: str,
-                     ts: str, synced: bool = False) -> tuple[int, str]:
+                     ts: str, data: bytes | None = None, synced: bool = False) -> tuple[int, str]:
         """The data set is on disk behind our File Meta Information (the request's UIDs and
-        the accepted transfer syntax): checked, then moved into place. The DIMSE status and
-        Error Comment to answer."""
+        the accepted transfer syntax): checked, then moved into place. `data`: the same data
+        set still in memory (a small instance), checked there instead of read back. The
+        DIMSE status and Error Comment to answer."""
         name = self.listener.name
         started = time.perf_counter()
         try:
-            ids, offset = part10_ids(spool)
+            if data is None:
+                ids, offset = part10_ids(spool)
+            else:
+                ids, offset = instance_ids(dataset_uids(data, ts), ts), None
         except (Unreadable, InvalidUID) as exc:
             return self._refuse(state, spool, None, str(exc), STATUS_CANNOT_UNDERSTAND,
                                 "unreadable" if isinstance(exc, Unreadable) else "invalid_uid")
         if ids.sop_uid != sop_instance or (ids.sop_class_uid and ids.sop_class_uid != sop_class):
             return self._refuse(state, spool, ids, "SOP Class/Instance UID in the data set differ from the request",
                                 STATUS_DATASET_MISMATCH, "dataset_mismatch")
-        sha, problem = check_file_and_hash(spool, offset, ts)
+        sha, problem = check_file_and_hash(spool, offset, ts) if data is None else check_and_hash(data, 0, ts)
         if problem:
             return self._refuse(state, spool, ids, f"data set does not parse to its end: {problem}")
         size = spool.stat().st_size
@@ -273,20 +279,28 @@ class DicomListenerService:
 class _SpoolWriter:
     """One data set as it arrives: our File Meta Information (design section 3: the receiver
     writes it), then the data set bytes as sent, in a file in this process's spool folder (on
-    the landing zone's filesystem, so landing is a rename). Never held in memory whole."""
+    the landing zone's filesystem, so landing is a rename). A data set up to CHECK_IN_MEMORY
+    is also kept in memory to be checked without reading it back; a larger one never is."""
 
     def __init__(self, service: DicomListenerService, state: _AssocState, sop_class: str, sop_instance: str, ts: str):
         self.service, self.state = service, state
         self.sop_class, self.sop_instance, self.ts = sop_class, sop_instance, ts
-        fd, path = tempfile.mkstemp(dir=service.spool, suffix=".part")
-        self.path = Path(path)
+        self.path, fd = _new_spool_file(service.spool)
         self.file = open(fd, "wb", buffering=1 << 18)
+        self.parts: list[bytes] | None = []
+        self.size = 0
         self.file.write(PREAMBLE)
         self.file.write(encode_file_meta(_uid(sop_class), _uid(sop_instance), _uid(ts),
                                          re.sub(r"[^\x20-\x7e]", "", state.calling_ae)[:16]))
 
     def write(self, data: memoryview) -> None:
         self.file.write(data)
+        self.size += len(data)
+        if self.parts is not None:
+            if self.size <= CHECK_IN_MEMORY:
+                self.parts.append(bytes(data))
+            else:
+                self.parts = None
 
     def finish(self) -> tuple[int, str]:
         try:
@@ -295,14 +309,30 @@ class _SpoolWriter:
             # or committed: the group commit then only renames, fsyncs folders and commits.
             os.fdatasync(self.file.fileno())
             self.file.close()
+            data = None if self.parts is None else b"".join(self.parts)
+            self.parts = None
             return self.service.land_spooled(self.state, self.path, self.sop_class, self.sop_instance, self.ts,
-                                             synced=True)
+                                             data=data, synced=True)
         finally:
             self.path.unlink(missing_ok=True)  # landed files were renamed away; refused ones were copied
 
     def discard(self) -> None:
         self.file.close()
         self.path.unlink(missing_ok=True)
+
+
+_spool_names = itertools.count()
+
+
+def _new_spool_file(folder: Path) -> tuple[Path, int]:
+    """A new file in this process's own spool folder: a counter names it (mkstemp's random
+    names cost more than the write of a small instance)."""
+    while True:
+        path = folder / f"{next(_spool_names)}.part"
+        try:
+            return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:  # left by an earlier process with our pid
+            continue
 
 
 def _uid(value: str) -> str:
