@@ -7,7 +7,7 @@ and that reactor sleeps 1 ms per loop, so each C-STORE first waits up to 1 ms fo
 it also re-reads the file meta with pydicom, and builds the seven-element command set as a
 pydicom Dataset encoded twice (a fifth of the sender's CPU time per instance, py-spy). An SCU
 association that only sends C-STOREs gives the reactor nothing to do between them, and the
-command set is written here directly. The P-DATA primitives go through pynetdicom's DUL
+command set is written directly (dicom/dimse_commands.py). The P-DATA primitives go through pynetdicom's DUL
 state machine as before, fragmented like pynetdicom's DIMSE provider does (within the peer's
 maximum PDU length). Decoding each response into pydicom Datasets took another quarter: a
 plain C-STORE-RSP's four US fields are read here, anything else is left to pynetdicom. A
@@ -17,7 +17,6 @@ against real peers.
 """
 from __future__ import annotations
 
-import struct
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,11 +24,19 @@ from typing import Iterator
 
 from pynetdicom.pdu_primitives import P_DATA
 
-MEDIUM_PRIORITY = 2  # send_c_store's default
-C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001  # Command Field
-DATA_SET_PRESENT, NO_DATA_SET = 0x0001, 0x0101  # Command Data Set Type
-# Command Field, Message ID Being Responded To, Command Data Set Type, Status: all US.
-_RESPONSE_FIELDS = (0x0100, 0x0120, 0x0800, 0x0900)
+from axiom_dagster.dicom.dimse_commands import (
+    C_STORE_RSP,
+    COMMAND_DATA_SET_TYPE,
+    COMMAND_FIELD,
+    MESSAGE_ID_BEING_RESPONDED_TO,
+    NO_DATA_SET,
+    STATUS,
+    CommandError,
+    command_set,
+    decode_command,
+    us,
+)
+
 # P-DATA message control headers (PS3.8 E.2): command/data set, last fragment or not.
 COMMAND, COMMAND_LAST, DATA, DATA_LAST = b"\x01", b"\x03", b"\x00", b"\x02"
 
@@ -57,22 +64,13 @@ class StoreResponse:
 def store_response(command: bytes) -> StoreResponse | None:
     """Status and Message ID Being Responded To of a C-STORE-RSP command set (Implicit VR
     Little Endian, no data set); None for anything else, which pynetdicom then decodes."""
-    fields, pos, end = {}, 0, len(command)
-    while pos + 8 <= end:
-        group, elem, length = struct.unpack_from("<HHL", command, pos)
-        pos += 8
-        if group != 0x0000 or pos + length > end:
+    try:
+        fields = decode_command(command)
+        if us(fields, COMMAND_FIELD) != C_STORE_RSP or us(fields, COMMAND_DATA_SET_TYPE) != NO_DATA_SET:
             return None
-        if elem in _RESPONSE_FIELDS:
-            if length != 2:
-                return None
-            fields[elem] = struct.unpack_from("<H", command, pos)[0]
-        pos += length
-    if pos != end or len(fields) != len(_RESPONSE_FIELDS):
+        return StoreResponse(us(fields, MESSAGE_ID_BEING_RESPONDED_TO), us(fields, STATUS))
+    except CommandError:
         return None
-    if fields[0x0100] != C_STORE_RSP or fields[0x0800] != NO_DATA_SET:
-        return None
-    return StoreResponse(fields[0x0120], fields[0x0900])
 
 
 class _FastResponses:
@@ -120,26 +118,6 @@ def c_store(assoc, context_id: int, sop_class: str, sop_instance: str, data: byt
             raise ValueError("C-STORE-RSP for another request")
         return rsp.status
     return getattr(assoc._check_received_status(rsp), "Status", None)
-
-
-def _element(elem: int, value: bytes) -> bytes:
-    if len(value) % 2:
-        value += b"\x00"  # UI values are padded with NUL to even length
-    return struct.pack("<HHL", 0x0000, elem, len(value)) + value
-
-
-def command_set(sop_class: str, sop_instance: str, msg_id: int, priority: int = MEDIUM_PRIORITY) -> bytes:
-    """The C-STORE-RQ command set (PS3.7 9.3.1.1), Implicit VR Little Endian, as pynetdicom
-    encodes it for a request with a data set and no Move Originator."""
-    body = b"".join((
-        _element(0x0002, sop_class.encode("ascii")),
-        _element(0x0100, struct.pack("<H", C_STORE_RQ)),
-        _element(0x0110, struct.pack("<H", msg_id)),
-        _element(0x0700, struct.pack("<H", priority)),
-        _element(0x0800, struct.pack("<H", DATA_SET_PRESENT)),
-        _element(0x1000, sop_instance.encode("ascii")),
-    ))
-    return _element(0x0000, struct.pack("<L", len(body))) + body
 
 
 def _fragments(data: bytes, max_pdu: int) -> list[bytes]:
