@@ -30,10 +30,9 @@ from axiom_dagster.config.listeners import DicomListener
 from axiom_dagster.dicom.uids import InvalidUID
 
 from axiom_dagster.ingest.part10 import check_and_hash, check_file_and_hash
-from axiom_dagster.ingest.rawheader import dataset_uids, instance_ids
+from axiom_dagster.ingest.rawheader import Unreadable, dataset_uids, encode_file_meta, instance_ids, part10_ids
 from axiom_dagster.pipeline.recovery import process_alive
 
-from .dicomio import Unreadable, encode_file_meta, part10_ids
 from .dimse_network import TRANSFER_SYNTAXES, NoDelayAssociationServer, build_ssl_context, ip_allowed
 from .logs import correlation_id
 from .metrics import Metrics

@@ -25,7 +25,7 @@ from axiom_dagster.dicom.uids import InvalidUID
 
 from axiom_dagster.ingest.part10 import check_file_and_hash
 
-from .dicomio import Unreadable, part10_ids, part10_prefix
+from axiom_dagster.ingest.rawheader import Unreadable, part10_ids, part10_prefix
 from .metrics import Metrics
 
 log = logging.getLogger("axiom.realtime.stow")

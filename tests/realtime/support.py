@@ -71,7 +71,7 @@ class InProcessService:
 
 
 def dataset_bytes(path: Path) -> bytes:
-    from realtime.dicomio import part10_layout
+    from axiom_dagster.ingest.rawheader import part10_layout
 
     raw = Path(path).read_bytes()
     offset, _ = part10_layout(raw[:65536])

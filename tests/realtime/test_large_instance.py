@@ -20,7 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from axiom_dagster.store.state import StateStore
 from axiom_dagster.synth import SynthSpec, generate_archive
-from realtime.dicomio import part10_layout
+from axiom_dagster.ingest.rawheader import part10_layout
 from tests.realtime.support import DCMTK_ENV, make_config
 
 pytestmark = [pytest.mark.dcmtk, pytest.mark.slow]  # starts the service; moves a few hundred MB

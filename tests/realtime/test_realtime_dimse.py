@@ -11,7 +11,7 @@ import pytest
 from pydicom import dcmread
 
 from axiom_dagster.synth import SynthSpec, generate_archive
-from realtime.dicomio import IMPLEMENTATION_CLASS_UID
+from axiom_dagster.ingest.rawheader import IMPLEMENTATION_CLASS_UID
 from tests.realtime.support import DCMTK_ENV, InProcessService, dataset_bytes, make_certs, make_config
 from tests.helpers import free_port
 
