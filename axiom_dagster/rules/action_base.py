@@ -14,6 +14,7 @@ from pydicom.multival import MultiValue
 from axiom_dagster.rules.paths import ConfigError, TagPath, element_values
 
 _new, _set_attr = object.__new__, object.__setattr__
+_SCALARS = (str, int, float, bytes)
 _INT_VRS = {"IS", "US", "UL", "SS", "SL", "SV", "UV", "AT"}
 _TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
 
@@ -30,10 +31,12 @@ def clone_dataset(ds: Dataset) -> Dataset:
     state["_private_blocks"] = {}
     for tag, elem in [(t, e) for t, e in d.items() if e.__class__ is not RawDataElement]:
         e = copy_element(elem)
+        value = elem._value
         if elem.VR == "SQ":
             e._value = Sequence([clone_dataset(item) for item in elem.value])
-        elif isinstance(elem._value, (MultiValue, list)):
-            e._value = _copy_values(elem._value)
+        # (scalars first: MultiValue is an ABC, whose isinstance check is slow for a miss)
+        elif not isinstance(value, _SCALARS) and isinstance(value, (MultiValue, list)):
+            e._value = _copy_values(value)
         d[tag] = e
     meta = state.get("file_meta")
     if meta is not None:
