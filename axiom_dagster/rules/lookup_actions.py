@@ -150,7 +150,6 @@ class CrosswalkAction(CompiledAction):
             tag = _top_tag(put.setter.path)
             src = match_tags.index(tag) if tag is not None and tag in match_tags else -1
             self.puts.append((put, index.position(col), src))
-        self.setters = [(put.setter, pos) for put, pos, _ in self.puts]
         self.on_miss = on_miss
         self.defaults = [SetAction(TagPath(p), None, v, f"{where}.default.{p}") for p, v in (default or {}).items()]
         self.index = index
