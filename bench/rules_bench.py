@@ -13,7 +13,8 @@
     model call) and a crosswalk action on PatientID (1,000,000-key snapshot), full morph
     (match, copy, set) vs the same header parse. Target: <= 10 %. Three ways: wall medians,
     CPU time of 1,000 morphs of pre-parsed headers, and CPU time interleaved (each morph
-    right after its own parse, as a run does it; it comes out higher than the bulk loop).
+    right after its own parse, as a run does it; it comes out higher than the bulk loop: the
+    parse evicts the morph's code and data from the CPU caches).
 """
 from __future__ import annotations
 

@@ -61,12 +61,8 @@ _ORIGINAL_ATTRIBUTES_SEQUENCE = 0x04000561
 
 
 class CompiledRule:
-    __slots__ = ("name", "ruleset", "enabled", "sources", "schedule", "condition", "actions",
+    __slots__ = ("name", "ruleset", "qualname", "enabled", "sources", "schedule", "condition", "actions",
                  "destinations", "destination_actions", "record_original", "reason")
-
-    @property
-    def qualname(self) -> str:
-        return f"{self.ruleset}/{self.name}"
 
 
 class CompiledRuleset:
@@ -117,6 +113,7 @@ def compile_rules(
             where = f"rulesets[{i}].rules[{rule_index[id(rule)]}]"
             cr = CompiledRule()
             cr.name, cr.ruleset, cr.enabled = rule.name, rs.name, rule.enabled
+            cr.qualname = f"{rs.name}/{rule.name}"
             cr.sources = frozenset(rule.sources) if rule.sources is not None else None
             cr.schedule = schedules[rule.schedule] if rule.schedule else None
             cr.condition = compile_condition(rule.conditions, f"{where}.conditions", interned)
@@ -146,6 +143,7 @@ class RuleEngine:
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("_fast", None)  # generated code: rebuilt on first use after unpickling
+        state.pop("_plan_cache", None)
         return state
 
     # -- matching -------------------------------------------------------------------
@@ -246,6 +244,23 @@ class RuleEngine:
         return names
 
     # -- morphing -------------------------------------------------------------------
+    def _plans(self, matched: list[CompiledRule], destinations: Sequence[str]) -> list[tuple[str, list, tuple]]:
+        """(destination, steps, signature of its actions) for each destination the instance
+        goes to. They depend only on the matched rules and the destinations asked for,
+        which repeat from instance to instance: computed once per combination."""
+        cache = self.__dict__.setdefault("_plan_cache", {})
+        key = (*matched, None, *destinations)
+        plans = cache.get(key)
+        if plans is None:
+            plans = []
+            for dest in self.route(matched, destinations):
+                steps = self.plan(matched, dest)
+                plans.append((dest, steps, tuple(id(a) for _, acts in steps for a in acts)))
+            if len(cache) >= 256:  # bounded: rule sets with many sources or schedules
+                cache.clear()
+            cache[key] = plans
+        return plans
+
     def morph(self, ds: Dataset, meta: ArrivalMeta, destinations: Sequence[str]) -> MorphOutcome:
         if not self.configured:
             return MorphOutcome(copies=[DestinationCopy(d, ds) for d in destinations])
@@ -253,12 +268,10 @@ class RuleEngine:
         outcome = MorphOutcome(matched_rules=[r.qualname for r in matched])
         misses: set = set()
         done: dict[tuple[int, ...], tuple[Dataset, bool]] = {}
-        for dest in self.route(matched, destinations):
-            steps = self.plan(matched, dest)
+        for dest, steps, signature in self._plans(matched, destinations):
             if not steps:
                 outcome.copies.append(DestinationCopy(dest, ds, False))
                 continue
-            signature = tuple(id(a) for _, acts in steps for a in acts)
             if signature in done:  # same actions as another destination: reuse the result
                 result, changed = done[signature]
                 outcome.copies.append(DestinationCopy(dest, clone_dataset(result) if changed else ds, changed))

@@ -18,7 +18,7 @@ from pydicom.dataset import PIXEL_KEYWORDS
 from pydicom.tag import BaseTag
 
 from axiom_dagster.config.rules import Action
-from axiom_dagster.dicom.fastvalues import Fallback, dataset_codec, raw_values
+from axiom_dagster.dicom.fastvalues import DECODERS, VR_VALUE_LITTLE, Fallback, FastTag, dataset_codec
 from axiom_dagster.crosswalks.index import CrosswalkIndex
 from axiom_dagster.crosswalks.misses import key_text
 from axiom_dagster.rules.action_base import ActionRun, CompiledAction, _coerce, copy_element
@@ -37,19 +37,30 @@ def _top_tag(path: TagPath) -> BaseTag | None:
     return BaseTag(step.tag) if not path.nested and step.tag is not None and step.index is None else None
 
 
-def read_text(path: TagPath, tag: int | None, ds: Dataset) -> str:
+def _probe(tag: BaseTag | None) -> FastTag | None:
+    """The key to look `tag` up in a Dataset's dict with (FastTag: compared in C)."""
+    return FastTag(tag) if tag is not None else None
+
+
+def read_text(path: TagPath, probe: int | None, ds: Dataset) -> str:
     """The values at `path` joined by backslashes, stripped; a raw top-level text element is
-    decoded straight from its bytes (the warm-cache hot path), anything else via pydicom."""
-    if tag is not None:
-        elem = ds._dict.get(tag)
+    decoded straight from its bytes (the warm-cache hot path), anything else via pydicom.
+    `probe`: the FastTag of a plain top-level path, else None."""
+    if probe is not None:
+        elem = ds._dict.get(probe)
         if elem is None:
             return ""
-        if elem.__class__ is RawDataElement and elem.VR in _TEXT_VRS:
-            try:
-                values, _ = raw_values(elem, dataset_codec(ds))
-                return "\\".join(values).strip()
-            except Fallback:
-                pass
+        if elem.__class__ is RawDataElement:
+            vr, data, little = VR_VALUE_LITTLE(elem)
+            if vr in _TEXT_VRS and data is not None:
+                if not data:
+                    return ""
+                try:
+                    # The character set only decides how non-ASCII bytes decode: look it up then.
+                    values = DECODERS[vr](data, little, None if data.isascii() else dataset_codec(ds))
+                    return "\\".join(values).strip()
+                except Fallback:
+                    pass
     values, _, _ = path.values(ds)
     return "\\".join(str(v) for v in values).strip()
 
@@ -82,20 +93,41 @@ class ElementCache:
         return ElementCache, ()  # pickled empty: each process fills its own
 
 
-def put_text(setter: SetAction, tag: BaseTag | None, ds: Dataset, old: str | None, value: Any,
-             cache: ElementCache) -> bool:
-    """Set a lookup result; a top-level standard attribute whose current text is known is
-    replaced directly (no decode-and-compare of the old element)."""
-    if tag is None or old is None or setter.vr not in _TEXT_VRS or not isinstance(value, str):
-        return setter.put_value(ds, value)
-    if value == old:
-        return False
-    elem = cache.element(tag, setter.vr, value)
-    if tag & 0x10000 or tag in PIXEL_KEYWORDS:
-        ds[tag] = elem
-    else:  # all that Dataset.__setitem__ does for a standard, non-pixel, non-sequence element
-        ds._dict[tag] = elem
-    return True
+class TextPut:
+    """Where a lookup result goes: a SetAction, plus for a plain top-level standard text
+    attribute what the direct store needs (its tag, its FastTag probe, the element cache)."""
+
+    __slots__ = ("setter", "tag", "probe", "direct", "elements")
+
+    def __init__(self, setter: SetAction, elements: ElementCache) -> None:
+        self.setter = setter
+        tag = _top_tag(setter.path)
+        self.tag = tag if setter.vr in _TEXT_VRS else None
+        self.probe = _probe(self.tag)
+        # all that Dataset.__setitem__ does for a standard, non-pixel, non-sequence element
+        self.direct = self.tag is not None and not (self.tag & 0x10000 or self.tag in PIXEL_KEYWORDS)
+        self.elements = elements
+
+    def put(self, ds: Dataset, old: str | None, value: Any) -> bool:
+        """Set a lookup result; a top-level standard attribute whose current text is known
+        (`old`) is replaced directly (no decode-and-compare of the old element)."""
+        if value.__class__ is not str:
+            value = _coerce(self.setter.vr, value)
+        tag = self.tag
+        if tag is None or old is None or not isinstance(value, str):
+            return self.setter.put_value(ds, value)
+        if value == old:
+            return False
+        elem = self.elements.element(tag, self.setter.vr, value)
+        if not self.direct:
+            ds[tag] = elem
+            return True
+        d = ds._dict
+        if self.probe in d:
+            d[self.probe] = elem  # the dict keeps its own key
+        else:
+            d[tag] = elem  # a new key: a BaseTag, as Dataset.__setitem__ stores
+        return True
 
 
 class CrosswalkAction(CompiledAction):
@@ -107,53 +139,63 @@ class CrosswalkAction(CompiledAction):
         self.name = name
         self.columns = list(match.keys())
         self.match_paths = [TagPath(p) for p in match.values()]
-        self.setters = [(SetAction(TagPath(p), None, "", f"{where}.set.{p}"), index.position(col))
-                        for p, col in set_.items()]
-        self.match_tags = [_top_tag(p) for p in self.match_paths]
-        # Setters that write an attribute the key was read from know its current text.
-        self.setter_tags = [(_top_tag(s.path), p) for (s, _), p in zip(self.setters, set_)]
+        self.reads = [(p, _probe(_top_tag(p))) for p in self.match_paths]
+        self.elements = ElementCache()
+        # (put, row position, position in the key texts of the attribute it replaces or -1):
+        # a setter that writes an attribute the key was read from knows its current text.
+        match_tags = [_top_tag(p) for p in self.match_paths]
+        self.puts = []
+        for p, col in set_.items():
+            put = TextPut(SetAction(TagPath(p), None, "", f"{where}.set.{p}"), self.elements)
+            tag = _top_tag(put.setter.path)
+            src = match_tags.index(tag) if tag is not None and tag in match_tags else -1
+            self.puts.append((put, index.position(col), src))
         self.on_miss = on_miss
         self.defaults = [SetAction(TagPath(p), None, v, f"{where}.default.{p}") for p, v in (default or {}).items()]
         self.index = index
         self.ci = case_insensitive
         self.crosswalk = crosswalk if on_miss == "live" else None
         self.live_rows: dict[tuple, tuple | None] = {}  # per process: ask the source once per key
-        self.elements = ElementCache()
 
     def texts(self, ds: Dataset) -> list[str]:
-        return [read_text(p, t, ds) for p, t in zip(self.match_paths, self.match_tags)]
+        return [read_text(p, t, ds) for p, t in self.reads]
 
     def key(self, ds: Dataset) -> tuple[str, ...]:
         texts = self.texts(ds)
         return tuple(t.casefold() for t in texts) if self.ci else tuple(texts)
 
     def apply(self, ds: Dataset, run: ActionRun) -> bool:
-        texts = self.texts(ds)
+        texts = [read_text(p, t, ds) for p, t in self.reads]
         key = tuple(t.casefold() for t in texts) if self.ci else tuple(texts)
         row = self.index.get(key)
         if row is None and self.crosswalk is not None:
-            if key not in self.live_rows:
-                self.live_rows[key] = self.crosswalk.live(self.columns, key)
-            row = self.live_rows[key]
-            if row is not None:
-                run.misses.add(("crosswalk", self.name, key_text(key), "not in snapshot; found by live query"))
+            row = self._live(key, run)
         if row is None:
-            run.misses.add(("crosswalk", self.name, key_text(key), f"no row (on_miss {self.on_miss})"))
-            if self.on_miss in ("quarantine", "live"):
-                # Column names only: the key values may identify the patient.
-                run.quarantine_reason = f"crosswalk {self.name!r}: no row matches columns {self.columns}"
-                return False
-            if self.on_miss == "keep":
-                return False
-            changed = False
-            for setter in self.defaults:
-                changed |= setter.apply(ds, run)
-            return changed
-        known = {t: text for t, text in zip(self.match_tags, texts) if t is not None}
+            return self._miss(ds, run, key)
         changed = False
-        for (setter, pos), (tag, _) in zip(self.setters, self.setter_tags):
-            value = _coerce(setter.vr, row[pos])
-            changed |= put_text(setter, tag, ds, known.get(tag), value, self.elements)
+        for put, pos, src in self.puts:
+            changed |= put.put(ds, texts[src] if src >= 0 else None, row[pos])
+        return changed
+
+    def _live(self, key: tuple[str, ...], run: ActionRun) -> tuple | None:
+        if key not in self.live_rows:
+            self.live_rows[key] = self.crosswalk.live(self.columns, key)
+        row = self.live_rows[key]
+        if row is not None:
+            run.misses.add(("crosswalk", self.name, key_text(key), "not in snapshot; found by live query"))
+        return row
+
+    def _miss(self, ds: Dataset, run: ActionRun, key: tuple[str, ...]) -> bool:
+        run.misses.add(("crosswalk", self.name, key_text(key), f"no row (on_miss {self.on_miss})"))
+        if self.on_miss in ("quarantine", "live"):
+            # Column names only: the key values may identify the patient.
+            run.quarantine_reason = f"crosswalk {self.name!r}: no row matches columns {self.columns}"
+            return False
+        if self.on_miss == "keep":
+            return False
+        changed = False
+        for setter in self.defaults:
+            changed |= setter.apply(ds, run)
         return changed
 
 
@@ -162,17 +204,17 @@ class StandardizeAction(CompiledAction):
 
     def __init__(self, path: TagPath, answers: dict[str, str | None], where: str) -> None:
         self.path = path
-        self.tag = _top_tag(path)
-        self.setter = SetAction(path, None, "", where)
+        self.probe = _probe(_top_tag(path))
+        self.put = TextPut(SetAction(path, None, "", where), ElementCache())
+        self.setter = self.put.setter
         self.answers = answers  # shared with ai.standardize, which fills it before the run
-        self.elements = ElementCache()
 
     def apply(self, ds: Dataset, run: ActionRun) -> bool:
-        text = read_text(self.path, self.tag, ds)
+        text = read_text(self.path, self.probe, ds)
         out = self.answers.get(text) if text else None
         if out is None or out == text:
             return False
-        return put_text(self.setter, self.tag, ds, text, _coerce(self.setter.vr, out), self.elements)
+        return self.put.put(ds, text, out)
 
 
 def compile_lookup_action(act: Action, where: str, env) -> CompiledAction:

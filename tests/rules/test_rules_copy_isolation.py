@@ -18,7 +18,9 @@ from axiom_dagster.config.models import AxiomConfig
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.rules import compile_rules
 from axiom_dagster.rules.action_base import clone_dataset
-from axiom_dagster.rules.lookup_actions import ElementCache
+from axiom_dagster.rules.attribute_actions import SetAction
+from axiom_dagster.rules.lookup_actions import ElementCache, TextPut
+from axiom_dagster.rules.paths import TagPath
 from axiom_dagster.store.state import StateStore
 
 META = ArrivalMeta(source="t")
@@ -198,3 +200,16 @@ def test_element_cache_is_bounded_and_never_shares_lists(monkeypatch):
     first, again = cache.element(tag, "LO", "R-9"), cache.element(tag, "LO", "R-9")
     assert first is not again and first.__dict__ == again.__dict__
     assert again.__dict__ == DataElement(tag, "LO", "R-9").__dict__  # exactly what pydicom builds
+
+
+def test_text_put_keys_stay_base_tags():
+    """The direct store probes with a FastTag; a new attribute's key must still be the
+    BaseTag that Dataset.__setitem__ stores, and a replaced one keeps its own key."""
+    put = TextPut(SetAction(TagPath("PatientID"), None, "", "t"), ElementCache())
+    ds = Dataset()
+    ds.PatientName = "Doe^John"
+    assert put.put(ds, "", "R-1") and ds.PatientID == "R-1"
+    assert all(type(k) is BaseTag for k in ds._dict)
+    key = next(k for k in ds._dict if k == 0x00100020)
+    assert put.put(ds, "R-1", "R-2") and ds.PatientID == "R-2" and not put.put(ds, "R-2", "R-2")
+    assert next(k for k in ds._dict if k == 0x00100020) is key

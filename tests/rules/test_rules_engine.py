@@ -184,6 +184,32 @@ def test_rule_without_destinations_applies_to_every_routed_destination():
     assert unchanged.copies[0].changed is False
 
 
+def test_routes_reused_across_instances_equal_a_fresh_engine():
+    """Routes and plans are cached per (matched rules, destinations asked for): every
+    combination, in any order, must give what a new engine (empty cache) gives."""
+    config = {"rulesets": [
+        {"name": "route", "rules": [
+            {"name": "ct", "conditions": {"attribute": "Modality", "op": "eq", "value": "CT"}, "destinations": ["pacs"]},
+            {"name": "mr", "conditions": {"attribute": "Modality", "op": "eq", "value": "MR"},
+             "destinations": ["research", "archive"]},
+        ]},
+        {"name": "fix", "rules": [tag("fix-all"), tag("fix-archive", destinations=["archive"])]},
+    ], "default_destinations": ["archive"]}
+    engine = compile_rules(config, secret_key=KEY)
+
+    def seen(out):
+        return [(c.destination, c.changed, c.dataset.StudyDescription) for c in out.copies], out.matched_rules
+
+    for modality in ("CT", "MR", "US", "MR", "CT", "US"):
+        for dests in (DESTS, ["archive", "pacs"], ["research"], [], DESTS):
+            ds = make_ds()
+            ds.Modality = modality
+            expected = compile_rules(config, secret_key=KEY).morph(ds, ArrivalMeta(), dests)
+            assert seen(engine.morph(ds, ArrivalMeta(), dests)) == seen(expected)
+    assert seen(engine.morph(make_ds(), ArrivalMeta(), DESTS))[0] == [
+        ("pacs", True, "head+fix-all"), ("archive", True, "head+fix-all+fix-archive")]
+
+
 def test_quarantine_yields_no_copies():
     config = {"rulesets": [{"name": "a", "rules": [
         tag("ok", destinations=["pacs"]),
