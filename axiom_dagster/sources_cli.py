@@ -194,7 +194,8 @@ def _launch_in_dagster(args, spec) -> int:
     asset = backfill_asset_name(spec.name)
     keys = partition_keys(args.first, args.last)
     try:
-        backfill_id = launch_backfill(instance, asset, keys, tags={"axiom/source": spec.name},
+        # axiom/node: the instance's per-node run limit, shared with the poll sensor's retrieval runs
+        backfill_id = launch_backfill(instance, asset, keys, tags={"axiom/source": spec.name, "axiom/node": spec.name},
                                       title=f"{spec.name} {args.first}..{args.last}", url=args.dagster_url)
     except LaunchError as exc:
         print(f"could not launch the Dagster backfill: {exc}", file=sys.stderr)

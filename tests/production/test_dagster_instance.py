@@ -33,8 +33,8 @@ def test_production_instance_settings(tmp_path, postgres_url, monkeypatch):
         pools = instance.get_concurrency_config().pool_config
         assert pools.default_pool_limit == 2 and str(pools.pool_granularity.value) == "op"
         # A pool per remote node, with its own limit set as an operator would (CLI/UI).
-        instance.event_log_storage.set_concurrency_slots("node/pacs-main", 4)
-        assert instance.event_log_storage.get_concurrency_info("node/pacs-main").slot_count == 4
+        instance.event_log_storage.set_concurrency_slots("axiom_source_pacs_main", 4)
+        assert instance.event_log_storage.get_concurrency_info("axiom_source_pacs_main").slot_count == 4
         assert instance.run_monitoring_enabled and instance.run_monitoring_start_timeout_seconds == 180
         assert instance.run_monitoring_max_runtime_seconds == 7200
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2

@@ -69,6 +69,7 @@ def test_backfill_with_a_daemon_launches_a_dagster_backfill(tmp_path, orthanc, m
             backfills = instance.get_backfills()
             assert len(backfills) == 1 and backfills[0].status.value == "COMPLETED_SUCCESS"
             assert backfills[0].tags["axiom/source"] == "orthanc-web"
+            assert backfills[0].tags["axiom/node"] == "orthanc-web"  # the per-node run limit
             runs = instance.get_runs()
             backfill_runs = [r for r in runs if r.tags.get("dagster/backfill") == backfills[0].backfill_id]
             # Five days at three per run (BackfillPolicy.multi_run): two runs, none in this process.
