@@ -120,7 +120,7 @@ class DicomListenerService:
             evt_handlers=handlers, server_class=self.server_class,
         )
         # C-STORE and C-ECHO requests are read by dicom/store_receiver.py, which hands each
-        # data set to `begin` (realtime/prompt.py installs it per association).
+        # data set to `begin` (dimse_network.PromptRequestHandler installs it per association).
         self.spool = dimse_spool(self.zone.root)  # on the landing zone's filesystem: landing is a rename
         self.server.store_handler = self
         self.ae._servers.append(self.server)

@@ -2,6 +2,7 @@
 context, an association server with TCP_NODELAY, and the calling IP allow-list check."""
 from __future__ import annotations
 
+import copy
 import ipaddress
 import logging
 import socket
@@ -10,12 +11,19 @@ from pathlib import Path
 from typing import Callable
 
 from pynetdicom import evt
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom._handlers import (
+    standard_dimse_recv_handler,
+    standard_dimse_sent_handler,
+    standard_pdu_recv_handler,
+    standard_pdu_sent_handler,
+)
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from axiom_dagster.config.listeners import TLSConfig
 from axiom_dagster.config.models import ConfigError
 
-from .prompt import ContextList, PromptRequestHandler
+from axiom_dagster.dicom.prompt_association import make_prompt
+from axiom_dagster.dicom.store_receiver import receive_stores
 
 log = logging.getLogger("axiom.realtime.dimse")
 
@@ -65,10 +73,47 @@ def build_ssl_context(tls: TLSConfig, resolve: Callable[[Path], Path], where: st
     return ctx
 
 
+_STANDARD_LOGGING = (
+    (evt.EVT_DIMSE_RECV, standard_dimse_recv_handler),
+    (evt.EVT_DIMSE_SENT, standard_dimse_sent_handler),
+    (evt.EVT_PDU_RECV, standard_pdu_recv_handler),
+    (evt.EVT_PDU_SENT, standard_pdu_sent_handler),
+)
+
+
+class PromptRequestHandler(RequestHandler):
+    """Each accepted association: prompt idle loops (dicom/prompt_association.py), C-STORE
+    and C-ECHO requests read by dicom/store_receiver.py into the server's `store_handler`,
+    and no standard logging handlers (they log UIDs)."""
+
+    def _create_association(self):
+        assoc = super()._create_association()
+        for event, handler in _STANDARD_LOGGING:
+            assoc.unbind(event, handler)
+        make_prompt(assoc)
+        handler = getattr(self.server, "store_handler", None)
+        if handler is not None:
+            receive_stores(assoc, handler, answer_echo=True)
+        return assoc
+
+
+class ContextList(list):
+    """The server's supported contexts; copied per association without deepcopy (the UIDs
+    are immutable, each context and its transfer syntax list are new objects)."""
+
+    def __deepcopy__(self, memo):
+        out = []
+        for cx in self:
+            new = copy.copy(cx)
+            new._transfer_syntax = list(cx._transfer_syntax)
+            out.append(new)
+        return out
+
+
 class NoDelayAssociationServer(ThreadedAssociationServer):
     """pynetdicom's server with TCP_NODELAY on every accepted socket (pynetdicom 3.0.4 leaves
     Nagle on: each C-STORE response then waits ~40 ms for the peer's delayed ACK), and
-    prompt associations (realtime/prompt.py)."""
+    prompt associations (PromptRequestHandler)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

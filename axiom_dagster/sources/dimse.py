@@ -21,6 +21,7 @@ from pynetdicom.sop_class import (
 )
 
 from axiom_dagster.config.sources import DimseSource
+from axiom_dagster.dicom.prompt_association import make_prompt
 from axiom_dagster.dicom.store_receiver import receive_stores
 from axiom_dagster.dicom.uids import is_valid_uid
 from axiom_dagster.sources.sink import NotLandable, dataset_ids
@@ -35,16 +36,15 @@ TRANSFER_SYNTAXES = [
 ]
 MAX_CONTEXTS = 128  # an association request may carry at most 128 presentation contexts
 STATUS_SUCCESS, STATUS_OUT_OF_RESOURCES, STATUS_UNEXPECTED = 0x0000, 0xA700, 0xC001
-# pynetdicom's reactor sleeps 1 ms whenever it finds nothing to do, several times per
-# C-STORE sub-operation (request in, response out): 0.1 ms keeps the sender busy.
-REACTOR_DELAY = 0.0001
 # Study-level filters spelled as series attributes map to the study-level key.
 _STUDY_KEYS = {"Modality": "ModalitiesInStudy"}
 
 
 def _nodelay(event) -> None:
+    """TCP_NODELAY, and idle loops that wait on the socket rather than sleeping 1 ms several
+    times per C-STORE sub-operation (dicom/prompt_association.py)."""
     event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    event.assoc.dul._run_loop_delay = REACTOR_DELAY
+    make_prompt(event.assoc)
 
 
 def _status_text(status: Dataset | None) -> str:

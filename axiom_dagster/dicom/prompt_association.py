@@ -1,4 +1,4 @@
-"""Prompt, lighter pynetdicom acceptor associations for the C-STORE SCP (measured hot spots).
+"""Prompt pynetdicom associations: idle loops that wait on their events (measured hot spot).
 
 pynetdicom 3.0.4 runs two polling loops per association: the DUL thread sleeps 1 ms whenever
 it is idle and the association reactor sleeps 1 ms before every look at its DIMSE queue, so
@@ -11,17 +11,12 @@ message, a release or an abort for it (or the DUL ends). What nothing signals (p
 timers: ARTIM, the network idle timeout) is still looked at every IDLE_WAIT. TLS sockets
 keep the plain 1 ms sleep (select cannot see buffered TLS data).
 
-C-STORE and C-ECHO requests themselves are read and answered by dicom/store_receiver.py in
-the DUL thread (installed here when the server has a `store_handler`).
-
-Also per association: no standard logging handlers (they copy the whole received data set to
-test that it is not empty, and log UIDs), and the supported presentation contexts are copied
-cheaply instead of pynetdicom's deepcopy (~40 ms per association for 208 SOP classes x 16
-transfer syntaxes).
+Used by the realtime listeners (acceptors, set up before their threads start) and by C-GET
+retrieval (requestors, set up from EVT_CONN_OPEN in the running DUL thread). Tied to
+pynetdicom 3.0.4 (pinned): its `time.sleep` calls in dul.py and association.py are the hook.
 """
 from __future__ import annotations
 
-import copy
 import os
 import select
 import ssl
@@ -32,22 +27,6 @@ from types import SimpleNamespace
 import pynetdicom.association
 import pynetdicom.dul
 from pynetdicom import evt
-from pynetdicom._handlers import (
-    standard_dimse_recv_handler,
-    standard_dimse_sent_handler,
-    standard_pdu_recv_handler,
-    standard_pdu_sent_handler,
-)
-from pynetdicom.transport import RequestHandler
-
-from axiom_dagster.dicom.store_receiver import receive_stores
-
-_STANDARD_LOGGING = (
-    (evt.EVT_DIMSE_RECV, standard_dimse_recv_handler),
-    (evt.EVT_DIMSE_SENT, standard_dimse_sent_handler),
-    (evt.EVT_PDU_RECV, standard_pdu_recv_handler),
-    (evt.EVT_PDU_SENT, standard_pdu_sent_handler),
-)
 
 
 def _sleep(seconds: float) -> None:
@@ -91,6 +70,8 @@ class _Wakeup:
                 pass
 
     def drain(self) -> None:
+        if self.closed:
+            return
         try:
             os.eventfd_read(self.fd)
         except (BlockingIOError, OSError):
@@ -103,7 +84,8 @@ class _Wakeup:
 
 
 def make_prompt(assoc) -> None:
-    """Give a freshly created acceptor Association (not started) event-driven idle waits."""
+    """Give an Association event-driven idle waits: an acceptor before it is started, or a
+    requestor from its EVT_CONN_OPEN handler (its DUL thread already running)."""
     install()
     dul = assoc.dul
     wake = _Wakeup()
@@ -138,9 +120,12 @@ def make_prompt(assoc) -> None:
             return
         has_work.clear()
 
-    def kill_and_wake() -> None:  # Association.kill from another thread: both loops see it now
+    def wake_both() -> None:
         has_work.set()
         wake.set()
+
+    def kill_and_wake() -> None:  # Association.kill from another thread: both loops see it now
+        wake_both()
         kill()
 
     def run_dul() -> None:
@@ -150,38 +135,20 @@ def make_prompt(assoc) -> None:
             has_work.set()
             wake.close()
 
-    dul_run = dul._target if hasattr(dul, "_target") else None
-    if dul_run is None:  # threading.Thread keeps its target in _target; be safe if it moves
+    def on_close(_event) -> None:
+        has_work.set()
         wake.close()
-        return
+
+    if dul.ident is None:  # not started: end with the thread
+        dul_run = dul._target
+        dul._target = run_dul
+    else:  # running: end with the connection
+        assoc.bind(evt.EVT_CONN_CLOSE, on_close)
     kill = assoc.kill
-    dul._target = run_dul
     dul.send_pdu = send_and_wake
     assoc.kill = kill_and_wake
+    assoc._axiom_wake = wake_both  # for code that waits on the reactor (cstore_session.paused_reactor)
     dul._axiom_idle_wait = dul_wait
     assoc._axiom_idle_wait = reactor_wait
 
 
-class PromptRequestHandler(RequestHandler):
-    def _create_association(self):
-        assoc = super()._create_association()
-        for event, handler in _STANDARD_LOGGING:
-            assoc.unbind(event, handler)
-        make_prompt(assoc)
-        handler = getattr(self.server, "store_handler", None)
-        if handler is not None:
-            receive_stores(assoc, handler, answer_echo=True)
-        return assoc
-
-
-class ContextList(list):
-    """The server's supported contexts; copied per association without deepcopy (the UIDs
-    are immutable, each context and its transfer syntax list are new objects)."""
-
-    def __deepcopy__(self, memo):
-        out = []
-        for cx in self:
-            new = copy.copy(cx)
-            new._transfer_syntax = list(cx._transfer_syntax)
-            out.append(new)
-        return out
