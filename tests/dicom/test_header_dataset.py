@@ -97,3 +97,16 @@ def test_validation_problems_are_found_on_the_header_dataset(tmp_path):
     assert "missing required attribute Modality" in problems
     assert any(p.startswith("pixel data truncated") for p in problems)
     assert problems == validate_instance(dcmread(io.BytesIO(data)))
+
+
+def test_character_set_and_file_meta_are_pydicom_s():
+    for path in REAL_WORLD:
+        data = Path(path).read_bytes()
+        try:
+            header = read_header_bytes(data)
+        except Exception:
+            continue
+        fast, slow = header_dataset(header, data), dcmread(io.BytesIO(data))
+        assert fast.original_character_set == slow.original_character_set, Path(path).name
+        assert fast.original_encoding == slow.original_encoding, Path(path).name
+        assert fast.file_meta.TransferSyntaxUID == slow.file_meta.TransferSyntaxUID, Path(path).name
