@@ -63,12 +63,17 @@ def catalog_tables(context: AssetExecutionContext, axiom: AxiomResource):
     day = context.partition_key
     con = connect(axiom.config.catalog_path)
     in_day = "study_instance_uid IN (SELECT study_instance_uid FROM instances WHERE arrival_date = ?::DATE)"
-    instances = _one(con, "SELECT count(*) FROM instances WHERE arrival_date = ?::DATE", [day])
+    # The day's counts and the required columns' NULLs in one query: each query reads the
+    # day's files again, and this asset runs after every batch.
+    nulls = ", ".join(f"count(*) FILTER ({c} IS NULL OR {c} = '')" for c in REQUIRED_COLUMNS)
+    instances, with_warnings, *null_counts = con.execute(
+        f"SELECT count(*), count(*) FILTER (len(warnings) > 0), {nulls} FROM instances WHERE arrival_date = ?::DATE",
+        [day]).fetchone()
     yield MaterializeResult(asset_key="catalog_instances", metadata={
         "rows_in_day": instances,
         "rows_in_catalog": _one(con, "SELECT count(*) FROM instances"),
         "superseded_in_day": _one(con, "SELECT count(*) FROM superseded WHERE arrival_date = ?::DATE", [day]),
-        "rows_with_warnings": _one(con, "SELECT count(*) FROM instances WHERE arrival_date = ?::DATE AND len(warnings) > 0", [day]),
+        "rows_with_warnings": with_warnings,
         "preview": _preview(con, f"SELECT study_instance_uid, modality, study_date, series_number, instance_number, "
                                  f"file_size FROM instances WHERE arrival_date = '{day}' LIMIT 5"),
     })
@@ -82,17 +87,14 @@ def catalog_tables(context: AssetExecutionContext, axiom: AxiomResource):
         "preview": _preview(con, f"SELECT study_instance_uid, modalities, series, instances, study_date FROM studies "
                                  f"WHERE first_arrival_date <= '{day}' AND last_arrival_date >= '{day}' LIMIT 5"),
     })
-    yield from catalog_checks(con, day)
+    yield from catalog_checks(con, day, dict(zip(REQUIRED_COLUMNS, null_counts)))
 
 
-def catalog_checks(con, day: str):
+def catalog_checks(con, day: str, nulls: dict[str, int]):
+    """The day's checks; `nulls`: required column -> rows of the day where it is NULL or empty."""
     dupes = _one(con, "SELECT count(*) FROM (SELECT sop_instance_uid FROM instances GROUP BY 1 HAVING count(*) > 1)")
     yield AssetCheckResult(check_name="sop_instance_uid_unique_in_catalog", asset_key="catalog_instances",
                            passed=dupes == 0, severity=AssetCheckSeverity.ERROR, metadata={"duplicated_uids": dupes})
-    nulls = {
-        c: _one(con, f"SELECT count(*) FROM instances WHERE arrival_date = ?::DATE AND ({c} IS NULL OR {c} = '')", [day])
-        for c in REQUIRED_COLUMNS
-    }
     yield AssetCheckResult(check_name="required_columns_non_null", asset_key="catalog_instances",
                            passed=not any(nulls.values()), severity=AssetCheckSeverity.ERROR,
                            metadata={f"null_{c}": n for c, n in nulls.items()})

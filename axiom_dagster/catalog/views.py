@@ -126,7 +126,11 @@ def existing_rows(root: str, sop_uids: list[str], exclude: str):
     _register_remote(con, root)
     wanted = pl.DataFrame({"sop": sop_uids})  # noqa: F841 - read by DuckDB by name
     scan = _scan(root, "instances", filename="true")
-    found = con.sql(f"SELECT * FROM {scan} WHERE sop_instance_uid IN (SELECT sop FROM wanted)").pl()
+    matching = f"FROM {scan} WHERE sop_instance_uid IN (SELECT sop FROM wanted)"
+    # Most batches bring only new instances: one column answers that, without reading rows.
+    if not con.execute(f"SELECT 1 {matching} LIMIT 1").fetchall():
+        return empty
+    found = con.sql(f"SELECT * {matching}").pl()
     if found.height == 0:
         return empty
     prefix = root + "/"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 
+from axiom_dagster.dicom.fastvalues import fast_get
 from axiom_dagster.dicom.uids import require_uid
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -26,6 +27,6 @@ def safe_component(value: object) -> str:
 def render_path(root: Path, template: str, ds: Dataset) -> Path:
     values = {}
     for name in template_fields(template):
-        raw = ds.get(name, "")
+        raw = fast_get(ds, name, "")
         values[name] = require_uid(raw, name) if name in _UID_FIELDS else safe_component(raw)
     return root / template.format(**values)

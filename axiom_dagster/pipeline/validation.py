@@ -1,11 +1,13 @@
 """Validation of a received instance before anything is changed or sent.
 
-Returns problems as plain sentences; an empty list means the instance may go on.
+Returns problems as plain sentences; an empty list means the instance may go on. Values are
+read with fast_get (pydicom's values, decoded from the raw bytes where that is simple).
 """
 from __future__ import annotations
 
 from pydicom import Dataset
 
+from axiom_dagster.dicom.fastvalues import fast_get
 from axiom_dagster.dicom.uids import is_valid_uid
 
 # Type 1 attributes of the SOP Common, General Study, General Series modules that routing,
@@ -17,12 +19,13 @@ _NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1
 
 
 def validate_instance(ds: Dataset, expected_sop_uid: str | None = None) -> list[str]:
-    problems = [f"missing required attribute {name}" for name in REQUIRED if not ds.get(name)]
+    values = {name: fast_get(ds, name) for name in REQUIRED}
+    problems = [f"missing required attribute {name}" for name in REQUIRED if not values[name]]
     for name in UID_ATTRIBUTES:
-        value = ds.get(name)
+        value = values[name]
         if value and not is_valid_uid(str(value)):
             problems.append(f"{name} is not a valid UID")
-    if expected_sop_uid and ds.get("SOPInstanceUID") and str(ds.SOPInstanceUID) != expected_sop_uid:
+    if expected_sop_uid and values["SOPInstanceUID"] and str(values["SOPInstanceUID"]) != expected_sop_uid:
         problems.append("SOPInstanceUID differs from the one recorded at landing")
     problems += _pixel_data_problems(ds)
     return problems
@@ -43,12 +46,12 @@ def _pixel_data_problems(ds: Dataset) -> list[str]:
     if syntax not in _NATIVE_SYNTAXES or ds["PixelData"].is_undefined_length:
         return []
     try:
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-        if samples == 3 and str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+        samples = int(fast_get(ds, "SamplesPerPixel", 1) or 1)
+        if samples == 3 and str(fast_get(ds, "PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
             samples = 2
         expected = (
-            int(ds.Rows) * int(ds.Columns) * samples
-            * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated)
+            int(_required(ds, "Rows")) * int(_required(ds, "Columns")) * samples
+            * int(fast_get(ds, "NumberOfFrames", 1) or 1) * int(_required(ds, "BitsAllocated"))
         )
     except Exception:  # missing, or a value pydicom cannot convert
         return ["pixel data present but Rows, Columns, SamplesPerPixel, NumberOfFrames or BitsAllocated missing or invalid"]
@@ -57,3 +60,13 @@ def _pixel_data_problems(ds: Dataset) -> list[str]:
     if actual < expected_bytes:
         return [f"pixel data truncated: {actual} bytes, image attributes need {expected_bytes}"]
     return []
+
+
+def _required(ds: Dataset, keyword: str):
+    value = fast_get(ds, keyword, _MISSING)
+    if value is _MISSING:
+        raise AttributeError(keyword)  # as ds.<keyword> raises
+    return value
+
+
+_MISSING = object()

@@ -34,6 +34,10 @@ class MorphOutcome:
 
 
 class Morpher(Protocol):
+    """A morpher may declare `copies_unchanged = True` when every copy it returns is the input
+    unchanged: the pipeline then hands it a data set built from the raw header (attributes
+    readable, never re-encoded) instead of pydicom's full reading of the file."""
+
     def morph(
         self, ds: Dataset, meta: ArrivalMeta, destinations: Sequence[str]
     ) -> MorphOutcome: ...
@@ -41,6 +45,8 @@ class Morpher(Protocol):
 
 class PassThrough:
     """Every destination receives the instance unchanged."""
+
+    copies_unchanged = True
 
     def morph(self, ds: Dataset, meta: ArrivalMeta, destinations: Sequence[str]) -> MorphOutcome:
         return MorphOutcome(copies=[DestinationCopy(name, ds) for name in destinations])
