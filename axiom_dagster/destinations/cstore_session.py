@@ -45,7 +45,6 @@ COMMAND, COMMAND_LAST, DATA, DATA_LAST = b"\x01", b"\x03", b"\x00", b"\x02"
 def paused_reactor(assoc):
     """Hold the association reactor at its checkpoint (as send_c_store does per request)."""
     assoc._reactor_checkpoint.clear()
-    getattr(assoc, "_axiom_wake", lambda: None)()  # a prompt reactor: to its checkpoint now
     while not assoc._is_paused and assoc.is_alive():
         time.sleep(0.0001)
     try:

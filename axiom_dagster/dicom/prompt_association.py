@@ -83,6 +83,19 @@ class _Wakeup:
             os.close(self.fd)
 
 
+class _Checkpoint(threading.Event):
+    """The association's reactor checkpoint: whoever clears it (pynetdicom's send_c_get,
+    send_c_find, ..., to pause the reactor) wakes the reactor so it pauses at once."""
+
+    def __init__(self, on_clear):
+        super().__init__()
+        self.on_clear = on_clear
+
+    def clear(self) -> None:
+        super().clear()
+        self.on_clear()
+
+
 def make_prompt(assoc) -> None:
     """Give an Association event-driven idle waits: an acceptor before it is started, or a
     requestor from its EVT_CONN_OPEN handler (its DUL thread already running)."""
@@ -147,7 +160,12 @@ def make_prompt(assoc) -> None:
     kill = assoc.kill
     dul.send_pdu = send_and_wake
     assoc.kill = kill_and_wake
-    assoc._axiom_wake = wake_both  # for code that waits on the reactor (cstore_session.paused_reactor)
+    # Set up before the reactor loop runs (before start, or at connection open): its
+    # checkpoint is replaced while nobody waits on it.
+    checkpoint = _Checkpoint(has_work.set)
+    if assoc._reactor_checkpoint.is_set():
+        checkpoint.set()
+    assoc._reactor_checkpoint = checkpoint
     dul._axiom_idle_wait = dul_wait
     assoc._axiom_idle_wait = reactor_wait
 
