@@ -62,8 +62,13 @@ def us(fields: dict[int, bytes], elem: int) -> int:
 
 
 def text(fields: dict[int, bytes], elem: int) -> str:
-    """A UI or LO value without its padding ('' when absent)."""
-    return fields.get(elem, b"").decode("ascii", "replace").rstrip("\x00 ")
+    """A UI or LO value without its padding ('' when absent). Latin-1: any bytes a peer sent
+    (a damaged UID included) come back unchanged when echoed in the response."""
+    return fields.get(elem, b"").decode("latin-1").rstrip("\x00 ")
+
+
+def _bytes(value: str) -> bytes:
+    return value.encode("latin-1", "replace")
 
 
 def element(elem: int, value: bytes) -> bytes:
@@ -86,12 +91,12 @@ def command_set(sop_class: str, sop_instance: str, msg_id: int, priority: int = 
     """The C-STORE-RQ command set (PS3.7 9.3.1.1), as pynetdicom encodes it for a request
     with a data set and no Move Originator."""
     return encode_command(
-        element(AFFECTED_SOP_CLASS_UID, sop_class.encode("ascii")),
+        element(AFFECTED_SOP_CLASS_UID, _bytes(sop_class)),
         element(COMMAND_FIELD, _us(C_STORE_RQ)),
         element(MESSAGE_ID, _us(msg_id)),
         element(PRIORITY, _us(priority)),
         element(COMMAND_DATA_SET_TYPE, _us(DATA_SET_PRESENT)),
-        element(AFFECTED_SOP_INSTANCE_UID, sop_instance.encode("ascii")),
+        element(AFFECTED_SOP_INSTANCE_UID, _bytes(sop_instance)),
     )
 
 
@@ -100,14 +105,14 @@ def response_set(command_field: int, msg_id: int, status: int, sop_class: str = 
     """A response without a data set (C-STORE-RSP, C-ECHO-RSP, ...; PS3.7 9.3)."""
     parts = []
     if sop_class:
-        parts.append(element(AFFECTED_SOP_CLASS_UID, sop_class.encode("ascii")))
+        parts.append(element(AFFECTED_SOP_CLASS_UID, _bytes(sop_class)))
     parts += [element(COMMAND_FIELD, _us(command_field)), element(MESSAGE_ID_BEING_RESPONDED_TO, _us(msg_id)),
               element(COMMAND_DATA_SET_TYPE, _us(NO_DATA_SET)), element(STATUS, _us(status))]
     if error_comment:
         comment = error_comment.encode("ascii", "replace")[:64]
         parts.append(element(ERROR_COMMENT, comment + b" " * (len(comment) % 2)))
     if sop_instance:
-        parts.append(element(AFFECTED_SOP_INSTANCE_UID, sop_instance.encode("ascii")))
+        parts.append(element(AFFECTED_SOP_INSTANCE_UID, _bytes(sop_instance)))
     return encode_command(*parts)
 
 

@@ -141,6 +141,16 @@ def make_prompt(assoc) -> None:
         wake_both()
         kill()
 
+    def stop_and_wake() -> bool:  # DULServiceProvider.stop_dul: the loop ends now, not after its wait
+        stopped = stop_dul()
+        if stopped:
+            wake.set()
+        return stopped
+
+    def kill_dul_and_wake() -> None:
+        kill_dul()
+        wake.set()
+
     def run_dul() -> None:
         try:
             dul_run()
@@ -157,8 +167,10 @@ def make_prompt(assoc) -> None:
         dul._target = run_dul
     else:  # running: end with the connection
         assoc.bind(evt.EVT_CONN_CLOSE, on_close)
-    kill = assoc.kill
+    kill, stop_dul, kill_dul = assoc.kill, dul.stop_dul, dul.kill_dul
     dul.send_pdu = send_and_wake
+    dul.stop_dul = stop_and_wake
+    dul.kill_dul = kill_dul_and_wake
     assoc.kill = kill_and_wake
     # Set up before the reactor loop runs (before start, or at connection open): its
     # checkpoint is replaced while nobody waits on it.

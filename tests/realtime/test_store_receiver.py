@@ -136,3 +136,12 @@ def test_abort_mid_data_set_lands_nothing_and_leaves_no_spool_file(tiny_pdu_serv
         time.sleep(0.02)
     assert not any(listener.spool.iterdir())
     assert tiny_pdu_service.store.ledger_after(0, 10) == []
+
+
+def test_damaged_uid_bytes_are_echoed_back_unchanged():
+    # a damaged file's request may carry non-ASCII bytes in its UIDs: the response repeats them
+    raw = b"1.2.840.\xe9\xff"
+    command = dc.encode_command(dc.element(dc.AFFECTED_SOP_INSTANCE_UID, raw))
+    value = dc.text(dc.decode_command(command), dc.AFFECTED_SOP_INSTANCE_UID)
+    response = dc.response_set(dc.C_STORE_RSP, 1, 0xC000, "1.2", value, "unreadable")
+    assert dc.decode_command(response)[dc.AFFECTED_SOP_INSTANCE_UID] == raw
