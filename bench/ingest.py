@@ -140,10 +140,8 @@ def drop_pg_databases() -> None:
 
 class Service:
     def __init__(self, root: Path, url: str | None = None):
-        from realtime.service import RealtimeService, _Server, tune_process
+        from realtime.service import RealtimeService, _Server
         import uvicorn
-
-        tune_process()  # as `axiom realtime` does
 
         from axiom_dagster.store.apikeys import create_key
 

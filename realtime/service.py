@@ -185,22 +185,9 @@ def sweep_temp_files(root: Path, days: int = 2) -> int:
     return removed
 
 
-def tune_process() -> None:
-    """Process settings for a realtime service process (entry points only; tests running the
-    service inside their own process keep the defaults): no pydicom value validation (about
-    5 % of the receive path's CPU in a profile). The service's only pydicom work is
-    pynetdicom's command sets: data sets are stored as received and their UIDs validated by
-    us. (A shorter GIL switch interval was tried, 0.2-1 ms: no difference above the noise.)"""
-    import pydicom.config
-
-    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-    pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
-
-
 def main(config: AxiomConfig, log_level: str = "INFO") -> int:
     setup_logging(log_level)
     # AXIOM_CLOSE_STALE_ASSOCIATIONS=0 when several replicas share one state store.
     close_stale = os.environ.get("AXIOM_CLOSE_STALE_ASSOCIATIONS", "1") != "0"
     service = RealtimeService(config, close_stale_associations=close_stale)
-    tune_process()  # only once the service is built (`axiom realtime` with a bad config runs in tests)
     return service.run()

@@ -24,7 +24,7 @@ from axiom_dagster.config.models import AxiomConfig
 from axiom_dagster.store.state import StateStore
 
 from .logs import setup_logging
-from .service import RealtimeService, close_stale_associations, sweep_temp_files, tune_process
+from .service import RealtimeService, close_stale_associations, sweep_temp_files
 from .stow import SOURCE as STOW_SOURCE
 
 log = logging.getLogger("axiom.realtime.supervisor")
@@ -113,7 +113,6 @@ def worker_main(argv: list[str]) -> int:
     config = load_default_config(config_path or None)
     log.info("listener worker serving", extra={"worker": int(index), "pid": os.getpid()})
     service = RealtimeService(config, worker=True)
-    tune_process()
     return service.run()
 
 

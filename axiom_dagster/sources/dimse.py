@@ -72,7 +72,7 @@ class DimseStudySource:
         ctx.load_cert_chain(str(resolve(tls.cert)), str(resolve(tls.key)))
         return ctx
 
-    def _associate(self, contexts, roles=(), handlers=()):
+    def _associate(self, contexts, roles=()):
         ae = AE(ae_title=self.config.ae_title)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.config.timeout_seconds
         for cx in contexts:
@@ -80,7 +80,7 @@ class DimseStudySource:
         tls = (self._tls, self.config.host) if self._tls else None
         assoc = ae.associate(
             self.config.host, self.config.port, ae_title=self.config.remote_ae, ext_neg=list(roles) or None,
-            tls_args=tls, evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay), *handlers], max_pdu=0,
+            tls_args=tls, evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)], max_pdu=0,
         )
         if not assoc.is_established:
             state = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
@@ -165,14 +165,7 @@ class DimseStudySource:
         storage = self._storage_contexts(study)
         roles = [build_role(cx.abstract_syntax, scp_role=True) for cx in storage]
 
-        def on_store(event):  # only a C-STORE the receiver below leaves to pynetdicom (never seen)
-            buf = event.request.DataSet.getbuffer()
-            try:
-                return _land(sink, buf, str(event.context.transfer_syntax), str(event.request.AffectedSOPClassUID))
-            finally:
-                buf.release()
-
-        assoc = self._associate([build_context(GET), *storage], roles, [(evt.EVT_C_STORE, on_store)])
+        assoc = self._associate([build_context(GET), *storage], roles)
         # The C-STORE sub-operations are read and answered in the DUL thread, the C-GET-RSPs
         # stay pynetdicom's (dicom/store_receiver.py).
         receive_stores(assoc, _SinkStores(sink))
