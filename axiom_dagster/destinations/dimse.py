@@ -33,7 +33,6 @@ from pynetdicom.presentation import build_context
 
 from axiom_dagster.config.destinations import DicomDestination
 from axiom_dagster.destinations.base import DestinationUnreachable
-from axiom_dagster.dicom.prompt_association import make_prompt
 from axiom_dagster.destinations.cstore_session import c_store, fast_responses, paused_reactor
 from axiom_dagster.dicom.file_meta import NotPlainPart10, read_file_meta
 from axiom_dagster.store.deliveries import DueDelivery, Outcome
@@ -53,6 +52,7 @@ UNCOMPRESSED = set(FALLBACK)
 # Success, and the storage warnings (coercion, element discarded, does not match SOP class).
 CONFIRMING = {0x0000, 0xB000, 0xB006, 0xB007}
 DUPLICATE = 0x0111  # Duplicate SOP Instance: the peer has it already
+REACTOR_DELAY = 0.0005  # seconds; pynetdicom 3.0.4's default is 0.001
 HEAD_BYTES = 16384  # enough for any ordinary File Meta Information group
 
 
@@ -106,10 +106,7 @@ def _context_count(held: dict[str, set[str]], s: _Staged) -> int:
 
 
 def _nodelay(event) -> None:
-    """TCP_NODELAY, and idle loops that wait on the socket (a response) rather than sleeping
-    1 ms twice per C-STORE (dicom/prompt_association.py)."""
     event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    make_prompt(event.assoc)
 
 
 def associate(dest: DicomDestination, ae: AE, tls: ssl.SSLContext | None, **kwargs):
@@ -128,6 +125,10 @@ def associate(dest: DicomDestination, ae: AE, tls: ssl.SSLContext | None, **kwar
     assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args,
                          evt_handlers=[(evt.EVT_CONN_OPEN, opened)], **kwargs)
     if assoc.is_established:
+        # pynetdicom's DUL reactor sleeps 1 ms whenever its queue is empty, twice per C-STORE
+        # (request out, response in). 0.5 ms: shorter waits, yet few idle polls while a busy
+        # peer answers (at 0.2 ms, 4 associations to Orthanc spent ~20 % more CPU polling).
+        assoc.dul._run_loop_delay = REACTOR_DELAY
         if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
             for event, handler in _CHATTY:
                 assoc.unbind(event, handler)

@@ -11,8 +11,8 @@ message, a release or an abort for it (or the DUL ends). What nothing signals (p
 timers: ARTIM, the network idle timeout) is still looked at every IDLE_WAIT. TLS sockets
 keep the plain 1 ms sleep (select cannot see buffered TLS data).
 
-Used by the realtime listeners (acceptors, set up before their threads start) and by C-GET
-retrieval (requestors, set up from EVT_CONN_OPEN in the running DUL thread). Tied to
+Used by the realtime listeners (acceptors, set up before their threads start) and by the
+DIMSE source (requestors, set up from EVT_CONN_OPEN in the running DUL thread). Tied to
 pynetdicom 3.0.4 (pinned): its `time.sleep` calls in dul.py and association.py are the hook.
 """
 from __future__ import annotations
