@@ -1,7 +1,7 @@
 """Celery scale-out: two Celery workers against one, each limited to one core, on the
 pipeline benchmark's files (bench/pipeline.py: 2,000 x 132 KB, 50 studies), same run.
 
-    python bench/celery.py [--instances 2000] [--batches 4] [--morph set|none]
+    python bench/celery.py [--instances 2000] [--batches 4] [--morph set|none] [--state pg|sqlite]
 
 Both sides land the same files, split the studies into the same batches, and start one run
 worker per batch (`dagster job execute` with AXIOM_EXECUTOR=celery: the run worker submits
@@ -9,6 +9,8 @@ the batch's step to RabbitMQ and waits). Once every step waits in the queue, the
 workers start (`taskset -c 0`, and `-c 1` for the second; pipeline.workers = 1, so a batch
 uses exactly its worker's core). Throughput = instances / (last step end - first step start),
 from the runs' event logs; the wall time from worker start to the last run's end is shown too.
+The state store is a PostgreSQL database by default, as in the documented scale-out deployment
+(with --state sqlite the workers share one SQLite file and its single writer lock).
 Needs RabbitMQ (guest/guest) and PostgreSQL (postgres, trust) on 127.0.0.1.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -40,9 +43,11 @@ from tests.production import celery_support as cs  # noqa: E402
 PG_ADMIN = os.environ.get("AXIOM_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 
-def prepare(work: Path, archive: list[Path], batches: int, morph: str):
+def prepare(work: Path, archive: list[Path], batches: int, morph: str, state_url: str | None):
     work.mkdir(parents=True)
     config = bench_config(work, morph, workers=1)
+    if state_url:
+        config = config.model_copy(update={"state_store": config.state_store.model_copy(update={"url": state_url})})
     config_file = work / "axiom.yaml"
     config_file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     store = StateStore(config.state_store_url)
@@ -56,12 +61,42 @@ def prepare(work: Path, archive: list[Path], batches: int, morph: str):
     return config, config_file, made
 
 
+class CpuSamples:
+    """Each worker's CPU seconds, sampled every 0.1 s in a thread, so that the CPU used
+    between two moments (the step span) can be read afterwards (startup excluded)."""
+
+    def __init__(self, workers: list):
+        self.workers, self.rows, self.done = workers, [], threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(0.1):
+            try:
+                self.rows.append((time.time(), [w.cpu_seconds() for w in self.workers]))
+            except (FileNotFoundError, ProcessLookupError):
+                return
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def used_between(self, start: float, end: float) -> list[float]:
+        def at(t):
+            return min(self.rows, key=lambda row: abs(row[0] - t))[1]
+
+        return [b - a for a, b in zip(at(start), at(end))]
+
+
 def scenario(work: Path, archive: list[Path], args, workers: int) -> dict:
-    config, config_file, batches = prepare(work, archive, args.batches, args.morph)
     db = f"axiom_bench_{uuid.uuid4().hex[:10]}"
+    databases = [db] + ([f"{db}_state"] if args.state == "pg" else [])
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{db}"')
+        for name in databases:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    state_url = sa.make_url(PG_ADMIN).set(database=f"{db}_state").render_as_string(hide_password=False) if args.state == "pg" else None
+    config, config_file, batches = prepare(work, archive, args.batches, args.morph, state_url)
     deployment = cs.make_deployment(work, config_file, db)
     started_workers, runs = [], []
     try:
@@ -70,26 +105,29 @@ def scenario(work: Path, archive: list[Path], args, workers: int) -> dict:
         cs.wait_for_queue(len(batches), runs, timeout=600)
         t0 = time.time()
         started_workers = [cs.CeleryWorker(deployment, f"bench{i}", cpu=i) for i in range(workers)]
+        samples = CpuSamples(started_workers)
         for p in runs:
             if p.wait(1800) != 0:
                 raise RuntimeError(f"a run failed; logs in {deployment.dagster_home}")
         wall = time.time() - t0
+        samples.stop()
         os.environ.update({k: v for k, v in deployment.env().items() if k.startswith("DAGSTER_")})
         from dagster import DagsterInstance
 
         with DagsterInstance.get() as instance:
             steps = cs.step_executions(instance, [r.dagster_run.run_id for r in instance.get_run_records()])
-        cpu = [w.cpu_seconds() for w in started_workers]
     finally:
         cs.stop_all(runs, started_workers)
         with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            for name in databases:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
     routed = sum(1 for _ in config.destination_path(config.destinations[0]).rglob("*.dcm"))
     assert routed == len(archive), routed
-    span = max(s.finished for s in steps) - min(s.started for s in steps)
+    first, last = min(s.started for s in steps), max(s.finished for s in steps)
+    span = last - first
     # Share of a core each worker got while the steps ran (1.0 = a whole core to itself).
-    share = [round(c / span, 2) for c in cpu]
+    share = [round(c / span, 2) for c in samples.used_between(first, last)]
     return {"workers": workers, "hosts": sorted({s.celery_worker for s in steps}), "span": span, "wall": wall,
             "rate": len(archive) / span, "steps": [round(s.finished - s.started, 2) for s in steps], "share": share}
 
@@ -100,6 +138,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=256)
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--morph", choices=["set", "none"], default="set")
+    parser.add_argument("--state", choices=["pg", "sqlite"], default="pg", help="state store (default: PostgreSQL)")
     args = parser.parse_args()
     if not cs.rabbitmq_available():
         sys.exit("RabbitMQ on 127.0.0.1:5672 is not reachable")
@@ -109,7 +148,7 @@ def main() -> None:
         tmp = Path(tmp)
         archive = generate_archive(tmp / "archive", spec)
         mb = sum(p.stat().st_size for p in archive) / 1e6
-        print(f"{len(archive)} instances, {mb:.0f} MB, {args.batches} batches, morph={args.morph}, {os.cpu_count()} cores")
+        print(f"{len(archive)} instances, {mb:.0f} MB, {args.batches} batches, morph={args.morph}, state={args.state}, {os.cpu_count()} cores")
         one = scenario(tmp / "one", archive, args, 1)
         two = scenario(tmp / "two", archive, args, 2)
         print(f"{'workers':8} {'step span s':>12} {'inst/s':>8} {'wall s':>8}  core share per worker / per-step seconds / workers")
