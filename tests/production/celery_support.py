@@ -92,9 +92,9 @@ class CeleryWorker:
                                         stderr=subprocess.STDOUT)
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) the worker process has used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time (user + system) the worker and its child processes (a batch's process pool;
+        live ones from their own /proc entries, reaped ones from the parent's) have used so far."""
+        return sum(_cpu_seconds(pid) for pid in [self.process.pid, *_children(self.process.pid)])
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -104,6 +104,28 @@ class CeleryWorker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+
+
+def _children(pid: int) -> list[int]:
+    """Descendants of `pid`, from /proc/<pid>/task/*/children."""
+    found, todo = [], [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in task.read_text().split()]
+            except FileNotFoundError:
+                continue
+            found += kids
+            todo += kids
+    return found
 
 
 def stop_all(runs: list[subprocess.Popen], workers: list[CeleryWorker]) -> None:
