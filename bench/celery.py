@@ -129,7 +129,8 @@ def scenario(work: Path, archive: list[Path], args, workers: int) -> dict:
     # Share of a core each worker got while the steps ran (1.0 = a whole core to itself).
     share = [round(c / span, 2) for c in samples.used_between(first, last)]
     return {"workers": workers, "hosts": sorted({s.celery_worker for s in steps}), "span": span, "wall": wall,
-            "rate": len(archive) / span, "steps": [round(s.finished - s.started, 2) for s in steps], "share": share}
+            "rate": len(archive) / span, "steps": [round(s.finished - s.started, 2) for s in steps], "share": share,
+            "phases": {k: round(sum((s.phases or {}).get(k, 0) for s in steps), 2) for k in ("process", "sync", "record")}}
 
 
 def main() -> None:
@@ -154,6 +155,7 @@ def main() -> None:
         print(f"{'workers':8} {'step span s':>12} {'inst/s':>8} {'wall s':>8}  core share per worker / per-step seconds / workers")
         for r in (one, two):
             print(f"{r['workers']:<8} {r['span']:12.2f} {r['rate']:8.0f} {r['wall']:8.2f}  {r['share']} {r['steps']} {r['hosts']}")
+            print(f"{'':8} seconds per phase, all steps: {r['phases']}")
         print(f"ratio two/one: {two['rate'] / one['rate']:.2f} (steps), {one['wall'] / two['wall']:.2f} (wall); target >= 1.8")
         print("load average (1, 5, 15 min) at the end: %.1f %.1f %.1f" % os.getloadavg())
 

@@ -168,6 +168,7 @@ class StepExecution:
     pid: int
     started: float
     finished: float
+    phases: dict | None = None
 
 
 def step_executions(instance, run_ids: list[str]) -> list[StepExecution]:
@@ -183,8 +184,13 @@ def step_executions(instance, run_ids: list[str]) -> list[StepExecution]:
                       and "Celery worker" in e.dagster_event.engine_event_data.metadata)
         start = next(e for e in events if e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_START)
         end = next(e for e in events if e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_SUCCESS)
+        phases = {}  # the batch's seconds per phase (process, sync, record), from its materializations
+        for e in events:
+            if e.dagster_event and e.dagster_event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+                metadata = e.dagster_event.step_materialization_data.materialization.metadata
+                phases.update({k[len("seconds_"):]: v.value for k, v in metadata.items() if k.startswith("seconds_")})
         out.append(StepExecution(run_id, int(run.tags["axiom/batch"]), worker, start.dagster_event.pid,
-                                 start.timestamp, end.timestamp))
+                                 start.timestamp, end.timestamp, phases))
     return out
 
 
