@@ -75,13 +75,29 @@ class PipelineCpu:
 
         def measured(args):
             thread, (_, children) = time.thread_time(), own_cpu()
+            self.inside = True
             try:
                 return original(args)
             finally:
+                self.inside = False
                 self.seconds += time.thread_time() - thread + own_cpu()[1] - children
                 self.runs += 1
 
         sources_cli._process_landed = measured
+        # The retrieval's worker processes are reaped when it closes them, possibly while a
+        # pipeline run is being measured: that CPU is the retrieval's, not the pipeline's.
+        from axiom_dagster.sources import workers
+
+        close = workers.ProcessRetrieval.close
+        pipeline = self
+
+        def measured_close(retrieval):
+            children = own_cpu()[1]
+            close(retrieval)
+            pipeline.seconds -= own_cpu()[1] - children if pipeline.inside else 0.0
+
+        workers.ProcessRetrieval.close = measured_close
+        self.inside = False
 
 
 def upload(orthanc: Orthanc, paths, threads: int = 4) -> None:
