@@ -76,12 +76,18 @@ class PipelineCpu:
         def measured(args):
             thread, (_, children) = time.thread_time(), own_cpu()
             self.inside = True
+            started = time.perf_counter()
+            runs = 0
             try:
-                return original(args)
+                runs = original(args)
+                return runs
             finally:
                 self.inside = False
-                self.seconds += time.thread_time() - thread + own_cpu()[1] - children
+                cpu = time.thread_time() - thread + own_cpu()[1] - children
+                self.seconds += cpu
                 self.runs += 1
+                if os.environ.get("BENCH_TIMELINE"):
+                    print(f"  pipeline {started % 1000:8.2f} -> {time.perf_counter() % 1000:8.2f}: {runs} runs, CPU {cpu:.2f}s")
 
         sources_cli._process_landed = measured
         # The retrieval's worker processes are reaped when it closes them, possibly while a
@@ -94,6 +100,8 @@ class PipelineCpu:
         def measured_close(retrieval):
             children = own_cpu()[1]
             close(retrieval)
+            if os.environ.get("BENCH_TIMELINE"):
+                print(f"  retrieval closed at {time.perf_counter() % 1000:8.2f}")
             pipeline.seconds -= own_cpu()[1] - children if pipeline.inside else 0.0
 
         workers.ProcessRetrieval.close = measured_close
