@@ -1,9 +1,15 @@
-"""Catalog assets: the instances, series and studies tables of one arrival day, checked over
-the whole day (and the whole catalog for SOP Instance UID uniqueness) every time a batch
-adds to it, so a failed check stays failed until the data is right, whatever the next
-batch brings; and compaction, which merges the small per-batch files of past days.
+"""Catalog assets: the instances, series and studies tables of one arrival day, and
+compaction, which merges the small per-batch files of past days.
+
+In a pipeline run (run tag axiom/batch_id) the tables' checks read only the files that batch
+wrote (and the catalog's SOP Instance UID column for the batch's UIDs): their cost does not
+grow with the day. Once a check failed for a day, later runs of that day check the whole
+day again until it passes, so a failed check stays failed until the data is right, whatever
+the next batch brings. Materialized outside a pipeline run, the checks cover the whole day.
 """
 from datetime import datetime, timedelta, timezone
+
+import polars as pl
 
 from dagster import (
     AssetCheckResult,
@@ -21,7 +27,7 @@ from dagster import (
 
 from axiom_dagster.catalog.schema import REQUIRED_COLUMNS
 from axiom_dagster.catalog.compaction import compact_partition
-from axiom_dagster.catalog.tables import connect, partitions
+from axiom_dagster.catalog.tables import batch_files, connect, duplicated_in_catalog, partitions
 from assets.study_pipeline import arrival_partitions
 from resources import AxiomResource
 
@@ -58,10 +64,85 @@ def _one(con, query: str, params=()):
     return con.execute(query, list(params)).fetchall()[0][0]
 
 
+_FAILING_KEY = "axiom_catalog_checks_failing/"  # + day: the instance's key-value store
+
+
+def _day_failing(instance, day: str) -> bool:
+    return instance.run_storage.get_cursor_values({_FAILING_KEY + day}).get(_FAILING_KEY + day) == "1"
+
+
+def _remember(instance, day: str, results: list) -> None:
+    failing = any(isinstance(r, AssetCheckResult) and not r.passed for r in results)
+    if failing or _day_failing(instance, day):
+        instance.run_storage.set_cursor_values({_FAILING_KEY + day: "1" if failing else "0"})
+
+
 @multi_asset(specs=CATALOG_TABLES, check_specs=CATALOG_CHECKS, partitions_def=arrival_partitions, group_name="catalog")
 def catalog_tables(context: AssetExecutionContext, axiom: AxiomResource):
     day = context.partition_key
-    con = connect(axiom.config.catalog_path)
+    batch_id = context.run.tags.get("axiom/batch_id")
+    if batch_id and not _day_failing(context.instance, day):
+        results = list(batch_tables(axiom.config.catalog_path, day, f"batch-{int(batch_id):08d}"))
+    else:
+        results = list(day_tables(axiom.config.catalog_path, day))
+    _remember(context.instance, day, results)
+    yield from results
+
+
+def batch_tables(root: str, day: str, name: str):
+    """The materializations and checks of one batch's files (see the module docstring)."""
+    files = batch_files(root, day, name)
+    rows, series, studies = files["instances"], files["series"], files["studies"]
+    nulls = {c: rows.filter(pl.col(c).is_null() | (pl.col(c).cast(pl.String) == "")).height for c in REQUIRED_COLUMNS}
+    yield MaterializeResult(asset_key="catalog_instances", metadata={
+        "batch": name, "rows_in_batch": rows.height, "superseded_in_batch": files["superseded"].height,
+        "rows_with_warnings": rows.filter(pl.col("warnings").list.len() > 0).height if rows.height else 0,
+        "preview": _frame_preview(rows.select("study_instance_uid", "modality", "study_date", "series_number",
+                                              "instance_number", "file_size").head(5)),
+    })
+    yield MaterializeResult(asset_key="catalog_series", metadata={
+        "batch": name, "series_in_batch": series.height,
+        "preview": _frame_preview(series.select("series_instance_uid", "modality", "instances", "bytes").head(5)),
+    })
+    yield MaterializeResult(asset_key="catalog_studies", metadata={
+        "batch": name, "studies_in_batch": studies.height,
+        "preview": _frame_preview(studies.select("study_instance_uid", "modalities", "instances", "study_date").head(5)),
+    })
+    dupes = duplicated_in_catalog(root, rows["sop_instance_uid"].drop_nulls().unique().to_list()) if rows.height else 0
+    yield AssetCheckResult(check_name="sop_instance_uid_unique_in_catalog", asset_key="catalog_instances",
+                           passed=dupes == 0, severity=AssetCheckSeverity.ERROR, metadata={"duplicated_uids": dupes})
+    yield AssetCheckResult(check_name="required_columns_non_null", asset_key="catalog_instances",
+                           passed=not any(nulls.values()), severity=AssetCheckSeverity.ERROR,
+                           metadata={f"null_{c}": n for c, n in nulls.items()})
+    actual = rows.group_by("series_instance_uid").agg(pl.len().cast(pl.Int64).alias("n"), pl.col("file_size").sum().cast(pl.Int64).alias("b"))
+    bad_series = _mismatches(actual, series.select("series_instance_uid", pl.col("instances").alias("n"), pl.col("bytes").alias("b")),
+                             "series_instance_uid")
+    yield AssetCheckResult(check_name="series_counts_consistent", asset_key="catalog_series",
+                           passed=bad_series == 0, severity=AssetCheckSeverity.ERROR, metadata={"inconsistent_series": bad_series})
+    actual = rows.group_by("study_instance_uid").agg(pl.len().cast(pl.Int64).alias("n"), pl.col("series_instance_uid").n_unique().cast(pl.Int64).alias("k"))
+    bad_studies = _mismatches(actual, studies.select("study_instance_uid", pl.col("instances").alias("n"), pl.col("series_instance_uids").list.len().cast(pl.Int64).alias("k")),
+                              "study_instance_uid")
+    yield AssetCheckResult(check_name="study_counts_consistent", asset_key="catalog_studies",
+                           passed=bad_studies == 0, severity=AssetCheckSeverity.ERROR, metadata={"inconsistent_studies": bad_studies})
+
+
+def _mismatches(actual: pl.DataFrame, recorded: pl.DataFrame, key: str) -> int:
+    """Keys whose recorded counts differ from the instance rows', or that only one side has."""
+    joined = actual.join(recorded, on=key, how="full", coalesce=True, suffix="_recorded", nulls_equal=True)
+    columns = [c for c in actual.columns if c != key]
+    differs = pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_recorded")) for c in columns)
+    return joined.filter(differs).height
+
+
+def _frame_preview(frame: pl.DataFrame) -> MetadataValue:
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in frame.iter_rows()]
+    return MetadataValue.md("\n".join(lines))
+
+
+def day_tables(root: str, day: str):
+    """The materializations and checks of the whole arrival day."""
+    con = connect(root)
     in_day = "study_instance_uid IN (SELECT study_instance_uid FROM instances WHERE arrival_date = ?::DATE)"
     # The day's counts and the required columns' NULLs in one query: each query reads the
     # day's files again, and this asset runs after every batch.

@@ -159,13 +159,16 @@ def cmd_backfill(args) -> int:
         worker = threading.Thread(target=retrieve_all, args=(bar, bar.add_task("days", total=len(days)), bar.add_task("studies", total=0)),
                                   name="backfill-retrieve", daemon=True)
         worker.start()
+        recorded = 0  # finished days reported to the Dagster instance so far
         while not done.wait(0.25):
             if pipeline and retrieved[0] >= threshold:
                 retrieved[0] = 0
                 runs += _process_landed(args)
+            # Days as they finish, here (the thread that uses the Dagster instance) while
+            # retrieval goes on, not all after it: the end of a backfill is pipeline time.
+            recorded = _record_finished_days(spec.name, results, recorded, args.dry_run)
         worker.join()
-    if not args.dry_run:
-        _record_days(spec.name, [r for r in results if not (r.error and not (r.fetched or r.skipped))])
+    _record_finished_days(spec.name, results, recorded, args.dry_run)
     if pipeline:
         runs += _process_landed(args)
     retrieve_seconds = timing["retrieve"]
@@ -219,6 +222,14 @@ def _instance():
     from dagster import DagsterInstance
 
     return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+
+
+def _record_finished_days(source_name: str, results: list, recorded: int, dry_run: bool) -> int:
+    """Report the days finished since `recorded` (a day whose query failed is not done)."""
+    finished = len(results)  # the retrieval thread appends; this thread reads up to here
+    if not dry_run and finished > recorded:
+        _record_days(source_name, [r for r in results[recorded:finished] if not (r.error and not (r.fetched or r.skipped))])
+    return finished
 
 
 def _record_days(source_name: str, results) -> None:

@@ -10,7 +10,11 @@ per instance). In the same run, interleaved per round:
   * raw-getscu   - DCMTK /usr/bin/getscu alone, one C-GET per study, files written (-od)
   * e2e-cget     - `axiom backfill` over the DIMSE source (C-FIND + C-GET), same pipeline
   * land-wado, land-cget - the same with --no-pipeline: retrieval and durable landing only
-Ratios e2e/raw use the best round of each. Then a poll tick over --poll-studies studies
+Ratios e2e/raw use the best round of each. Each line also gives the CPU per instance of
+each party (from /proc and getrusage): Orthanc's process, the peer tool (getscu: child
+processes; dicomweb-client: this process), and for `axiom backfill` the pipeline (the main
+thread while it runs the landing sensor and pipeline jobs, plus their worker processes) and
+the rest (retrieval and landing: the retrieval thread or processes), with the load average. Then a poll tick over --poll-studies studies
 (one tiny instance each, loaded through Orthanc's REST API): the tick evaluated as the daemon
 would (QIDO page, ledger and state lookups, run requests), with the default page size and
 with the whole window in one page.
@@ -41,6 +45,67 @@ from tests.peers.orthanc import Orthanc, free_port  # noqa: E402
 
 DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
 FIRST, LAST = "2024-01-01", "2024-01-31"
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its reaped children (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / _TICK
+
+
+def own_cpu() -> tuple[float, float]:
+    """(this process, its reaped children) CPU seconds."""
+    t = os.times()
+    return t.user + t.system, t.children_user + t.children_system
+
+
+class PipelineCpu:
+    """CPU of the in-process pipeline: sources_cli._process_landed's thread time plus the
+    worker processes it reaps (the retrieval's worker processes live until retrieval ends)."""
+
+    def __init__(self):
+        from axiom_dagster import sources_cli
+
+        self.seconds = 0.0
+        self.runs = 0
+        original = sources_cli._process_landed
+
+        def measured(args):
+            thread, (_, children) = time.thread_time(), own_cpu()
+            self.inside = True
+            started = time.perf_counter()
+            runs = 0
+            try:
+                runs = original(args)
+                return runs
+            finally:
+                self.inside = False
+                cpu = time.thread_time() - thread + own_cpu()[1] - children
+                self.seconds += cpu
+                self.runs += 1
+                if os.environ.get("BENCH_TIMELINE"):
+                    print(f"  pipeline {started % 1000:8.2f} -> {time.perf_counter() % 1000:8.2f}: {runs} runs, CPU {cpu:.2f}s")
+
+        sources_cli._process_landed = measured
+        # The retrieval's worker processes are reaped when it closes them, possibly while a
+        # pipeline run is being measured: that CPU is the retrieval's, not the pipeline's.
+        from axiom_dagster.sources import workers
+
+        close = workers.ProcessRetrieval.close
+        pipeline = self
+
+        def measured_close(retrieval):
+            children = own_cpu()[1]
+            close(retrieval)
+            if os.environ.get("BENCH_TIMELINE"):
+                print(f"  retrieval closed at {time.perf_counter() % 1000:8.2f}")
+            pipeline.seconds -= own_cpu()[1] - children if pipeline.inside else 0.0
+
+        workers.ProcessRetrieval.close = measured_close
+        self.inside = False
 
 
 def upload(orthanc: Orthanc, paths, threads: int = 4) -> None:
@@ -150,6 +215,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--poll-studies", type=int, default=10_000)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--targets", default="raw-wado,e2e-wado,land-wado,raw-getscu,e2e-cget,land-cget",
+                    help="comma-separated subset of the measured targets (ratios need both sides)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="axiom-bench-backfill-", dir=args.workdir))
@@ -168,6 +235,9 @@ def main() -> int:
                  "remote_ae": orthanc.aet, "ae_title": "AXIOM", "retrieve": "get"}
         import axiom_dagster.definitions  # noqa: F401  imports (~3 s) are not part of any rate
 
+        pipeline_cpu = PipelineCpu()
+        orthanc_pid = orthanc.process.pid
+
         for r in range(args.rounds):
             for name, run in [
                 ("raw-wado", lambda d: (raw_wado(orthanc, uids, d), None)),
@@ -177,24 +247,39 @@ def main() -> int:
                 ("e2e-cget", lambda d: e2e(d, dimse)),
                 ("land-cget", lambda d: e2e(d, dimse, pipeline=False)),
             ]:
+                if name not in args.targets.split(","):
+                    continue
                 folder = work / f"{name}-{r}"
                 if name.startswith("raw"):
                     folder.mkdir()
+                cpu_before, pacs_before, pipe_before = own_cpu(), process_cpu(orthanc_pid), pipeline_cpu.seconds
                 started = time.perf_counter()
                 count, seconds = run(folder)
                 seconds = seconds or time.perf_counter() - started
                 if count != n:
                     raise RuntimeError(f"{name}: {count} instances, expected {n}")
+                cpu_after = own_cpu()
+                ms = lambda secs: 1000 * secs / n  # noqa: E731
+                ours = cpu_after[0] - cpu_before[0] + cpu_after[1] - cpu_before[1]
+                pipe = pipeline_cpu.seconds - pipe_before
+                parts = f"orthanc {ms(process_cpu(orthanc_pid) - pacs_before):4.2f}"
+                if name.startswith("raw"):
+                    parts += f", peer {ms(ours):4.2f}"
+                else:
+                    parts += f", retrieval+landing {ms(ours - pipe):4.2f}, pipeline {ms(pipe):4.2f}"
                 results.setdefault(name, []).append(n / seconds)
-                print(f"round {r + 1} {name:11s} {n} instances in {seconds:6.2f}s = {n / seconds:7.1f} inst/s")
+                print(f"round {r + 1} {name:11s} {n} instances in {seconds:6.2f}s = {n / seconds:7.1f} inst/s; "
+                      f"CPU ms/inst: {parts} (wall {ms(seconds):4.2f}); load {os.getloadavg()[0]:.1f}")
                 shutil.rmtree(folder, ignore_errors=True)
         if results:
             best = {k: max(v) for k, v in results.items()}
             print("\nbest of rounds (instances/s):", ", ".join(f"{k} {v:.1f}" for k, v in best.items()))
-            print(f"ratio e2e-wado / raw-wado   = {best['e2e-wado'] / best['raw-wado']:.2f}  (target >= 0.70)")
-            print(f"ratio e2e-cget / raw-getscu = {best['e2e-cget'] / best['raw-getscu']:.2f}  (target >= 0.70)")
-            print(f"retrieval + landing only: land-wado / raw-wado = {best['land-wado'] / best['raw-wado']:.2f}, "
-                  f"land-cget / raw-getscu = {best['land-cget'] / best['raw-getscu']:.2f}")
+            for ours, peer, label in [("e2e-wado", "raw-wado", "target >= 0.70"), ("e2e-cget", "raw-getscu", "target >= 0.70"),
+                                      ("land-wado", "raw-wado", "retrieval + landing only"),
+                                      ("land-cget", "raw-getscu", "retrieval + landing only")]:
+                if ours in best and peer in best:
+                    print(f"ratio {ours} / {peer} = {best[ours] / best[peer]:.2f}  ({label}); per round: "
+                          + ", ".join(f"{a / b:.2f}" for a, b in zip(results[ours], results[peer])))
 
         if args.poll_studies:
             orthanc.stop()

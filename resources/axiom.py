@@ -12,6 +12,28 @@ from axiom_dagster.store.state import StateStore
 # new resource for every sensor tick and run, which must not mean a new pool and migration.
 _STORES: dict[str, StateStore] = {}
 _CONFIGS_NOTED: set[tuple[str, str]] = set()
+# Parsed configurations per file version and environment (${ENV} substitution): a run builds
+# the resource once per step, a sensor tick once more, and parsing costs ~20 ms each time.
+_PARSED: dict[tuple, AxiomConfig] = {}
+
+
+def parsed_config(path: str | None) -> AxiomConfig:
+    """The configuration at `path` (or the default one), parsed once per file version."""
+    import os
+
+    resolved = path or default_config_path()
+    try:
+        st = os.stat(resolved) if resolved else None
+    except OSError:
+        st = None
+    if st is None:  # no file (defaults) or unreadable (load_default_config names the error)
+        return load_default_config(path or None)
+    key = (os.path.abspath(resolved), st.st_mtime_ns, st.st_size, st.st_ino, hash(frozenset(os.environ.items())))
+    if key not in _PARSED:
+        if len(_PARSED) > 16:
+            _PARSED.clear()
+        _PARSED[key] = load_default_config(path or None)
+    return _PARSED[key]
 
 
 def shared_store(url: str) -> StateStore:
@@ -31,7 +53,7 @@ class AxiomResource(ConfigurableResource):
     @property
     def config(self) -> AxiomConfig:
         if self._config is None:
-            self._config = load_default_config(self.config_path or None)
+            self._config = parsed_config(self.config_path or None)
         return self._config
 
     @property

@@ -166,6 +166,25 @@ def data_files(storage: CatalogStorage, table: str, exclude: str | None = None) 
     return [rel for rel in storage.list(table) if not rel.startswith(schema_folder) and rel != exclude]
 
 
+def batch_files(root: str, partition: str, name: str) -> dict[str, pl.DataFrame]:
+    """The rows one batch wrote, per table (instances, series, studies, superseded); a table
+    the batch wrote nothing to gives an empty frame."""
+    storage = CatalogStorage(root)
+    out = {}
+    for table, schema in TABLES.items():
+        rel = _rel(table, partition, name)
+        out[table] = storage.read_parquet([rel]) if storage.exists(rel) else pl.DataFrame(schema=schema)
+    return out
+
+
+def duplicated_in_catalog(root: str, sop_uids: list[str]) -> int:
+    """How many of these SOP Instance UIDs have more than one row in `instances` (one column
+    of each instances file read, filtered to these UIDs)."""
+    from axiom_dagster.catalog.views import count_duplicates
+
+    return count_duplicates(root, sop_uids) if sop_uids else 0
+
+
 def partitions(root: str, table_name: str) -> list[str]:
     """Arrival dates that have files in a table, oldest first."""
     found = {rel.split("/")[1].split("=", 1)[1] for rel in CatalogStorage(root).list(table_name)}

@@ -141,6 +141,20 @@ def existing_rows(root: str, sop_uids: list[str], exclude: str):
     return found.select([pl.col(c).cast(t) for c, t in INSTANCE_SCHEMA.items()] + [pl.col("_file")])
 
 
+def count_duplicates(root: str, sop_uids: list[str]) -> int:
+    """SOP Instance UIDs of `sop_uids` with more than one row in the instances files."""
+    import polars as pl
+
+    root = str(root).rstrip("/")
+    con = duckdb.connect()
+    _register_remote(con, root)
+    wanted = pl.DataFrame({"sop": sop_uids})  # noqa: F841 - read by DuckDB by name
+    # One column: no union_by_name (every instances file has it), no hive columns.
+    scan = f"read_parquet({_lit(f'{root}/instances/*/*.parquet')}, hive_partitioning = false)"
+    return con.execute(f"SELECT count(*) FROM (SELECT sop_instance_uid FROM {scan} "
+                       f"WHERE sop_instance_uid IN (SELECT sop FROM wanted) GROUP BY 1 HAVING count(*) > 1)").fetchone()[0]
+
+
 def run_query(con: duckdb.DuckDBPyConnection, query: str, fmt: str, output=None, max_rows: int = 100) -> None:
     """Run one query and write its result as a table, CSV, JSON (an array) or Parquet."""
     query = query.strip().rstrip(";")

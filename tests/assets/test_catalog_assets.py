@@ -84,3 +84,58 @@ def test_compaction_merges_past_days_and_keeps_rows(tmp_path):
     assert connect(root).execute("SELECT count(*) FROM instances").fetchone()[0] == 10
     (check,) = result.get_asset_check_evaluations()
     assert check.passed
+
+
+def _batch_run(resource, instance, day: str, batch_id: int):
+    """catalog_tables as the pipeline job runs it: tagged with its batch."""
+    return materialize([catalog_tables], resources={"axiom": resource}, partition_key=day, instance=instance,
+                       tags={"axiom/batch_id": str(batch_id)})
+
+
+def _metadata(result):
+    return {m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node("catalog_tables")}
+
+
+def test_in_a_pipeline_run_the_checks_read_the_batch_files_and_a_failure_keeps_the_day_checked(tmp_path):
+    from dagster import DagsterInstance
+
+    config, resource = _resource(tmp_path)
+    root, day = config.catalog_path, "2024-01-02"
+    instance = DagsterInstance.ephemeral()
+    write_batch(root, day, "batch-00000001", _rows(1, 3, "1.1"))
+    write_batch(root, day, "batch-00000002", _rows(2, 4, "1.2"))
+    good = _batch_run(resource, instance, day, 2)
+    assert all(_checks(good).values())
+    meta = _metadata(good)
+    assert meta["catalog_instances"]["rows_in_batch"].value == 4  # only batch 2's file
+    assert meta["catalog_studies"]["studies_in_batch"].value == 1
+    assert "| study_instance_uid |" in meta["catalog_instances"]["preview"].value
+
+    write_batch(root, day, "batch-00000003", _rows(3, 2, "1.3", modality=None))  # required column missing
+    assert _checks(_batch_run(resource, instance, day, 3))["required_columns_non_null"] is False
+    write_batch(root, day, "batch-00000004", _rows(4, 2, "1.4"))  # a good batch after it, same day
+    after = _batch_run(resource, instance, day, 4)
+    assert _checks(after)["required_columns_non_null"] is False  # still failed: the day has the bad rows
+    assert _metadata(after)["catalog_instances"]["rows_in_day"].value == 11
+    # Once the day is right again, batches are checked on their own files again.
+    write_batch(root, day, "batch-00000003", _rows(3, 2, "1.3"))  # the bad batch re-run, corrected
+    assert all(_checks(_batch_run(resource, instance, day, 4)).values())
+    assert "rows_in_batch" in _metadata(_batch_run(resource, instance, day, 4))["catalog_instances"]
+
+
+def test_in_a_pipeline_run_a_duplicate_elsewhere_and_wrong_rollups_fail_the_checks(tmp_path):
+    from dagster import DagsterInstance
+
+    config, resource = _resource(tmp_path)
+    root = config.catalog_path
+    write_batch(root, "2024-01-02", "batch-00000001", _rows(1, 2, "1.1"))
+    # The batch's rows also in a file of another day, copied in by hand (not through write_batch).
+    other = tmp_path / "catalog" / "instances" / "arrival_date=2024-01-01"
+    other.mkdir(parents=True)
+    pl.read_parquet(tmp_path / "catalog" / "instances" / "arrival_date=2024-01-02" / "batch-00000001.parquet").write_parquet(other / "copy.parquet")
+    series = tmp_path / "catalog" / "series" / "arrival_date=2024-01-02" / "batch-00000001.parquet"
+    pl.read_parquet(series).with_columns(pl.col("instances") + 1).write_parquet(series)  # a rollup that lies
+    checks = _checks(_batch_run(resource, DagsterInstance.ephemeral(), "2024-01-02", 1))
+    assert checks["sop_instance_uid_unique_in_catalog"] is False
+    assert checks["series_counts_consistent"] is False
+    assert checks["study_counts_consistent"] is True
