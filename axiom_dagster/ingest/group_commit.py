@@ -4,9 +4,16 @@ An instance is acknowledged only when its file is on disk under its final name a
 ledger row is committed (design §3). Doing that per instance costs an fdatasync, a folder
 fsync and a ledger commit each; with several associations at once they queue behind each
 other's flushes. Here the instances that arrived while one flush was running are flushed
-together by the next: their files fdatasync'ed, renamed into place, each distinct folder
-fsync'ed once, and all their rows appended in one transaction. One association alone works
-exactly as before (a group of one); nobody waits for a timer.
+together by the next, and all their rows are appended in one INSERT and one transaction.
+One association alone works exactly as before (a group of one); nobody waits for a timer.
+
+Files are made durable in one of two ways:
+- filesystem (`fs`, ingest/fs_sync.py, the default on Linux): the group's files are renamed
+  into place, then one syncfs makes all their data, names and new folders durable at once.
+  A final name may thus exist, after a power loss, with incomplete data and no ledger row:
+  the landing zone checks an existing file's hash before it relies on it (landing.py).
+- file by file: each file fdatasync'ed (unless its receiver did), renamed, each distinct
+  folder fsync'ed once.
 """
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ import os
 import threading
 from pathlib import Path
 
+from axiom_dagster.ingest.fs_sync import FilesystemSync
 from axiom_dagster.store.state import StateStore
 
 
@@ -22,7 +30,7 @@ class _Pending:
 
     def __init__(self, values: dict, tmp: Path | None, final: Path | None, synced: bool):
         self.values = values
-        self.tmp, self.final, self.synced = tmp, final, synced
+        self.tmp, self.final, self.synced = tmp, final, synced  # tmp None, final set: a file landed before
         self.done = False
         self.id: int | None = None
         self.error: BaseException | None = None
@@ -35,20 +43,24 @@ class GroupCommit:
     caller returns only after its own file and row are durable, or raises its own error
     (a failed file fails only its instance; a failed transaction fails its whole group)."""
 
-    def __init__(self, store: StateStore):
+    def __init__(self, store: StateStore, fs: FilesystemSync | None = None):
         self.store = store
+        self.fs = fs  # None: file by file
         self._cv = threading.Condition()
         self._queue: list[_Pending] = []
         self._busy = False
         self.groups = 0  # flushes done (tests and metrics)
 
-    def append(self, values: dict) -> int:
-        """Append a ledger row whose file is already durable (or needs no file)."""
-        return self.commit(values)
+    def append(self, values: dict, existing: Path | None = None) -> int:
+        """Append a ledger row for a file already under its final name (`existing`: landed
+        before, perhaps by a flush still in progress here or in another process: with `fs`
+        the group's syncfs covers it), or for no file."""
+        return self.commit(values, None, existing)
 
     def commit(self, values: dict, tmp: Path | None = None, final: Path | None = None, synced: bool = False) -> int:
-        """Make `tmp` durable as `final` (fdatasync unless the caller did (`synced`), rename,
-        fsync of final's folder), then append `values` to the ledger; return the ledger id."""
+        """Make `tmp` durable as `final` (renamed, then syncfs of the group; or: fdatasync
+        unless the caller did (`synced`), rename, fsync of final's folder), then append
+        `values` to the ledger; return the ledger id."""
         req = _Pending(values, tmp, final, synced)
         with self._cv:
             self._queue.append(req)
@@ -74,16 +86,28 @@ class GroupCommit:
         return _result(req)
 
     def _flush(self, batch: list[_Pending]) -> None:
-        files = [r for r in batch if r.tmp is not None]
-        for r in files:
-            if not r.synced:
+        files = [r for r in batch if r.final is not None]  # new files, and files landed before
+        covered = _covered(self.fs, files) if self.fs is not None else set()
+        # Not on the synced filesystem (or no syncfs): new files one by one; a file landed
+        # before was synced before its rename (in the file-by-file way it is not synced again).
+        one_by_one = [r for r in files if r.error is None and r not in covered and (r.tmp is not None or self.fs)]
+        for r in one_by_one:
+            if r.tmp is None:
+                _try(r, fdatasync_path, r.final)
+            elif not r.synced:
                 _try(r, fdatasync_path, r.tmp)
         for r in files:
-            if r.error is None:
+            if r.tmp is not None and r.error is None:
                 _try(r, os.replace, r.tmp, r.final)
+        if any(r.error is None for r in covered):
+            try:
+                self.fs.sync()  # the group's data, renames and new folders (and files landed before)
+            except OSError as exc:
+                for r in covered:
+                    r.error = r.error or exc
         # The renames changed their folders: one fsync per folder before any row points there.
         folders: dict[Path, list[_Pending]] = {}
-        for r in files:
+        for r in one_by_one:
             if r.error is None:
                 folders.setdefault(r.final.parent, []).append(r)
         for folder, members in folders.items():
@@ -103,6 +127,18 @@ class GroupCommit:
             raise
         for r, ledger_id in zip(rows, ids):
             r.id = ledger_id
+
+
+def _covered(fs: FilesystemSync, files: list[_Pending]) -> set:
+    """The files whose final folder is on the filesystem `fs` syncs."""
+    covered = set()
+    for r in files:
+        try:
+            if fs.covers(r.final.parent):
+                covered.add(r)
+        except OSError as exc:
+            r.error = exc
+    return covered
 
 
 def _try(req: _Pending, fn, *args) -> None:
