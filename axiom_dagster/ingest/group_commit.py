@@ -26,19 +26,23 @@ from axiom_dagster.store.state import StateStore
 
 
 class _Pending:
-    __slots__ = ("values", "tmp", "final", "synced", "done", "id", "error")
+    __slots__ = ("values", "tmp", "final", "synced", "files_done", "done", "id", "error")
 
     def __init__(self, values: dict, tmp: Path | None, final: Path | None, synced: bool):
         self.values = values
         self.tmp, self.final, self.synced = tmp, final, synced  # tmp None, final set: a file landed before
+        self.files_done = False
         self.done = False
         self.id: int | None = None
         self.error: BaseException | None = None
 
 
 class GroupCommit:
-    """Leader/follower group commit, no extra thread: a caller that finds no flush in
-    progress flushes every instance queued so far (its own included); callers arriving
+    """Leader/follower group commit in two stages, no extra thread. Stage one makes a group's
+    files durable, stage two appends its rows in one transaction; while one group commits
+    its rows, the next group's files are being synced (a row is still committed only after
+    its file is durable). In each stage, a caller that finds no flush in progress flushes
+    every instance queued for that stage so far (its own included); callers arriving
     meanwhile queue and wait, and the next of them to wake flushes the next group. Every
     caller returns only after its own file and row are durable, or raises its own error
     (a failed file fails only its instance; a failed transaction fails its whole group)."""
@@ -47,9 +51,11 @@ class GroupCommit:
         self.store = store
         self.fs = fs  # None: file by file
         self._cv = threading.Condition()
-        self._queue: list[_Pending] = []
-        self._busy = False
-        self.groups = 0  # flushes done (tests and metrics)
+        self._files_queue: list[_Pending] = []
+        self._files_busy = False
+        self._rows_queue: list[_Pending] = []
+        self._rows_busy = False
+        self.groups = 0  # ledger transactions done (tests and metrics)
 
     def append(self, values: dict, existing: Path | None = None) -> int:
         """Append a ledger row for a file already under its final name (`existing`: landed
@@ -63,16 +69,36 @@ class GroupCommit:
         `values` to the ledger; return the ledger id."""
         req = _Pending(values, tmp, final, synced)
         with self._cv:
-            self._queue.append(req)
-            while self._busy and not req.done:
+            self._files_queue.append(req)
+            while self._files_busy and not req.files_done:
+                self._cv.wait()
+            batch = None
+            if not req.files_done:
+                self._files_busy = True
+                batch, self._files_queue = self._files_queue, []
+        if batch is not None:
+            try:
+                self._sync_files(batch)
+            except BaseException as exc:  # unexpected: every caller of the group sees it
+                for r in batch:
+                    r.error = r.error or exc
+            finally:
+                with self._cv:
+                    for r in batch:
+                        r.files_done = True
+                    self._rows_queue += batch
+                    self._files_busy = False
+                    self._cv.notify_all()
+        with self._cv:
+            while self._rows_busy and not req.done:
                 self._cv.wait()
             if req.done:
                 return _result(req)
-            self._busy = True
-            batch, self._queue = self._queue, []
+            self._rows_busy = True
+            batch, self._rows_queue = self._rows_queue, []
         try:
-            self._flush(batch)
-        except BaseException as exc:  # unexpected: every caller of the group sees it
+            self._append_rows(batch)
+        except BaseException as exc:
             for r in batch:
                 if r.error is None and r.id is None:
                     r.error = exc
@@ -80,12 +106,12 @@ class GroupCommit:
             with self._cv:
                 for r in batch:
                     r.done = True
-                self._busy = False
+                self._rows_busy = False
                 self.groups += 1
                 self._cv.notify_all()
         return _result(req)
 
-    def _flush(self, batch: list[_Pending]) -> None:
+    def _sync_files(self, batch: list[_Pending]) -> None:
         files = [r for r in batch if r.final is not None]  # new files, and files landed before
         covered = _covered(self.fs, files) if self.fs is not None else set()
         # Not on the synced filesystem (or no syncfs): new files one by one; a file landed
@@ -116,6 +142,8 @@ class GroupCommit:
             except OSError as exc:
                 for r in members:
                     r.error = exc
+
+    def _append_rows(self, batch: list[_Pending]) -> None:
         rows = [r for r in batch if r.error is None]
         if not rows:
             return
