@@ -143,6 +143,7 @@ class RealtimeService:
                             extra={"listener": s.listener.name, "open": s.active_associations()})
                 s.abort_all()
                 s.wait_idle(5)
+        self.zone.close()
         self.store.dispose()
         self._stopped.set()
         log.info("realtime service stopped")

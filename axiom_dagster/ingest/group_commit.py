@@ -56,6 +56,16 @@ class GroupCommit:
         self._rows_queue: list[_Pending] = []
         self._rows_busy = False
         self.groups = 0  # ledger transactions done (tests and metrics)
+        self._conn = None  # the ledger stage's own connection, opened on first use
+
+    def close(self) -> None:
+        """Release the ledger connection (it is opened again when needed)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # closing a broken connection
+                pass
 
     def append(self, values: dict, existing: Path | None = None) -> int:
         """Append a ledger row for a file already under its final name (`existing`: landed
@@ -148,10 +158,13 @@ class GroupCommit:
         if not rows:
             return
         try:
-            ids = self.store.append_ledger_group([r.values for r in rows])
+            if self._conn is None:  # one connection for this stage (only its leader uses it)
+                self._conn = self.store.engine.connect()
+            ids = self.store.append_ledger_group([r.values for r in rows], self._conn)
         except BaseException as exc:
             for r in rows:
                 r.error = exc
+            self.close()  # perhaps broken (database restarted): the next group connects anew
             raise
         for r, ledger_id in zip(rows, ids):
             r.id = ledger_id

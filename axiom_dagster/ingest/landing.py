@@ -96,6 +96,12 @@ class LandingZone:
         fs = FilesystemSync(self.root) if sync == "filesystem" and FilesystemSync.available() else None
         self._group = GroupCommit(store, fs)
 
+    def close(self) -> None:
+        """Release the group commit's ledger connection and the synced filesystem's descriptor."""
+        self._group.close()
+        if self._group.fs is not None:
+            self._group.fs.close()
+
     @property
     def syncs_filesystem(self) -> bool:
         """Whether a group's files are synced by one syncfs: a receiver then need not

@@ -85,9 +85,9 @@ def test_group_commit_ledger_concurrent_appends(store: StateStore):
     groups = []
     real = store.append_ledger_group
 
-    def counting(rows):
+    def counting(rows, connection=None):
         groups.append(len(rows))
-        return real(rows)
+        return real(rows, connection)
 
     store.append_ledger_group = counting
     ids: dict[int, int] = {}
