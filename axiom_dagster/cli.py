@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("realtime", help="run the realtime ingest service (DICOM listeners + HTTP API)")
     p.add_argument("--log-level", default="INFO")
-    p.add_argument("--workers", type=int, default=1, help="listener worker processes sharing the ports (SO_REUSEPORT)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="listener worker processes sharing the ports (SO_REUSEPORT); default: one per core with a "
+                        "PostgreSQL state store, 1 with SQLite (its writers share one file lock)")
     p.set_defaults(func=cmd_realtime)
 
     p = sub.add_parser("apikey", help="create, revoke or list API keys of the HTTP API")
@@ -307,13 +309,16 @@ def cmd_realtime(args) -> int:
 
     config = _config(args)
     _note_config(args, _store(config))
-    if args.workers > 1:
+    from realtime.workers import default_worker_count
+
+    workers = args.workers if args.workers is not None else default_worker_count(config.state_store_url)
+    if workers > 1:
         from axiom_dagster.config.settings import default_config_path
         from realtime.logs import setup_logging
         from realtime.workers import Supervisor
 
         setup_logging(args.log_level)
-        return Supervisor(config, args.config or default_config_path(), args.workers, args.log_level).run()
+        return Supervisor(config, args.config or default_config_path(), workers, args.log_level).run()
     return realtime_main(config, args.log_level)
 
 

@@ -44,20 +44,85 @@ DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
 STORESCU, STORESCP = "/usr/bin/storescu", "/usr/bin/storescp"
 
 
+def proc_cpu(pids) -> tuple[float, float]:
+    """CPU seconds (user, system) used so far by live processes `pids` and their live
+    descendants, from /proc (no psutil here)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry)] = fields
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    user = system = 0.0
+    todo, seen = list(pids), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen or pid not in stats:
+            continue
+        seen.add(pid)
+        user += int(stats[pid][11]) / tick
+        system += int(stats[pid][12]) / tick
+        todo.extend(children.get(pid, []))
+    return user, system
+
+
+def postgres_pids() -> list[int]:
+    """The PostgreSQL server's main process(es) on this machine (its backends are children)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    raw = fh.read()
+            except OSError:
+                continue
+            name = raw[raw.index("(") + 1:raw.rindex(")")]
+            if name in ("postgres", "postmaster") and raw.rsplit(")", 1)[1].split()[1] == "1":
+                out.append(int(entry))
+    return out
+
+
+def self_cpu() -> tuple[float, float]:
+    t = os.times()
+    return t.user, t.system
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def send(port: int, folders: list[Path]) -> float:
-    """One storescu association per folder, all started at once; wall time until all end."""
+CPU: dict[tuple[str, int], list[tuple[float, float]]] = {}  # receiver CPU s (user, system) per (target, assocs)
+PG_CPU: dict[tuple[str, int], list[float]] = {}  # PostgreSQL server CPU s during the sends of a target
+LOADS: list[float] = []
+PG_ENABLED = False
+
+
+def send(port: int, folders: list[Path], cpu=None, key=None) -> float:
+    """One storescu association per folder, all started at once; wall time until all end.
+    `cpu`: a callable giving the receiver's CPU seconds so far, recorded under `key`."""
+    cpu_before = cpu() if cpu else (0.0, 0.0)
+    pg = postgres_pids() if key and key[0].startswith("service") and PG_ENABLED else []
+    pg_before = sum(proc_cpu(pg)) if pg else 0.0
+    LOADS.append(os.getloadavg()[0])
     started = time.perf_counter()
     procs = [subprocess.Popen([STORESCU, "-aec", "AXIOM", "+sd", "+r", "127.0.0.1", str(port), str(folder)],
                               env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for folder in folders]
     errors = [p.communicate()[1] for p in procs]
     elapsed = time.perf_counter() - started
+    if cpu:
+        after = cpu()
+        CPU.setdefault(key, []).append((after[0] - cpu_before[0], after[1] - cpu_before[1]))
+    if pg:
+        PG_CPU.setdefault(key, []).append(sum(proc_cpu(pg)) - pg_before)
     for p, err in zip(procs, errors):
         if p.returncode != 0:
             raise RuntimeError(f"storescu failed: {err[-2000:]}")
@@ -173,7 +238,7 @@ class Service:
 class MultiProcessService:
     """`axiom realtime --workers N` in its own process tree (supervisor + N listener workers)."""
 
-    def __init__(self, root: Path, workers: int, url: str):
+    def __init__(self, root: Path, workers: int, url: str, code: Path = ROOT):
         root.mkdir(parents=True)
         self.port, self.http_port = free_port(), free_port()
         self.url = url
@@ -188,7 +253,7 @@ class MultiProcessService:
         self.log = root / "service.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "axiom_dagster.cli", "realtime", "--config", str(config), "--workers", str(workers),
-             "--log-level", "WARNING"], cwd=ROOT, env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
+             "--log-level", "WARNING"], cwd=code, env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
         deadline = time.monotonic() + 120
         while True:  # every worker accepts once its HTTP socket answers; probe until all have bound
             try:
@@ -250,12 +315,17 @@ def main() -> int:
     ap.add_argument("--targets", default="service,minimal-1M,minimal-16K,storescp",
                     help="comma-separated subset of service,service-mp,orthanc,minimal-1M,minimal-16K,storescp")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="listener processes of service-mp")
+    ap.add_argument("--compare-root", type=Path, default=None,
+                    help="another checkout of this repository (e.g. `git archive main`): adds target service-mp-old, "
+                         "the multi-process service run from that code, measured right after service-mp")
     ap.add_argument("--no-stow", action="store_true", help="skip the STOW-RS measurement")
     ap.add_argument("--pg", nargs="?", const="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", default=None,
                     help="state store of service and service-mp on PostgreSQL (admin URL; a fresh database per round)")
     ap.add_argument("--workdir", type=Path, default=None, help="where files are written (default: the system temp folder)")
     args = ap.parse_args()
     targets = args.targets.split(",")
+    global PG_ENABLED
+    PG_ENABLED = bool(args.pg)
     assoc_counts = [int(k) for k in args.associations.split(",")]
 
     import logging
@@ -284,7 +354,7 @@ def main() -> int:
                     root = work / f"svc{tag}"
                     root.mkdir()
                     svc = Service(root, state_store_url(root, args.pg))
-                    results["service", k].append(send(svc.port, folders[k]))
+                    results["service", k].append(send(svc.port, folders[k], self_cpu, ("service", k)))
                     landed = svc.svc.store.ledger_count()
                     svc.stop()
                     assert landed == n, f"service ledger has {landed} rows, expected {n}"
@@ -293,16 +363,28 @@ def main() -> int:
                     root = work / f"mp{tag}"
                     mp = MultiProcessService(root, args.workers, state_store_url(work, args.pg) if args.pg
                                              else f"sqlite:///{root / 'state.db'}")
-                    results["service-mp", k].append(send(mp.port, folders[k]))
+                    results["service-mp", k].append(send(mp.port, folders[k], lambda: proc_cpu([mp.proc.pid]),
+                                                         ("service-mp", k)))
                     landed = mp.ledger_count()
                     mp.stop()
                     assert landed == n, f"multi-process service ledger has {landed} rows, expected {n}"
+                    shutil.rmtree(root, ignore_errors=True)
+                if "service-mp-old" in targets:
+                    root = work / f"mpold{tag}"
+                    mp = MultiProcessService(root, args.workers, state_store_url(work, args.pg) if args.pg
+                                             else f"sqlite:///{root / 'state.db'}", code=args.compare_root)
+                    results["service-mp-old", k].append(send(mp.port, folders[k], lambda: proc_cpu([mp.proc.pid]),
+                                                             ("service-mp-old", k)))
+                    landed = mp.ledger_count()
+                    mp.stop()
+                    assert landed == n, f"multi-process service (old code) ledger has {landed} rows, expected {n}"
                     shutil.rmtree(root, ignore_errors=True)
                 if "orthanc" in targets:
                     from tests.peers.orthanc import Orthanc
 
                     orthanc = Orthanc(work / f"orthanc{tag}").start()
-                    results["orthanc", k].append(send(orthanc.dicom_port, folders[k]))
+                    results["orthanc", k].append(send(orthanc.dicom_port, folders[k], lambda: proc_cpu([orthanc.process.pid]),
+                                                      ("orthanc", k)))
                     stored = len(orthanc.instances())
                     orthanc.stop()
                     assert stored == n, f"Orthanc stored {stored} instances, expected {n}"
@@ -312,7 +394,7 @@ def main() -> int:
                         out = work / f"{label}{tag}"
                         out.mkdir()
                         scp = MinimalSCP(out, pdu)
-                        results[label, k].append(send(scp.port, folders[k]))
+                        results[label, k].append(send(scp.port, folders[k], self_cpu, (label, k)))
                         scp.stop()
                         shutil.rmtree(out, ignore_errors=True)
                 if "storescp" in targets:
@@ -322,11 +404,12 @@ def main() -> int:
                     proc = subprocess.Popen([STORESCP, "-aet", "AXIOM", "-od", str(out), str(port)], env=DCMTK_ENV,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     time.sleep(0.3)
-                    results["storescp", k].append(send(port, folders[k]))
+                    results["storescp", k].append(send(port, folders[k], lambda: proc_cpu([proc.pid]), ("storescp", k)))
                     proc.terminate()
                     proc.wait(10)
                     shutil.rmtree(out, ignore_errors=True)
-                line = "  ".join(f"{t} {n / results[t, k][-1]:.0f}/s" for t in targets)
+                line = "  ".join(f"{t} {n / results[t, k][-1]:.0f}/s ({sum(CPU[t, k][-1]) / n * 1000:.2f} ms CPU)"
+                                 for t in targets)
                 print(f"round {rnd + 1}, {k} association(s): {line}", flush=True)
 
         stow_s = None
@@ -338,19 +421,28 @@ def main() -> int:
             assert landed == n, landed
 
         print()
-        print(f"{'target':<34}{'assocs':>7}{'inst/s':>10}{'MB/s':>10}{'best inst/s':>13}")
+        print(f"load average (1 min) at the sends: {min(LOADS):.1f}-{max(LOADS):.1f}")
+        print(f"{'target':<34}{'assocs':>7}{'inst/s':>10}{'MB/s':>10}{'best inst/s':>13}{'CPU ms/inst':>13}{'of it sys':>11}{'+ PG ms':>9}")
         names = {"service": "service (durable: fsync+ledger)", "orthanc": "Orthanc",
-                 "service-mp": f"service, {args.workers} worker processes", "minimal-1M": "minimal pynetdicom SCP, 1 MB PDU",
+                 "service-mp": f"service, {args.workers} worker processes",
+                 "service-mp-old": f"old code, {args.workers} workers", "minimal-1M": "minimal pynetdicom SCP, 1 MB PDU",
                  "minimal-16K": "minimal pynetdicom SCP, 16 KB PDU", "storescp": "DCMTK storescp"}
         med = {}
         for (t, k), v in results.items():
             m = statistics.median(v)
             med[t, k] = m
-            print(f"{names[t]:<34}{k:>7}{n / m:>10.0f}{size_mb / m:>10.1f}{n / min(v):>13.0f}")
+            cpu = CPU.get((t, k)) or [(float("nan"), float("nan"))]
+            cpu_ms = statistics.median(u + s for u, s in cpu) / n * 1000
+            sys_ms = statistics.median(s for _, s in cpu) / n * 1000
+            pg_ms = statistics.median(PG_CPU[t, k]) / n * 1000 if PG_CPU.get((t, k)) else float("nan")
+            print(f"{names[t]:<34}{k:>7}{n / m:>10.0f}{size_mb / m:>10.1f}{n / min(v):>13.0f}{cpu_ms:>13.2f}"
+                  f"{sys_ms:>11.2f}{pg_ms:>9.2f}")
         if stow_s is not None:
             print(f"{'STOW-RS into service (50/request)':<34}{1:>7}{n / stow_s:>10.0f}{size_mb / stow_s:>10.1f}{'':>13}")
         print()
         for k in assoc_counts:
+            if "service-mp-old" in targets and "service-mp" in targets:
+                print(f"{k} association(s): service-mp / old code: {med['service-mp-old', k] / med['service-mp', k]:.2f}")
             if "service-mp" in targets:
                 for t, what, goal in (("orthanc", "Orthanc", 1.0), ("storescp", "DCMTK storescp", 0.5)):
                     if t in targets:

@@ -1,6 +1,6 @@
 """C-STORE / C-ECHO SCP listeners (pynetdicom), one ApplicationEntity per configured listener.
 
-Each instance is landed durably (temp file, fsync, rename, directory fsync, ledger row) with
+Each instance is landed durably (spool file, rename, synced, ledger row: ingest/group_commit.py) with
 the File Meta Information written by us and the data set bytes exactly as received; only
 then is Success (0x0000) returned. Failures return a C-STORE failure status and leave no
 file behind (LandingZone.land removes its temp file on error).
@@ -304,14 +304,17 @@ class _SpoolWriter:
     def finish(self) -> tuple[int, str]:
         try:
             self.file.flush()
-            # This thread's fdatasync, while other associations' instances are being synced
-            # or committed: the group commit then only renames, fsyncs folders and commits.
-            os.fdatasync(self.file.fileno())
+            synced = not self.service.zone.syncs_filesystem
+            if synced:
+                # File by file: this thread's fdatasync, while other associations' instances
+                # are synced or committed; the group commit then renames, fsyncs folders and
+                # commits. With syncfs the group commit syncs all its files at once.
+                os.fdatasync(self.file.fileno())
             self.file.close()
             data = None if self.parts is None else b"".join(self.parts)
             self.parts = None
             return self.service.land_spooled(self.state, self.path, self.sop_class, self.sop_instance, self.ts,
-                                             data=data, synced=True)
+                                             data=data, synced=synced)
         finally:
             self.path.unlink(missing_ok=True)  # landed files were renamed away; refused ones were copied
 

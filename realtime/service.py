@@ -50,7 +50,7 @@ class RealtimeService:
         self.store = StateStore(config.state_store_url)
         if not worker:
             self.store.migrate()  # the supervisor migrated once before starting its workers
-        self.zone = LandingZone(config.landing_path, config.quarantine_path, self.store)
+        self.zone = LandingZone(config.landing_path, config.quarantine_path, self.store, sync=config.landing.sync)
         self.metrics = Metrics()
         listener_class = ReusePortListenerService if worker else DicomListenerService
         self.listeners = [listener_class(lc, self.zone, self.metrics, config.resolve) for lc in config.listeners]
@@ -143,6 +143,7 @@ class RealtimeService:
                             extra={"listener": s.listener.name, "open": s.active_associations()})
                 s.abort_all()
                 s.wait_idle(5)
+        self.zone.close()
         self.store.dispose()
         self._stopped.set()
         log.info("realtime service stopped")

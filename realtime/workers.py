@@ -31,6 +31,18 @@ log = logging.getLogger("axiom.realtime.supervisor")
 RESTART_DELAY = 1.0
 
 
+def default_worker_count(state_store_url: str) -> int:
+    """`axiom realtime` without --workers: one listener process per core on PostgreSQL (2
+    cores, 4 associations: 2 processes ahead of 1 and of 4, bench/ingest.py); 1 on SQLite,
+    whose writers share one file lock (there 1 process did better than 2). A CPU quota
+    (Kubernetes limits) is not seen here: pass --workers there."""
+    if state_store_url.startswith("sqlite"):
+        return 1
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may run on (cpusets, taskset)
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 class Supervisor:
     def __init__(self, config: AxiomConfig, config_path: str | Path | None, workers: int, log_level: str = "INFO"):
         if workers < 1:

@@ -36,6 +36,11 @@ class _Model(BaseModel):
 class LandingConfig(_Model):
     path: Path = Path("var/landing")
     quarantine_path: Path = Path("var/quarantine")
+    # How received files are made durable before they are acknowledged: "filesystem", one
+    # syncfs per group of instances (Linux; elsewhere "file"), or "file", one fdatasync per
+    # file and one fsync per folder (for a landing zone on a filesystem shared with busy
+    # writers, whose dirty data syncfs would also write back).
+    sync: Literal["filesystem", "file"] = "filesystem"
 
 
 class StateStoreConfig(_Model):

@@ -1,10 +1,11 @@
 """The landing zone: every ingest path ends here.
 
-An instance is landed when its file is on disk under its final name (temp file, fsync,
-rename) and its row is in the arrival ledger. Receivers acknowledge only after that.
+An instance is landed when its file is on disk under its final name (temp file, rename,
+synced) and its row is in the arrival ledger. Receivers acknowledge only after that.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
@@ -16,7 +17,9 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
+from axiom_dagster.ingest.fs_sync import FilesystemSync
 from axiom_dagster.ingest.group_commit import GroupCommit, fsync_dir
+from axiom_dagster.ingest.part10 import Unreadable, part10_layout
 from axiom_dagster.ingest.quarantine import quarantine_file, quarantine_write
 from axiom_dagster.ingest.redaction import describe_exception
 from axiom_dagster.store.state import StateStore
@@ -72,8 +75,17 @@ def read_instance_ids(path_or_file) -> InstanceIds:
         raise NotLandable(f"unreadable DICOM header: {describe_exception(exc)}") from None
 
 
+SYNC_MODES = ("filesystem", "file")
+
+
 class LandingZone:
-    def __init__(self, root: Path, quarantine_root: Path, store: StateStore):
+    """`sync`: how landed files are made durable (ingest/group_commit.py): "filesystem", one
+    syncfs per group commit (falls back to "file" where syncfs is missing), or "file", one
+    fdatasync per file and one fsync per folder."""
+
+    def __init__(self, root: Path, quarantine_root: Path, store: StateStore, sync: str = "filesystem"):
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}")
         self.root = Path(root)
         self.quarantine_root = Path(quarantine_root)
         self.store = store
@@ -81,7 +93,20 @@ class LandingZone:
         # us, or found existing): mkdir + parent fsync happen once per folder, not per instance.
         self._durable_dirs: set[Path] = set()
         # Files and rows of concurrent receivers are flushed together (ingest.group_commit).
-        self._group = GroupCommit(store)
+        fs = FilesystemSync(self.root) if sync == "filesystem" and FilesystemSync.available() else None
+        self._group = GroupCommit(store, fs)
+
+    def close(self) -> None:
+        """Release the group commit's ledger connection and the synced filesystem's descriptor."""
+        self._group.close()
+        if self._group.fs is not None:
+            self._group.fs.close()
+
+    @property
+    def syncs_filesystem(self) -> bool:
+        """Whether a group's files are synced by one syncfs: a receiver then need not
+        fdatasync its own file first (land_file's `synced` would be wasted work)."""
+        return self._group.fs is not None
 
     def path_for(self, ids: InstanceIds, arrival_date: str, sha256: str | None = None) -> Path:
         """Each arrival under its own name: the data set's hash (identical re-sends share one
@@ -124,9 +149,9 @@ class LandingZone:
         arrival_date = meta.received_at.strftime("%Y-%m-%d")
         final = self.path_for(ids, arrival_date, sha256)
         self._ensure_dir(final.parent)
-        if sha256 and final.exists():
+        if sha256 and final.exists() and self._intact(final, sha256):
             size = final.stat().st_size  # identical data set landed before: keep that file
-            return self._group.append(self._row(ids, final, size, meta, arrival_date, sha256, original_path))
+            return self._group.append(self._row(ids, final, size, meta, arrival_date, sha256, original_path), final)
         try:
             tmp = make_temp(final)
         except FileNotFoundError:  # folder removed behind our back (cleanup): make it again
@@ -148,6 +173,21 @@ class LandingZone:
             if tmp.exists() and tmp != final:
                 tmp.unlink(missing_ok=True)
             raise
+
+    def _intact(self, final: Path, sha256: str) -> bool:
+        """Whether a file found under a final name holds the data set it is named after.
+        With syncfs, files are renamed before they are synced: after a power loss a final
+        name may hold incomplete data (no ledger row points to it: rows are committed after
+        the sync). Such a file is replaced by the new arrival, never relied on."""
+        if not self.syncs_filesystem:
+            return True  # file by file: synced before its rename
+        try:
+            with open(final, "rb") as fh:
+                offset, _ = part10_layout(fh.read(1 << 16))
+                fh.seek(offset)
+                return hashlib.file_digest(fh, "sha256").hexdigest() == sha256
+        except (OSError, Unreadable):
+            return False
 
     def _row(self, ids, final, size, meta, arrival_date, sha256, original_path) -> dict:
         values = self._ledger_values(ids, final, size, meta, arrival_date)

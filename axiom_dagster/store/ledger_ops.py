@@ -1,14 +1,19 @@
 """The arrival ledger and the associations that brought its rows (StateStore mixin)."""
 from __future__ import annotations
 
+import functools
 from typing import Iterable, Sequence
 
-from sqlalchemy import Engine, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, case, func, insert, select, update
 
 from axiom_dagster.store.records import LedgerRow, _ledger_row, utcnow
 from axiom_dagster.store.schema import associations, ledger
 
-_LEDGER_INSERT = insert(ledger)
+_LEDGER_COLUMNS = [c.name for c in ledger.columns if c.name != "id"]
+# Placeholders per DBAPI paramstyle (psycopg2: format/pyformat, sqlite3: qmark).
+_PLACEHOLDER = {"format": "%s", "pyformat": "%s", "qmark": "?"}
+_ROWS_PER_INSERT = 500  # 17 parameters each: well below SQLite's limit of 32,766 per statement
+
 
 class LedgerOps:
     engine: Engine
@@ -19,12 +24,23 @@ class LedgerOps:
         """Append one arrival; returns its ledger id (monotonic)."""
         return self.append_ledger_group([values])[0]
 
-    def append_ledger_group(self, rows: Sequence[dict]) -> list[int]:
-        """Append rows in one transaction (one commit); returns their ledger ids in order."""
-        # A constant statement with the values as parameters compiles once (cached); building
-        # insert().values(**values) per call costs ~0.25 ms of cache-key generation.
+    def append_ledger_group(self, rows: Sequence[dict], connection: Connection | None = None) -> list[int]:
+        """Append rows in one INSERT and one transaction; returns their ledger ids in order.
+        `connection`: the caller's own (the group commit keeps one: no pool checkout and
+        ping per group), else one from the pool.
+
+        A group commit's rows go in one statement, as plain SQL to the driver: per-row
+        executes cost a round trip each, and SQLAlchemy's statement machinery about 0.2 ms
+        of CPU per row, which the receivers pay per instance. One INSERT ... VALUES assigns
+        the ids in the order of its rows (PostgreSQL's sequence and SQLite's rowid both
+        advance row by row), so the returned ids, sorted, are the rows' ids in order."""
+        if not rows:
+            return []
+        if connection is not None:
+            with connection.begin():
+                return _insert_ledger_rows(connection, rows)
         with self.engine.begin() as conn:
-            return [conn.execute(_LEDGER_INSERT, values).inserted_primary_key[0] for values in rows]
+            return _insert_ledger_rows(conn, rows)
 
     def append_ledger_many(self, rows: Sequence[dict]) -> None:
         with self.engine.begin() as conn:
@@ -84,3 +100,32 @@ class LedgerOps:
         )
         with self.engine.connect() as conn:
             return set(conn.execute(query).scalars())
+
+
+def _insert_ledger_rows(conn: Connection, rows: Sequence[dict]) -> list[int]:
+    mark = _PLACEHOLDER.get(conn.dialect.paramstyle)
+    if mark is None:  # another driver: SQLAlchemy's own statement, row by row
+        insert_one = insert(ledger)
+        return [conn.execute(insert_one, values).inserted_primary_key[0] for values in rows]
+    convert = _bind_processors(conn.dialect)
+    ids = []
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start:start + _ROWS_PER_INSERT]
+        params = tuple(f(values.get(name)) if f else values.get(name) for values in chunk for name, f in convert)
+        ids += sorted(row[0] for row in conn.exec_driver_sql(_insert_sql(len(chunk), mark), params))
+    if len(ids) != len(rows):
+        raise RuntimeError(f"ledger insert returned {len(ids)} ids for {len(rows)} rows")
+    return ids
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(rows: int, mark: str) -> str:
+    one = "(" + ", ".join([mark] * len(_LEDGER_COLUMNS)) + ")"
+    return f"INSERT INTO ledger ({', '.join(_LEDGER_COLUMNS)}) VALUES {', '.join([one] * rows)} RETURNING id"
+
+
+@functools.lru_cache(maxsize=8)
+def _bind_processors(dialect) -> tuple:
+    """(column, the dialect's conversion of a Python value or None) per ledger column, as
+    SQLAlchemy's own statements would bind them (e.g. datetimes as SQLite stores them)."""
+    return tuple((name, ledger.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in _LEDGER_COLUMNS)

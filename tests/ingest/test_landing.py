@@ -81,7 +81,7 @@ def test_land_fsyncs_each_new_folder_once(config, store, tmp_path, monkeypatch):
     real = landing._fsync_dir
     monkeypatch.setattr(landing, "_fsync_dir", lambda d: (synced.append(Path(d)), real(d)))
     monkeypatch.setattr(group_commit, "fsync_dir", lambda d: (synced.append(Path(d)), real(d)))
-    zone = LandingZone(config.landing_path, config.quarantine_path, store)
+    zone = LandingZone(config.landing_path, config.quarantine_path, store, sync="file")
     meta = ArrivalMeta(source="unit")
     for i in range(3):
         zone.land(InstanceIds.validated("1.2.3", "1.2.3.4", f"1.2.3.4.{i}"), lambda fh: fh.write(b"x"), meta)

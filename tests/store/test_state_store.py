@@ -31,6 +31,31 @@ def test_ledger_ids_are_monotonic_and_read_after_cursor(store: StateStore):
     assert store.ledger_count() == 5
 
 
+def test_a_ledger_group_is_one_insert_with_each_rows_id_and_values(store: StateStore):
+    """append_ledger_group writes a group in one statement (as plain SQL to the driver):
+    each row gets its own id, in order, and reads back as SQLAlchemy itself would write it
+    (timezone-aware datetimes included), also past one statement's rows and with NULLs."""
+    when = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    first = store.append_ledger_group([_row(i, when=when) for i in range(3)])
+    rows = [{**_row(i, study="1.2.4", when=when + timedelta(seconds=i)), "sha256": f"{i:064d}"} for i in range(1203)]
+    rows[7]["sop_class_uid"] = None
+    more = store.append_ledger_group(rows)
+    assert len(first) == 3 and len(more) == 1203 and first + more == sorted(set(first + more))
+    back = {r.id: r for r in store.ledger_after(0, 2000)}
+    assert [back[i].sop_uid for i in first] == ["1.2.3.1.0", "1.2.3.1.1", "1.2.3.1.2"]
+    for i, lid in enumerate(more):
+        r = back[lid]
+        assert (r.sop_uid, r.size, r.sha256) == (f"1.2.4.1.{i}", 100 + i, f"{i:064d}")
+        assert r.received_at == when + timedelta(seconds=i)
+    assert back[more[7]].sop_class_uid is None and store.append_ledger_group([]) == []
+    # stored exactly as SQLAlchemy's own INSERT stores it (SQLite keeps datetimes as text)
+    store.append_ledger_many([_row(0, study="1.2.5", when=when)])
+    with store.engine.connect() as conn:
+        stored = dict(conn.exec_driver_sql("SELECT study_uid, received_at FROM ledger WHERE sop_uid IN "
+                                           "('1.2.3.1.0', '1.2.5.1.0')").all())
+    assert stored["1.2.3"] == stored["1.2.5"]
+
+
 def test_batch_manifest_takes_only_unbatched_rows(store: StateStore):
     for i in range(3):
         store.append_ledger(**_row(i))
@@ -85,9 +110,9 @@ def test_group_commit_ledger_concurrent_appends(store: StateStore):
     groups = []
     real = store.append_ledger_group
 
-    def counting(rows):
+    def counting(rows, connection=None):
         groups.append(len(rows))
-        return real(rows)
+        return real(rows, connection)
 
     store.append_ledger_group = counting
     ids: dict[int, int] = {}
