@@ -27,11 +27,11 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/axiom demo
 
 test: system-deps $(VENV)/.installed
-	$(PY) -m pytest -n 3 --dist loadgroup -q
+	$(PY) -m pytest -n 3 -q
 
 # The inner loop: everything but the tests marked slow (see README, Tests).
 test-fast: system-deps $(VENV)/.installed
-	$(PY) -m pytest -m "not slow" -n 3 --dist loadgroup -q
+	$(PY) -m pytest -m "not slow" -n 3 -q
 
 dev: $(VENV)/.installed
 	$(VENV)/bin/dg dev

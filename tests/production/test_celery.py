@@ -12,9 +12,8 @@ from axiom_dagster.store.state import StateStore
 from tests.helpers import land_folder, make_config, small_archive, write_config_file
 from tests.production import celery_support as cs
 
-# All Celery tests share RabbitMQ's `dagster` queue (and purge it): one xdist worker runs them, one
-# after another (make test uses --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("rabbitmq")
+# All Celery tests share RabbitMQ's `dagster` queue (and purge it): one at a time (conftest.py).
+pytestmark = pytest.mark.usefixtures("rabbitmq_queue")
 
 # Columns that name the run rather than the data.
 # Columns that differ between two deployments by design (paths, times, ids).

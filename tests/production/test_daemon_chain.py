@@ -14,9 +14,8 @@ from resources.run_launcher import HOST_TAG
 from tests.helpers import land_folder, make_config, small_archive, write_config_file
 from tests.production import celery_support as cs
 
-# All Celery tests share RabbitMQ's `dagster` queue (and purge it): one xdist worker runs them, one
-# after another (make test uses --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("rabbitmq")
+# All Celery tests share RabbitMQ's `dagster` queue (and purge it): one at a time (conftest.py).
+pytestmark = pytest.mark.usefixtures("rabbitmq_queue")
 
 
 def test_daemon_launches_sensor_batches_onto_celery_workers(tmp_path, postgres_url, monkeypatch):
