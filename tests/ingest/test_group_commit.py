@@ -22,6 +22,27 @@ def _row(i: int, path: Path) -> dict:
                 series_uid="1.2.3.4", sop_uid=f"1.2.3.4.{i}", path=str(path), size=1, source="unit")
 
 
+def _land_eight(group, folder, first) -> dict[int, int]:
+    """Instance 0 lands first; once its flush has begun (`first` set), 1-7 arrive together
+    and queue behind it: two groups. Returns ledger ids by instance."""
+    ids: dict[int, int] = {}
+
+    def land(i):
+        tmp, final = folder / f".{i}.tmp", folder / f"{i}.dcm"
+        tmp.write_bytes(b"x" * i)
+        ids[i] = group.commit(_row(i, final), tmp, final)
+
+    threads = [threading.Thread(target=land, args=(0,))]
+    threads[0].start()
+    assert first.wait(5)
+    threads += [threading.Thread(target=land, args=(i,)) for i in range(1, 8)]
+    for t in threads[1:]:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return ids
+
+
 def test_waiting_instances_share_one_flush(store, tmp_path, monkeypatch):
     """While the first flush is slow, seven more instances queue; they are flushed together:
     2 flushes for 8 instances, 8 files in place, 8 rows, one folder fsync per flush."""
@@ -40,21 +61,7 @@ def test_waiting_instances_share_one_flush(store, tmp_path, monkeypatch):
     monkeypatch.setattr(group_commit, "fsync_dir", lambda d: (synced_dirs.append(d), real_dir(d)))
     folder = tmp_path / "study"
     folder.mkdir()
-    ids: dict[int, int] = {}
-
-    def land(i):
-        tmp, final = folder / f".{i}.tmp", folder / f"{i}.dcm"
-        tmp.write_bytes(b"x" * i)
-        ids[i] = group.commit(_row(i, final), tmp, final)
-
-    threads = [threading.Thread(target=land, args=(0,))]
-    threads[0].start()
-    assert first.wait(5)
-    threads += [threading.Thread(target=land, args=(i,)) for i in range(1, 8)]
-    for t in threads[1:]:
-        t.start()
-    for t in threads:
-        t.join(10)
+    ids = _land_eight(group, folder, first)
     assert group.groups == 2 and len(synced_dirs) == 2
     rows = {r.sop_uid: r for r in store.ledger_after(0, 100)}
     assert sorted(ids.values()) == sorted(r.id for r in rows.values())
@@ -130,20 +137,7 @@ def test_a_group_is_synced_by_one_syncfs_not_file_by_file(store, tmp_path, monke
     fs.sync = slow_first_sync
     folder = tmp_path / "study"
     folder.mkdir()
-
-    def land(i):
-        tmp, final = folder / f".{i}.tmp", folder / f"{i}.dcm"
-        tmp.write_bytes(b"x" * i)
-        group.commit(_row(i, final), tmp, final)
-
-    threads = [threading.Thread(target=land, args=(0,))]
-    threads[0].start()
-    assert first.wait(5)
-    threads += [threading.Thread(target=land, args=(i,)) for i in range(1, 8)]
-    for t in threads[1:]:
-        t.start()
-    for t in threads:
-        t.join(10)
+    _land_eight(group, folder, first)
     assert fs.calls == 2 and group.groups == 2 and per_file == []
     assert sorted(r.sop_uid for r in store.ledger_after(0, 100)) == [f"1.2.3.4.{i}" for i in range(8)]
     assert all((folder / f"{i}.dcm").read_bytes() == b"x" * i for i in range(8))
