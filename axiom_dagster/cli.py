@@ -199,7 +199,7 @@ def cmd_land(args) -> int:
     if not args.folder.is_dir():
         print(f"not a folder: {args.folder}", file=sys.stderr)
         return 2
-    zone = LandingZone(config.landing_path, config.quarantine_path, _store(config))
+    zone = LandingZone(config.landing_path, config.quarantine_path, _store(config), sync=config.landing.sync)
     started = time.perf_counter()
     try:
         report = zone.import_files(iter_files(args.folder, args.follow_symlinks), ArrivalMeta(source=args.source))

@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -18,7 +19,7 @@ from pydicom.errors import InvalidDicomError
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
 from axiom_dagster.ingest.fs_sync import FilesystemSync
-from axiom_dagster.ingest.group_commit import GroupCommit, fsync_dir
+from axiom_dagster.ingest.group_commit import GroupCommit, fdatasync_path, fsync_dir
 from axiom_dagster.ingest.part10 import Unreadable, part10_layout
 from axiom_dagster.ingest.quarantine import quarantine_file, quarantine_write
 from axiom_dagster.ingest.redaction import describe_exception
@@ -107,6 +108,21 @@ class LandingZone:
         """Whether a group's files are synced by one syncfs: a receiver then need not
         fdatasync its own file first (land_file's `synced` would be wasted work)."""
         return self._group.fs is not None
+
+    def sync_written(self, paths: list[Path], threads: int = 4) -> None:
+        """Make files already under their final names durable, with their folders (the
+        renames): one syncfs when the zone syncs a filesystem that holds all their folders,
+        else an fdatasync each (from a few threads: they wait on the disk and share journal
+        commits) and an fsync per folder."""
+        fs = self._group.fs
+        folders = {p.parent for p in paths}
+        if fs is not None and all(fs.covers(folder) for folder in folders):
+            fs.sync()
+            return
+        with ThreadPoolExecutor(max(1, min(threads, len(paths)))) as pool:
+            list(pool.map(fdatasync_path, paths))
+        for folder in folders:
+            fsync_dir(folder)
 
     def path_for(self, ids: InstanceIds, arrival_date: str, sha256: str | None = None) -> Path:
         """Each arrival under its own name: the data set's hash (identical re-sends share one

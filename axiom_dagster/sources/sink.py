@@ -3,8 +3,8 @@
 Each instance is written under its final landing name as it arrives (the data set checked to
 parse to its end, hashed, temp file + rename), without an fsync of its own: a pulled study
 is still held by its source. When the study's retrieval ends (and every FLUSH_EVERY
-instances of a large one), the written files are synced (fdatasync each, from a few
-threads, then their folders), and only then are their ledger rows appended in one
+instances of a large one), the written files are synced (LandingZone.sync_written: one
+syncfs, or fdatasync each and their folders), and only then are their ledger rows appended in one
 transaction, under one association per study retrieval that is closed at once, so the
 landing sensor sees the study complete. A crash before that leaves files without ledger
 rows: nothing counted as retrieved, the study is retrieved again (same names, no
@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from axiom_dagster.ingest.arrival import ArrivalMeta
-from axiom_dagster.ingest.group_commit import fdatasync_path, fsync_dir
 from axiom_dagster.ingest.landing import InstanceIds, LandingZone, _write_atomically
 from axiom_dagster.ingest.part10 import Unreadable, check_complete, dataset_sha256, part10_layout
 from axiom_dagster.ingest.rawheader import dataset_uids, instance_ids, part10_prefix
@@ -31,7 +29,6 @@ from axiom_dagster.sources.base import StudyOutcome
 from axiom_dagster.sources.progress import landed_sops
 
 FLUSH_EVERY = 500  # instances synced and recorded together in a large study
-_SYNC_THREADS = 4  # fdatasync waits on the disk, not the CPU: a few at once share journal commits
 
 
 class NotLandable(ValueError):
@@ -146,11 +143,7 @@ class StudySink:
                 batch, self._pending = self._pending, []
             if not batch:
                 return
-            paths = [p for p, _ in batch]
-            with ThreadPoolExecutor(min(_SYNC_THREADS, len(paths))) as pool:
-                list(pool.map(fdatasync_path, paths))
-            for folder in {p.parent for p in paths}:
-                fsync_dir(folder)  # the renames
+            self.zone.sync_written([p for p, _ in batch])  # data and renames: one syncfs, or file by file
             if not self._opened:
                 self.zone.store.open_association(self._meta.association_id, self.source, self._meta.calling_ae,
                                                  self._meta.called_ae, self._meta.source_ip)

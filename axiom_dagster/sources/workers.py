@@ -28,7 +28,7 @@ def wants_processes(spec) -> bool:
 
 def _start(config: AxiomConfig, name: str) -> None:
     store = StateStore(config.state_store_url)  # its own engine: nothing shared with the parent
-    _worker["zone"] = LandingZone(config.landing_path, config.quarantine_path, store)
+    _worker["zone"] = LandingZone(config.landing_path, config.quarantine_path, store, sync=config.landing.sync)
     _worker["source"] = open_source(config, name)
 
 
