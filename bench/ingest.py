@@ -359,25 +359,16 @@ def main() -> int:
                     svc.stop()
                     assert landed == n, f"service ledger has {landed} rows, expected {n}"
                     shutil.rmtree(root, ignore_errors=True)
-                if "service-mp" in targets:
-                    root = work / f"mp{tag}"
+                for target, folder, code in (("service-mp", "mp", ROOT), ("service-mp-old", "mpold", args.compare_root)):
+                    if target not in targets:
+                        continue
+                    root = work / f"{folder}{tag}"
                     mp = MultiProcessService(root, args.workers, state_store_url(work, args.pg) if args.pg
-                                             else f"sqlite:///{root / 'state.db'}")
-                    results["service-mp", k].append(send(mp.port, folders[k], lambda: proc_cpu([mp.proc.pid]),
-                                                         ("service-mp", k)))
+                                             else f"sqlite:///{root / 'state.db'}", code=code)
+                    results[target, k].append(send(mp.port, folders[k], lambda: proc_cpu([mp.proc.pid]), (target, k)))
                     landed = mp.ledger_count()
                     mp.stop()
-                    assert landed == n, f"multi-process service ledger has {landed} rows, expected {n}"
-                    shutil.rmtree(root, ignore_errors=True)
-                if "service-mp-old" in targets:
-                    root = work / f"mpold{tag}"
-                    mp = MultiProcessService(root, args.workers, state_store_url(work, args.pg) if args.pg
-                                             else f"sqlite:///{root / 'state.db'}", code=args.compare_root)
-                    results["service-mp-old", k].append(send(mp.port, folders[k], lambda: proc_cpu([mp.proc.pid]),
-                                                             ("service-mp-old", k)))
-                    landed = mp.ledger_count()
-                    mp.stop()
-                    assert landed == n, f"multi-process service (old code) ledger has {landed} rows, expected {n}"
+                    assert landed == n, f"{target} ledger has {landed} rows, expected {n}"
                     shutil.rmtree(root, ignore_errors=True)
                 if "orthanc" in targets:
                     from tests.peers.orthanc import Orthanc
