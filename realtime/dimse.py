@@ -8,8 +8,10 @@ file behind (LandingZone.land removes its temp file on error).
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -30,6 +32,7 @@ from axiom_dagster.ingest.part10 import check_and_hash, check_file_and_hash
 from axiom_dagster.ingest.rawheader import Unreadable, dataset_uids, instance_ids, part10_ids
 
 from .dimse_network import TRANSFER_SYNTAXES, NoDelayAssociationServer, build_ssl_context, ip_allowed
+from .handoff import HandedOverAssociationServer
 from .logs import correlation_id
 from .metrics import Metrics
 from .spool import SpoolWriter, dimse_spool
@@ -58,11 +61,12 @@ class _AssocState:
 class DicomListenerService:
     """One configured listener: its AE, its server thread, its handlers."""
 
-    server_class = NoDelayAssociationServer  # realtime/reuseport.py: several processes, one port
-
     def __init__(self, listener: DicomListener, zone: LandingZone, metrics: Metrics,
-                 resolve: Callable[[Path], Path] = lambda p: Path(p)):
+                 resolve: Callable[[Path], Path] = lambda p: Path(p), channel: socket.socket | None = None):
+        """`channel`: in a listener worker (realtime/workers.py), the connections come from the
+        supervisor over this channel (realtime/handoff.py) instead of a listening socket."""
         self.listener = listener
+        self.channel = channel
         self.zone = zone
         self.store = zone.store
         self.metrics = metrics
@@ -94,9 +98,11 @@ class DicomListenerService:
             (evt.EVT_CONN_CLOSE, self._on_conn_close),
         ]
         address = (self.listener.bind_address, self.listener.port)
+        server_class = (NoDelayAssociationServer if self.channel is None
+                        else functools.partial(HandedOverAssociationServer, channel=self.channel))
         self.server = self.ae.make_server(
             address, ae_title=self.listener.ae_title, ssl_context=self.ssl_context,
-            evt_handlers=handlers, server_class=self.server_class,
+            evt_handlers=handlers, server_class=server_class,
         )
         # C-STORE and C-ECHO requests are read by dicom/store_receiver.py, which hands each
         # data set to `begin` (dimse_network.PromptRequestHandler installs it per association).

@@ -126,8 +126,11 @@ class NoDelayAssociationServer(ThreadedAssociationServer):
         for event in evt._INTERVENTION_EVENTS:
             self.bind(event, evt.get_default_handler(event))
 
+    def accept_connection(self):
+        return self.socket.accept()
+
     def get_request(self):
-        client_socket, address = self.socket.accept()
+        client_socket, address = self.accept_connection()
         client_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.ssl_context:
             client_socket.settimeout(30)

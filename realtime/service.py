@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -26,7 +27,7 @@ from .app import create_app
 from .dimse import DicomListenerService
 from .logs import setup_logging
 from .metrics import Metrics
-from .reuseport import ReusePortListenerService, reuseport_socket
+from .handoff import listening_socket
 from .stow import SOURCE as STOW_SOURCE
 
 log = logging.getLogger("axiom.realtime")
@@ -41,24 +42,28 @@ class _Server(uvicorn.Server):
 
 
 class RealtimeService:
-    """`worker=True`: one of several processes sharing the ports (realtime/workers.py): its
-    sockets use SO_REUSEPORT and crash recovery is left to the supervisor."""
+    """`channels`: this process is one of several listener workers (realtime/workers.py): its
+    DICOM connections come from the supervisor over these channels, one per listener
+    (realtime/handoff.py), its HTTP socket uses SO_REUSEPORT, and crash recovery is left to
+    the supervisor."""
 
-    def __init__(self, config: AxiomConfig, *, close_stale_associations: bool = True, worker: bool = False):
+    def __init__(self, config: AxiomConfig, *, close_stale_associations: bool = True,
+                 channels: list[socket.socket] | None = None):
         self.config = config
-        self.worker = worker
+        self.worker = channels is not None
         self.store = StateStore(config.state_store_url)
-        if not worker:
+        if not self.worker:
             self.store.migrate()  # the supervisor migrated once before starting its workers
         self.zone = LandingZone(config.landing_path, config.quarantine_path, self.store, sync=config.landing.sync)
         self.metrics = Metrics()
-        listener_class = ReusePortListenerService if worker else DicomListenerService
-        self.listeners = [listener_class(lc, self.zone, self.metrics, config.resolve) for lc in config.listeners]
+        self.listeners = [DicomListenerService(lc, self.zone, self.metrics, config.resolve,
+                                               channel=channels[i] if channels else None)
+                          for i, lc in enumerate(config.listeners)]
         self.app = create_app(config, self.zone, self.metrics, self.dicom_status)
         self.http_server: _Server | None = None
         self._stopping = threading.Event()
         self._stopped = threading.Event()
-        self._close_stale = close_stale_associations and not worker
+        self._close_stale = close_stale_associations and not self.worker
 
     def dicom_status(self) -> dict:
         return {s.listener.name: {"accepting": s.server is not None, "port": s.port,
@@ -95,7 +100,7 @@ class RealtimeService:
                                      access_log=False, timeout_graceful_shutdown=int(http.shutdown_grace_seconds) or None,
                                      lifespan="off")
                 self.http_server = _Server(cfg)
-                sockets = [reuseport_socket(http.bind, http.port)] if self.worker else None
+                sockets = [listening_socket(http.bind, http.port, reuse_port=True)] if self.worker else None
                 log.info("realtime service ready", extra={"http": f"{http.bind}:{http.port}",
                                                           "dicom": {s.listener.name: s.port for s in self.listeners}})
                 asyncio.run(self.http_server.serve(sockets=sockets))

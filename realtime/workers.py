@@ -1,19 +1,22 @@
 """`axiom realtime --workers N`: N listener worker processes serving the same DICOM and HTTP
-ports (SO_REUSEPORT), all landing into one landing zone and one arrival ledger.
+ports, all landing into one landing zone and one arrival ledger.
 
 The supervisor (this process) migrates the state store and recovers from a previous crash
-once (closes associations left open, deletes half-written temp files), then starts the
-workers (`python -m realtime.workers CONFIG INDEX LEVEL`) and restarts any that dies. Each
+once (closes associations left open, deletes half-written temp files), then listens on the
+DICOM ports and hands each connection to the worker with the fewest open associations
+(realtime/handoff.py); the workers share the HTTP port (SO_REUSEPORT). It starts the workers
+(`python -m realtime.workers CONFIG INDEX LEVEL CHANNEL_FDS`) and restarts any that dies. Each
 worker acknowledges an instance only after its file and ledger row are durable, exactly as
 the single-process service does, so a worker killed with SIGKILL loses nothing it
-acknowledged; its in-flight associations are aborted and the senders retry. The kernel
-sends new connections to the live workers only.
+acknowledged; its in-flight associations are aborted and the senders retry. New
+connections go to the live workers only.
 """
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +26,7 @@ from pathlib import Path
 from axiom_dagster.config.models import AxiomConfig
 from axiom_dagster.store.state import StateStore
 
+from .handoff import Dispatcher
 from .logs import setup_logging
 from .service import RealtimeService, close_stale_associations, sweep_temp_files
 from .stow import SOURCE as STOW_SOURCE
@@ -52,6 +56,7 @@ class Supervisor:
         self.count = workers
         self.log_level = log_level
         self.workers: dict[int, subprocess.Popen] = {}
+        self.dispatcher: Dispatcher | None = None
         self._stopping = threading.Event()
 
     def recover(self) -> None:
@@ -67,8 +72,15 @@ class Supervisor:
             log.warning("recovered from a previous run", extra={"associations": closed, "temp_files": removed})
 
     def _spawn(self, index: int) -> None:
-        cmd = [sys.executable, "-m", "realtime.workers", self.config_path, str(index), self.log_level]
-        self.workers[index] = subprocess.Popen(cmd, env=os.environ.copy())
+        ends = self.dispatcher.attach(index)
+        fds = [end.fileno() for end in ends]
+        cmd = [sys.executable, "-m", "realtime.workers", self.config_path, str(index), self.log_level,
+               ",".join(map(str, fds))]
+        try:
+            self.workers[index] = subprocess.Popen(cmd, env=os.environ.copy(), pass_fds=fds)
+        finally:
+            for end in ends:
+                end.close()
         log.info("listener worker started", extra={"worker": index, "pid": self.workers[index].pid})
 
     def pids(self) -> dict[int, int]:
@@ -76,8 +88,10 @@ class Supervisor:
 
     def run(self) -> int:
         self.recover()
+        self.dispatcher = Dispatcher(self.config.listeners)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
+            self.dispatcher.start()
             for i in range(self.count):
                 self._spawn(i)
             while not self._stopping.wait(0.5):
@@ -89,7 +103,9 @@ class Supervisor:
                         time.sleep(RESTART_DELAY)
                         self._spawn(i)
         finally:
+            self.dispatcher.stop_accepting()
             self._stop_workers()
+            self.dispatcher.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return 0
@@ -117,14 +133,25 @@ class Supervisor:
         log.info("realtime supervisor stopped")
 
 
+def _stop_when_orphaned(supervisor: int) -> None:
+    """The supervisor died without stopping this worker (no connections come any more):
+    finish the open associations and exit, as on SIGTERM."""
+    while os.getppid() == supervisor:
+        time.sleep(1)
+    log.error("supervisor gone: stopping this listener worker")
+    signal.raise_signal(signal.SIGTERM)
+
+
 def worker_main(argv: list[str]) -> int:
     from axiom_dagster.config.settings import load_default_config
 
-    config_path, index, level = argv
+    config_path, index, level, fds = argv
     setup_logging(level)
     config = load_default_config(config_path or None)
+    channels = [socket.socket(fileno=int(fd)) for fd in fds.split(",") if fd]
     log.info("listener worker serving", extra={"worker": int(index), "pid": os.getpid()})
-    service = RealtimeService(config, worker=True)
+    threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    service = RealtimeService(config, channels=channels)
     return service.run()
 
 

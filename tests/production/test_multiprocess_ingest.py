@@ -1,4 +1,4 @@
-"""`axiom realtime --workers 3`: three listener processes on one port (SO_REUSEPORT), eight
+"""`axiom realtime --workers 3`: three listener processes on one port (handed over by the supervisor), eight
 concurrent DCMTK storescu associations, one worker killed with SIGKILL mid-transfer. Every
 acknowledged instance is in the ledger exactly once with its data set intact, the other
 workers keep serving, and the supervisor replaces the dead worker."""
@@ -91,7 +91,7 @@ def test_workers_share_the_port_and_a_killed_worker_loses_nothing_acknowledged(t
         os.kill(victim, signal.SIGKILL)
         outputs = [p.communicate(timeout=300)[0] for p in senders]
 
-        # The kernel spread the associations over several workers.
+        # The supervisor spread the associations over several workers.
         served_by = {e["pid"] for e in _log_events(log_file, "association established")}
         assert len(served_by & workers) >= 2
         # Associations on the other workers completed.
