@@ -108,6 +108,9 @@ PG_ENABLED = False
 def send(port: int, folders: list[Path], cpu=None, key=None) -> float:
     """One storescu association per folder, all started at once; wall time until all end.
     `cpu`: a callable giving the receiver's CPU seconds so far, recorded under `key`."""
+    # Write back what earlier targets (and the archive's generation) left dirty, so that no
+    # target's flushes pay for another's files.
+    os.sync()
     cpu_before = cpu() if cpu else (0.0, 0.0)
     pg = postgres_pids() if key and key[0].startswith("service") and PG_ENABLED else []
     pg_before = sum(proc_cpu(pg)) if pg else 0.0

@@ -54,6 +54,7 @@ class Dispatcher:
         self._channels: list[dict[int, socket.socket]] = [{} for _ in listeners]
         self._open: dict[int, int] = {}
         self._lock = threading.Lock()
+        self.handed_over = 0
 
     @property
     def ports(self) -> list[int]:
@@ -119,6 +120,7 @@ class Dispatcher:
                     channels.pop(worker).close()
                     continue
                 self._open[worker] = self._open.get(worker, 0) + 1
+                self.handed_over += 1
                 return
         log.warning("no listener worker alive: connection closed", extra={"listener": self.names[index]})
 

@@ -4,6 +4,7 @@ to the worker with the fewest open associations, every close is counted back (re
 rejected), and a worker whose channel closed gets nothing more."""
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -99,3 +100,12 @@ def test_a_worker_whose_channel_closed_gets_no_more_connections(two_workers):
 
 def _live(dispatcher: Dispatcher) -> set[int]:
     return set(dispatcher._channels[0])
+
+
+def test_a_connection_closed_without_an_association_is_counted_closed(two_workers):
+    """A TCP probe (connect, close; e.g. a load balancer's health check) leaves no count behind."""
+    dispatcher, _workers = two_workers
+    for _ in range(3):
+        socket.create_connection(("127.0.0.1", dispatcher.ports[0])).close()
+    _wait(lambda: sum(dispatcher.open_associations().values()) == 0 and dispatcher.handed_over == 3,
+          "the probes' closes")
