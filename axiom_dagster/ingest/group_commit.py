@@ -4,7 +4,7 @@ An instance is acknowledged only when its file is on disk under its final name a
 ledger row is committed (design §3). Doing that per instance costs an fdatasync, a folder
 fsync and a ledger commit each; with several associations at once they queue behind each
 other's flushes. Here the instances that arrived while one flush was running are flushed
-together by the next, and all their rows are appended in one INSERT and one transaction.
+together by the next, and all their rows are appended in one INSERT that is its own transaction.
 One association alone works exactly as before (a group of one); nobody waits for a timer.
 
 Files are made durable in one of two ways:
@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 
 from axiom_dagster.ingest.fs_sync import FilesystemSync
+from axiom_dagster.store.ledger_ops import ROWS_PER_INSERT
 from axiom_dagster.store.state import StateStore
 
 
@@ -155,19 +156,27 @@ class GroupCommit:
 
     def _append_rows(self, batch: list[_Pending]) -> None:
         rows = [r for r in batch if r.error is None]
-        if not rows:
-            return
-        try:
-            if self._conn is None:  # one connection for this stage (only its leader uses it)
-                self._conn = self.store.engine.connect()
-            ids = self.store.append_ledger_group([r.values for r in rows], self._conn)
-        except BaseException as exc:
-            for r in rows:
-                r.error = exc
-            self.close()  # perhaps broken (database restarted): the next group connects anew
-            raise
-        for r, ledger_id in zip(rows, ids):
-            r.id = ledger_id
+        for start in range(0, len(rows), ROWS_PER_INSERT):  # each statement its own transaction
+            chunk = rows[start:start + ROWS_PER_INSERT]
+            try:
+                if self._conn is None:
+                    self._conn = _autocommit_connection(self.store)
+                ids = self.store.append_ledger_group([r.values for r in chunk], self._conn)
+            except BaseException as exc:
+                for r in rows[start:]:
+                    r.error = exc
+                self.close()  # perhaps broken (database restarted): the next group connects anew
+                raise
+            for r, ledger_id in zip(chunk, ids):
+                r.id = ledger_id
+
+
+def _autocommit_connection(store: StateStore):
+    """The ledger stage's own connection (only its leader uses it), outside the pool (its
+    isolation level is never reset for others), in AUTOCOMMIT: each INSERT commits itself."""
+    conn = store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    conn.detach()
+    return conn
 
 
 def _covered(fs: FilesystemSync, files: list[_Pending]) -> set:

@@ -12,7 +12,7 @@ from axiom_dagster.store.schema import associations, ledger
 _LEDGER_COLUMNS = [c.name for c in ledger.columns if c.name != "id"]
 # Placeholders per DBAPI paramstyle (psycopg2: format/pyformat, sqlite3: qmark).
 _PLACEHOLDER = {"format": "%s", "pyformat": "%s", "qmark": "?"}
-_ROWS_PER_INSERT = 500  # 17 parameters each: well below SQLite's limit of 32,766 per statement
+ROWS_PER_INSERT = 500  # 17 parameters each: well below SQLite's limit of 32,766 per statement
 
 
 class LedgerOps:
@@ -25,9 +25,11 @@ class LedgerOps:
         return self.append_ledger_group([values])[0]
 
     def append_ledger_group(self, rows: Sequence[dict], connection: Connection | None = None) -> list[int]:
-        """Append rows in one INSERT and one transaction; returns their ledger ids in order.
-        `connection`: the caller's own (the group commit keeps one: no pool checkout and
-        ping per group), else one from the pool.
+        """Append rows in one transaction; returns their ledger ids in order.
+        `connection`: the caller's own, in AUTOCOMMIT (the group commit keeps one: no pool
+        checkout and ping per group); at most ROWS_PER_INSERT rows, which go in one
+        statement that is its own transaction: one round trip, where BEGIN, INSERT and
+        COMMIT took three.
 
         A group commit's rows go in one statement, as plain SQL to the driver: per-row
         executes cost a round trip each, and SQLAlchemy's statement machinery about 0.2 ms
@@ -37,8 +39,9 @@ class LedgerOps:
         if not rows:
             return []
         if connection is not None:
-            with connection.begin():
-                return _insert_ledger_rows(connection, rows)
+            if len(rows) > ROWS_PER_INSERT:
+                raise ValueError(f"at most {ROWS_PER_INSERT} rows per statement")
+            return _insert_ledger_rows(connection, rows)
         with self.engine.begin() as conn:
             return _insert_ledger_rows(conn, rows)
 
@@ -109,8 +112,8 @@ def _insert_ledger_rows(conn: Connection, rows: Sequence[dict]) -> list[int]:
         return [conn.execute(insert_one, values).inserted_primary_key[0] for values in rows]
     convert = _bind_processors(conn.dialect)
     ids = []
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[start:start + _ROWS_PER_INSERT]
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[start:start + ROWS_PER_INSERT]
         params = tuple(f(values.get(name)) if f else values.get(name) for values in chunk for name, f in convert)
         ids += sorted(row[0] for row in conn.exec_driver_sql(_insert_sql(len(chunk), mark), params))
     if len(ids) != len(rows):
