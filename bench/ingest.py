@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import signal
 import shutil
 import socket
@@ -101,6 +102,7 @@ def free_port() -> int:
 
 CPU: dict[tuple[str, int], list[tuple[float, float]]] = {}  # receiver CPU s (user, system) per (target, assocs)
 PG_CPU: dict[tuple[str, int], list[float]] = {}  # PostgreSQL server CPU s during the sends of a target
+SENDER_CPU: dict[tuple[str, int], list[float]] = {}  # the storescu senders' CPU s (they share the 2 cores)
 LOADS: list[float] = []
 PG_ENABLED = False
 
@@ -115,12 +117,17 @@ def send(port: int, folders: list[Path], cpu=None, key=None) -> float:
     pg = postgres_pids() if key and key[0].startswith("service") and PG_ENABLED else []
     pg_before = sum(proc_cpu(pg)) if pg else 0.0
     LOADS.append(os.getloadavg()[0])
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     procs = [subprocess.Popen([STORESCU, "-aec", "AXIOM", "+sd", "+r", "127.0.0.1", str(port), str(folder)],
                               env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for folder in folders]
     errors = [p.communicate()[1] for p in procs]
     elapsed = time.perf_counter() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the senders: the only children reaped meanwhile
+    if key:
+        SENDER_CPU.setdefault(key, []).append(children.ru_utime + children.ru_stime
+                                              - children_before.ru_utime - children_before.ru_stime)
     if cpu:
         after = cpu()
         CPU.setdefault(key, []).append((after[0] - cpu_before[0], after[1] - cpu_before[1]))
@@ -416,7 +423,7 @@ def main() -> int:
 
         print()
         print(f"load average (1 min) at the sends: {min(LOADS):.1f}-{max(LOADS):.1f}")
-        print(f"{'target':<34}{'assocs':>7}{'inst/s':>10}{'MB/s':>10}{'best inst/s':>13}{'CPU ms/inst':>13}{'of it sys':>11}{'+ PG ms':>9}")
+        print(f"{'target':<34}{'assocs':>7}{'inst/s':>10}{'MB/s':>10}{'best inst/s':>13}{'CPU ms/inst':>13}{'of it sys':>11}{'+ PG ms':>9}{'senders ms':>12}")
         names = {"service": "service (durable: fsync+ledger)", "orthanc": "Orthanc",
                  "service-mp": f"service, {args.workers} worker processes",
                  "service-mp-old": f"old code, {args.workers} workers", "minimal-1M": "minimal pynetdicom SCP, 1 MB PDU",
@@ -429,8 +436,9 @@ def main() -> int:
             cpu_ms = statistics.median(u + s for u, s in cpu) / n * 1000
             sys_ms = statistics.median(s for _, s in cpu) / n * 1000
             pg_ms = statistics.median(PG_CPU[t, k]) / n * 1000 if PG_CPU.get((t, k)) else float("nan")
+            sender_ms = statistics.median(SENDER_CPU[t, k]) / n * 1000 if SENDER_CPU.get((t, k)) else float("nan")
             print(f"{names[t]:<34}{k:>7}{n / m:>10.0f}{size_mb / m:>10.1f}{n / min(v):>13.0f}{cpu_ms:>13.2f}"
-                  f"{sys_ms:>11.2f}{pg_ms:>9.2f}")
+                  f"{sys_ms:>11.2f}{pg_ms:>9.2f}{sender_ms:>12.2f}")
         if stow_s is not None:
             print(f"{'STOW-RS into service (50/request)':<34}{1:>7}{n / stow_s:>10.0f}{size_mb / stow_s:>10.1f}{'':>13}")
         print()

@@ -5,6 +5,7 @@ import functools
 from typing import Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, case, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from axiom_dagster.store.records import LedgerRow, _ledger_row, utcnow
 from axiom_dagster.store.schema import associations, ledger
@@ -112,10 +113,21 @@ def _insert_ledger_rows(conn: Connection, rows: Sequence[dict]) -> list[int]:
         return [conn.execute(insert_one, values).inserted_primary_key[0] for values in rows]
     convert = _bind_processors(conn.dialect)
     ids = []
-    for start in range(0, len(rows), ROWS_PER_INSERT):
-        chunk = rows[start:start + ROWS_PER_INSERT]
-        params = tuple(f(values.get(name)) if f else values.get(name) for values in chunk for name, f in convert)
-        ids += sorted(row[0] for row in conn.exec_driver_sql(_insert_sql(len(chunk), mark), params))
+    # The driver's own cursor: SQLAlchemy's result set-up for one INSERT ... RETURNING took
+    # a sixth of a receiver's Python time per group (profiled under 4 associations).
+    cursor = conn.connection.cursor()
+    try:
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            chunk = rows[start:start + ROWS_PER_INSERT]
+            params = tuple(f(values.get(name)) if f else values.get(name) for values in chunk for name, f in convert)
+            sql = _insert_sql(len(chunk), mark)
+            try:
+                cursor.execute(sql, params)
+                ids += sorted(row[0] for row in cursor.fetchall())
+            except conn.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it
+                raise DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error) from exc
+    finally:
+        cursor.close()
     if len(ids) != len(rows):
         raise RuntimeError(f"ledger insert returned {len(ids)} ids for {len(rows)} rows")
     return ids

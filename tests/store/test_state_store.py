@@ -56,6 +56,25 @@ def test_a_ledger_group_is_one_insert_with_each_rows_id_and_values(store: StateS
     assert stored["1.2.3"] == stored["1.2.5"]
 
 
+def test_a_ledger_group_that_the_database_refuses_raises_sqlalchemys_error(store: StateStore):
+    """The group's driver-level INSERT fails as SQLAlchemy's own would (the receivers answer
+    a SQLAlchemyError with Out of Resources), on the pool's connection and on an AUTOCOMMIT one."""
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    bad = {**_row(1), "sop_uid": None}  # NOT NULL
+    with pytest.raises(IntegrityError):
+        store.append_ledger_group([_row(0), bad])
+    conn = store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        with pytest.raises(IntegrityError):
+            store.append_ledger_group([bad], conn)
+        assert store.append_ledger_group([_row(2)], conn)  # the connection is usable again
+    finally:
+        conn.close()
+    assert [r.sop_uid for r in store.ledger_after(0, 10)] == ["1.2.3.1.2"]
+
+
 def test_batch_manifest_takes_only_unbatched_rows(store: StateStore):
     for i in range(3):
         store.append_ledger(**_row(i))
