@@ -455,7 +455,7 @@ def main() -> int:
             for t, what in (("minimal-1M", "minimal SCP (same 1 MB PDU)"), ("minimal-16K", "minimal SCP (default 16 KB PDU)"),
                             ("storescp", "DCMTK storescp")):
                 if t in targets:
-                    target_note = "  (target >= 0.8)" if t == "minimal-1M" else ""
+                    target_note = "  (target >= 0.9)" if t == "minimal-1M" else ""
                     print(f"{k} association(s): ratio service / {what}: {med[t, k] / med['service', k]:.2f}{target_note}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
