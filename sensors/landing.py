@@ -1,7 +1,8 @@
 """The landing sensor: reads the arrival ledger after its cursor and requests runs for
 batches of complete studies.
 
-The cursor is the ledger's high-water mark (one integer). Which studies are waiting lives in
+The cursor is the ledger id up to which every row was read (one integer; it waits before a
+gap in the ids that may still fill, pipeline/batching.py). Which studies are waiting lives in
 the state store, so it survives restarts. Run keys are batch ids (plus the attempt): a batch
 requested twice (after a lost tick) still runs once per attempt.
 
