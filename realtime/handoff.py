@@ -112,17 +112,19 @@ class Dispatcher:
         payload = json.dumps([address[0], address[1]]).encode()
         with self._lock:
             channels = self._channels[index]
-            while channels:
-                worker = min(channels, key=lambda w: (self._open.get(w, 0), w))
+            # Least loaded first; a worker whose channel is full (not reading) is skipped.
+            for worker in sorted(channels, key=lambda w: (self._open.get(w, 0), w)):
                 try:
-                    socket.send_fds(channels[worker], [payload], [conn.fileno()])
+                    socket.send_fds(channels[worker], [payload], [conn.fileno()], socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    continue
                 except OSError:  # the worker died a moment ago
                     channels.pop(worker).close()
                     continue
                 self._open[worker] = self._open.get(worker, 0) + 1
                 self.handed_over += 1
                 return
-        log.warning("no listener worker alive: connection closed", extra={"listener": self.names[index]})
+        log.warning("no listener worker alive and reading: connection closed", extra={"listener": self.names[index]})
 
     def _count_closes(self, index: int, worker: int, channel: socket.socket) -> None:
         while True:
