@@ -5,6 +5,7 @@ Imports only pydicom and the domain core, so worker processes start quickly.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import os
@@ -76,6 +77,13 @@ def morpher_for(factory: Callable[[], Morpher]) -> Morpher:
     if key not in _MORPHERS:
         _MORPHERS[key] = factory()
     return _MORPHERS[key]
+
+
+def start_worker() -> None:
+    """A worker process's initializer: what a forked worker inherits from the run process (its
+    Dagster, SQLAlchemy and pydicom objects) is left out of the worker's garbage collections,
+    which otherwise walk all of it (and copy its pages) every few hundred instances."""
+    gc.freeze()
 
 
 def process_chunk(groups: list[list[LedgerRow]], settings: WorkerSettings) -> list[InstanceResult]:
