@@ -129,13 +129,14 @@ def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher)
         header = _raw_header(data)
         if header is not None and getattr(morpher, "copies_unchanged", False):
             # Nothing will be re-encoded: the raw header's elements are all the steps read.
-            ds = header_dataset(header, data)
+            ds, ds_from_header = header_dataset(header, data), True
         else:
+            ds_from_header = False
             try:
                 ds = dcmread(io.BytesIO(data))
             except Exception as exc:
                 return quarantine(result, row, settings, stage, f"unreadable DICOM: {describe_exception(exc)}")
-        problems = validate_instance(ds, expected_sop_uid=row.sop_uid)
+        problems = validate_instance(ds, expected_sop_uid=row.sop_uid, header=header if ds_from_header else None)
         if problems:
             return quarantine(result, row, settings, stage, "; ".join(problems))
 
