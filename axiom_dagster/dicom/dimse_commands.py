@@ -13,6 +13,7 @@ import struct
 # Command Field (0000,0100)
 C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
+C_GET_RSP, C_MOVE_RSP = 0x8010, 0x8021
 RESPONSE_BIT = 0x8000
 # Command Data Set Type (0000,0800): 0x0101 means no data set, anything else means one follows.
 DATA_SET_PRESENT, NO_DATA_SET = 0x0001, 0x0101

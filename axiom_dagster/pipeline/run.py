@@ -26,7 +26,7 @@ from axiom_dagster.store.state import StateStore
 from axiom_dagster.ingest.redaction import describe_exception
 from axiom_dagster.pipeline.arrivals import plan_arrivals
 from axiom_dagster.pipeline.worker import (
-    InstanceResult, RouteTarget, WorkerSettings, morpher_for, process_chunk, quarantine,
+    InstanceResult, RouteTarget, WorkerSettings, morpher_for, process_chunk, quarantine, start_worker,
 )
 
 
@@ -123,7 +123,7 @@ def _process(groups: Sequence[list[LedgerRow]], settings: WorkerSettings, pipeli
         ctx.set_forkserver_preload(["axiom_dagster.pipeline.worker"])
     results: list[InstanceResult] = []
     lost: list[list[LedgerRow]] = []  # groups of chunks whose worker process died
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=start_worker) as pool:
         futures = [pool.submit(process_chunk, chunk, settings) for chunk in chunks]
         for chunk, future in zip(chunks, futures):
             try:
@@ -140,7 +140,7 @@ def _isolate(groups: Sequence[list[LedgerRow]], settings: WorkerSettings, ctx) -
     results = []
     for row in (row for group in groups for row in group):
         try:
-            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=start_worker) as pool:
                 results.extend(pool.submit(process_chunk, [[row]], settings).result())
         except Exception as exc:
             result = InstanceResult(row.id, row.study_uid, row.sop_uid)

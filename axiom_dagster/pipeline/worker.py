@@ -5,6 +5,7 @@ Imports only pydicom and the domain core, so worker processes start quickly.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import os
@@ -78,6 +79,13 @@ def morpher_for(factory: Callable[[], Morpher]) -> Morpher:
     return _MORPHERS[key]
 
 
+def start_worker() -> None:
+    """A worker process's initializer: what a forked worker inherits from the run process (its
+    Dagster, SQLAlchemy and pydicom objects) is left out of the worker's garbage collections,
+    which otherwise walk all of it (and copy its pages) every few hundred instances."""
+    gc.freeze()
+
+
 def process_chunk(groups: list[list[LedgerRow]], settings: WorkerSettings) -> list[InstanceResult]:
     install_log_redaction()  # spawned workers (start_method spawn/forkserver) start without it
     morpher = morpher_for(settings.morpher_factory)
@@ -121,13 +129,14 @@ def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher)
         header = _raw_header(data)
         if header is not None and getattr(morpher, "copies_unchanged", False):
             # Nothing will be re-encoded: the raw header's elements are all the steps read.
-            ds = header_dataset(header, data)
+            ds, ds_from_header = header_dataset(header, data), True
         else:
+            ds_from_header = False
             try:
                 ds = dcmread(io.BytesIO(data))
             except Exception as exc:
                 return quarantine(result, row, settings, stage, f"unreadable DICOM: {describe_exception(exc)}")
-        problems = validate_instance(ds, expected_sop_uid=row.sop_uid)
+        problems = validate_instance(ds, expected_sop_uid=row.sop_uid, header=header if ds_from_header else None)
         if problems:
             return quarantine(result, row, settings, stage, "; ".join(problems))
 

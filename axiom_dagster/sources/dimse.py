@@ -21,6 +21,7 @@ from pynetdicom.sop_class import (
 )
 
 from axiom_dagster.config.sources import DimseSource
+from axiom_dagster.dicom.dimse_commands import C_GET_RSP
 from axiom_dagster.dicom.prompt_association import make_prompt
 from axiom_dagster.dicom.store_receiver import receive_stores
 from axiom_dagster.dicom.uids import is_valid_uid
@@ -166,9 +167,10 @@ class DimseStudySource:
         roles = [build_role(cx.abstract_syntax, scp_role=True) for cx in storage]
 
         assoc = self._associate([build_context(GET), *storage], roles)
-        # The C-STORE sub-operations are read and answered in the DUL thread, the C-GET-RSPs
-        # stay pynetdicom's (dicom/store_receiver.py).
-        receive_stores(assoc, _SinkStores(sink))
+        # The C-STORE sub-operations are read and answered in the DUL thread, and so are the
+        # pending C-GET-RSPs (counted, one a second passed on); the final C-GET-RSP is
+        # pynetdicom's (dicom/store_receiver.py).
+        receive_stores(assoc, _SinkStores(sink), quiet_pending=frozenset({C_GET_RSP}))
         try:
             return _final(assoc.send_c_get(query, GET))
         finally:

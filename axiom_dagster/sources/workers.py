@@ -8,6 +8,7 @@ keeps threads: its single listener routes by study inside one process).
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -27,6 +28,7 @@ def wants_processes(spec) -> bool:
 
 
 def _start(config: AxiomConfig, name: str) -> None:
+    gc.freeze()  # the parent's objects stay out of this process's garbage collections (and their pages shared)
     store = StateStore(config.state_store_url)  # its own engine: nothing shared with the parent
     _worker["zone"] = LandingZone(config.landing_path, config.quarantine_path, store, sync=config.landing.sync)
     _worker["source"] = open_source(config, name)

@@ -57,6 +57,9 @@ def _compare(data: bytes) -> bool:
     # Fresh copies: validation and fast_get must work on elements pydicom has not converted.
     fast, slow = header_dataset(header, data), _pydicom(data)
     assert validate_instance(fast, "1.2.3") == validate_instance(slow, "1.2.3")
+    # The Pixel Data length from the raw header, without converting the element.
+    fast = header_dataset(header, data)
+    assert validate_instance(fast, "1.2.3", header=header) == validate_instance(slow, "1.2.3")
     fast, slow = header_dataset(header, data), _pydicom(data)
     for keyword in KEYWORDS:
         mine, theirs = _outcome(lambda: fast_get(fast, keyword, "-")), _outcome(lambda: slow.get(keyword, "-"))
@@ -97,6 +100,8 @@ def test_validation_problems_are_found_on_the_header_dataset(tmp_path):
     assert "missing required attribute Modality" in problems
     assert any(p.startswith("pixel data truncated") for p in problems)
     assert problems == validate_instance(dcmread(io.BytesIO(data)))
+    header = read_header_bytes(data)
+    assert validate_instance(header_dataset(header, data), header=header) == problems
 
 
 def test_character_set_and_file_meta_are_pydicom_s():
