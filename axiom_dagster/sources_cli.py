@@ -13,8 +13,8 @@ as the daemon would.
 from __future__ import annotations
 
 import argparse
-import gc
 import functools
+import gc
 import os
 import sys
 import threading
