@@ -7,6 +7,13 @@ and each Celery worker takes one batch at a time (prefetch 1, acknowledged when 
 batch whose worker dies is redelivered; re-running a batch is idempotent). Inside a worker
 the batch still uses the pipeline's process pool (pipeline.workers). Celery workers read the
 same settings through deploy/celery/dagster_celery_config.py.
+
+The worker's pool is one thread, not `solo`: with `solo` the step runs inside the event
+loop's read callback, and kombu's loop (5.7) could then leave the finished step's
+acknowledgement queued behind a poll of up to 10 s; with prefetch 1 RabbitMQ sends the next
+batch only after that acknowledgement, so the worker sat idle for up to 10 s between batches
+(measured: 5.7-10 s on about every other batch). In a pool thread the step acknowledges from
+outside the loop, which wakes it at once.
 """
 import os
 
@@ -17,7 +24,10 @@ CELERY_SETTINGS = {
     # rpc://: results travel back over RabbitMQ to the run worker that waits for them.
     "result_backend": os.environ.get("AXIOM_CELERY_BACKEND", "rpc://"),
     "task_default_queue": "dagster",
-    # One batch per worker at a time, acknowledged after it finished.
+    # One batch per worker at a time, in one pool thread (see above), acknowledged after it
+    # finished.
+    "worker_pool": "threads",
+    "worker_concurrency": 1,
     "worker_prefetch_multiplier": 1,
     "task_acks_late": True,
     "task_reject_on_worker_lost": True,

@@ -2,8 +2,8 @@
 
 Everything runs on 127.0.0.1: RabbitMQ (guest/guest on the default vhost, queue `dagster`),
 a Dagster instance in PostgreSQL, the state store in SQLite; workers are `celery worker`
-processes started here with --pool solo (one batch at a time; the batch's own process pool
-may fork) and stopped here by their pids.
+processes started here with the documented settings (deploy/celery: one pool thread, one
+batch at a time; the batch's own process pool may fork) and stopped here by their pids.
 """
 from __future__ import annotations
 
@@ -81,8 +81,7 @@ def make_deployment(root: Path, config_file: Path, pg_db: str) -> Deployment:
 
 class CeleryWorker:
     def __init__(self, deployment: Deployment, name: str, cpu: int | None = None):
-        cmd = [str(BIN / "celery"), "-A", "dagster_celery.app", "worker", "--pool", "solo", "-c", "1",
-               "-Q", QUEUE, "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        cmd = [str(BIN / "celery"), "-A", "dagster_celery.app", "worker", "-Q", QUEUE, "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
                "--loglevel", "WARNING"]
         if cpu is not None:
             cmd = ["taskset", "-c", str(cpu)] + cmd
@@ -191,6 +190,42 @@ def step_executions(instance, run_ids: list[str]) -> list[StepExecution]:
                 phases.update({k[len("seconds_"):]: v.value for k, v in metadata.items() if k.startswith("seconds_")})
         out.append(StepExecution(run_id, int(run.tags["axiom/batch"]), worker, start.dagster_event.pid,
                                  start.timestamp, end.timestamp, phases))
+    return out
+
+
+@dataclass
+class CeleryTask:
+    """One step's Celery task: when the run worker submitted it, when a worker began it and
+    when the step finished, from the run's event log."""
+
+    run_id: str
+    step_key: str
+    celery_worker: str
+    submitted: float
+    started: float
+    finished: float
+
+
+def celery_tasks(instance, run_ids: list[str]) -> list[CeleryTask]:
+    from dagster import DagsterEventType
+
+    out = []
+    for run_id in run_ids:
+        submitted, started, worker, finished = {}, {}, {}, {}
+        for e in instance.all_logs(run_id):
+            event = e.dagster_event
+            if event is None or event.step_key is None:
+                continue
+            if event.event_type == DagsterEventType.ENGINE_EVENT:
+                metadata = event.engine_event_data.metadata
+                if "Celery worker" in metadata:  # written by the worker as the task begins
+                    started.setdefault(event.step_key, e.timestamp)
+                    worker.setdefault(event.step_key, metadata["Celery worker"].value)
+                elif e.user_message.startswith("Submitting celery task"):
+                    submitted.setdefault(event.step_key, e.timestamp)
+            elif event.event_type == DagsterEventType.STEP_SUCCESS:
+                finished[event.step_key] = e.timestamp
+        out += [CeleryTask(run_id, key, worker[key], submitted[key], started[key], finished[key]) for key in finished]
     return out
 
 

@@ -138,3 +138,38 @@ def test_a_batch_whose_celery_worker_dies_is_redelivered_and_completes(tmp_path,
     names = [w.split("@")[0] for w in workers]
     assert names[:2] == ["doomed", "survivor"] and set(names) == {"doomed", "survivor"}
     store.dispose()
+
+
+def test_a_celery_worker_takes_the_next_waiting_step_at_once(tmp_path, postgres_url, monkeypatch):
+    """One worker, four batches waiting: each step task (the batch's, then its catalog's)
+    begins within moments of the previous one's end whenever one was waiting. With the solo
+    pool a finished task's acknowledgement could wait behind the event loop's poll (up to
+    10 s), and RabbitMQ (prefetch 1) held the next task back until then."""
+    if not cs.rabbitmq_available():
+        pytest.skip("RabbitMQ on 127.0.0.1:5672 is not reachable")
+    inputs = tmp_path / "in"
+    small_archive(inputs, studies=4, series=1, instances=10)
+    config, config_file, store, batches = _landed_batches(tmp_path / "celery", inputs)
+    deployment = cs.make_deployment(tmp_path / "celery", config_file, postgres_url.rsplit("/", 1)[1])
+    cs.purge_queue()
+    runs = [cs.launch_run(deployment, b.id, b.partition) for b in batches]
+    worker = None
+    try:
+        cs.wait_for_queue(len(batches), runs)
+        worker = cs.CeleryWorker(deployment, "alone")
+        for batch, p in zip(batches, runs):
+            assert p.wait(300) == 0, (deployment.dagster_home / f"run-{batch.id}.log").read_text()[-3000:]
+    finally:
+        cs.stop_all(runs, [worker] if worker else [])
+    store.dispose()
+
+    for key, value in deployment.env().items():
+        if key.startswith("DAGSTER_"):
+            monkeypatch.setenv(key, value)
+    with DagsterInstance.get() as instance:
+        tasks = sorted(cs.celery_tasks(instance, [r.dagster_run.run_id for r in instance.get_run_records()]),
+                       key=lambda t: t.started)
+    assert len(tasks) == 2 * len(batches) and {t.celery_worker.split("@")[0] for t in tasks} == {"alone"}
+    waits = [round(nxt.started - prev.finished, 2) for prev, nxt in zip(tasks, tasks[1:]) if nxt.submitted < prev.finished]
+    assert len(waits) >= len(batches) - 1
+    assert max(waits) < 3.0, f"seconds from a step's end to the next waiting step's start: {waits}"
