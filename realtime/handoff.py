@@ -3,16 +3,17 @@ the listener worker with the fewest open associations.
 
 Why not SO_REUSEPORT on the DICOM ports: the kernel then picks a worker by a hash of the
 peers' addresses, blind to load. Four associations over two workers split 2/2 in only 123 of
-300 trials here (1/3 in 145, 0/4 in 32), and the worker holding three limits the transfer.
-A blocking accept() on one shared socket is no better when connections arrive together.
+300 trials here (1/3 in 145, 0/4 in 32), leaving one worker with most of the load. A
+blocking accept() on one shared socket did little better (2/2 in 153 of 300) when the
+connections arrive together.
 
 So the supervisor holds the listening sockets (Dispatcher), and each worker has one Unix
 SOCK_SEQPACKET channel per listener: a connection travels as SCM_RIGHTS with the peer's
 address, and the worker sends one byte back when an association's connection closes, which
 keeps the supervisor's count of open associations per worker. Connections still in the
 accept queue belong to no worker, so a worker killed with SIGKILL takes only its own open
-associations with it. The HTTP port keeps SO_REUSEPORT (realtime/reuseport.py): many short
-requests spread well by hash.
+associations with it. The HTTP port keeps SO_REUSEPORT (`listening_socket`, in each worker):
+many short requests spread well by hash.
 """
 from __future__ import annotations
 
