@@ -130,7 +130,10 @@ def scenario(work: Path, archive: list[Path], args, workers: int) -> dict:
     share = [round(c / span, 2) for c in samples.used_between(first, last)]
     return {"workers": workers, "hosts": sorted({s.celery_worker for s in steps}), "span": span, "wall": wall,
             "rate": len(archive) / span, "steps": [round(s.finished - s.started, 2) for s in steps], "share": share,
-            "phases": {k: round(sum((s.phases or {}).get(k, 0) for s in steps), 2) for k in ("process", "sync", "record")}}
+            "phases": {k: round(sum((s.phases or {}).get(k, 0) for s in steps), 2) for k in ("process", "sync", "record")},
+            # Per step: worker, start after the first step's start, seconds, and its phases.
+            "timeline": [(s.celery_worker.split("@")[0], round(s.started - first, 2), round(s.finished - s.started, 2),
+                          {k: round(v, 2) for k, v in (s.phases or {}).items()}) for s in sorted(steps, key=lambda s: s.started)]}
 
 
 def main() -> None:
@@ -156,6 +159,8 @@ def main() -> None:
         for r in (one, two):
             print(f"{r['workers']:<8} {r['span']:12.2f} {r['rate']:8.0f} {r['wall']:8.2f}  {r['share']} {r['steps']} {r['hosts']}")
             print(f"{'':8} seconds per phase, all steps: {r['phases']}")
+            for worker, start, seconds, phases in r["timeline"]:
+                print(f"{'':8} {worker}: +{start:.2f} s, {seconds:.2f} s {phases}")
         print(f"ratio two/one: {two['rate'] / one['rate']:.2f} (steps), {one['wall'] / two['wall']:.2f} (wall); target >= 1.8")
         print("load average (1, 5, 15 min) at the end: %.1f %.1f %.1f" % os.getloadavg())
 
