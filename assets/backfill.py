@@ -55,7 +55,7 @@ def build_backfill_asset(spec):
         processes = ProcessRetrieval(cfg, spec.name, settings.concurrency) if wants_processes(spec) else None
         failed_days = []
         try:
-            zone = LandingZone(cfg.landing_path, cfg.quarantine_path, store, sync=cfg.landing.sync)
+            zone = LandingZone.for_config(cfg, store)
             for result in backfill_days(source, zone, days, settings, run_id=context.run.run_id, processes=processes):
                 context.log.info(f"{spec.name} {result.day}: {result.metadata()}")
                 if result.error and not (result.fetched or result.skipped):

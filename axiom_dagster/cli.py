@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("realtime", help="run the realtime ingest service (DICOM listeners + HTTP API)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--workers", type=int, default=None,
-                   help="listener worker processes sharing the ports (SO_REUSEPORT); default: one per core with a "
+                   help="listener worker processes sharing the ports (the supervisor hands each DICOM connection to "
+                        "the least-loaded worker); default: one per core with a "
                         "PostgreSQL state store, 1 with SQLite (its writers share one file lock)")
     p.set_defaults(func=cmd_realtime)
 
@@ -199,7 +200,7 @@ def cmd_land(args) -> int:
     if not args.folder.is_dir():
         print(f"not a folder: {args.folder}", file=sys.stderr)
         return 2
-    zone = LandingZone(config.landing_path, config.quarantine_path, _store(config), sync=config.landing.sync)
+    zone = LandingZone.for_config(config, _store(config))
     started = time.perf_counter()
     try:
         report = zone.import_files(iter_files(args.folder, args.follow_symlinks), ArrivalMeta(source=args.source))

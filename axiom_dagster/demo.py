@@ -24,7 +24,7 @@ def run_demo(config: AxiomConfig, config_path: str | None, *, studies: int, seri
 
     store = StateStore(config.state_store_url)
     store.migrate()
-    report = LandingZone(config.landing_path, config.quarantine_path, store).import_files(
+    report = LandingZone.for_config(config, store).import_files(
         paths, ArrivalMeta(source="demo-archive")
     )
     print(f"2. landed {report.landed} instances ({report.bytes / 1e6:.0f} MB) into {config.landing_path}")

@@ -117,7 +117,7 @@ def cmd_backfill(args) -> int:
         return _launch_in_dagster(args, spec)
     store = StateStore(config.state_store_url)
     store.migrate()
-    zone = LandingZone(config.landing_path, config.quarantine_path, store, sync=config.landing.sync)
+    zone = LandingZone.for_config(config, store)
     source = open_source(config, args.source)
     processes = ProcessRetrieval(config, spec.name, spec.backfill.concurrency) if wants_processes(spec) and not args.dry_run else None
     days = days_between(args.first, args.last)

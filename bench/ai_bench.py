@@ -76,7 +76,7 @@ def run(work: Path, archives: list[Path], server: ModelServer | None, set_rule: 
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     out = []
     for archive in archives:
-        zone = LandingZone(resource.config.landing_path, resource.config.quarantine_path, resource.store)
+        zone = LandingZone.for_config(resource.config, resource.store)
         landed = import_files(zone, iter_files(archive), ArrivalMeta(source="bench")).landed
         calls_before = len(server.requests) if server else 0
         started = time.perf_counter()

@@ -52,7 +52,7 @@ def prepare(work: Path, archive: list[Path], batches: int, morph: str, state_url
     config_file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     store = StateStore(config.state_store_url)
     store.migrate()
-    LandingZone(config.landing_path, config.quarantine_path, store).import_files(archive, ArrivalMeta(source="bench"))
+    LandingZone.for_config(config, store).import_files(archive, ArrivalMeta(source="bench"))
     rows = store.ledger_after(0, 1_000_000)
     store.note_arrivals(rows)
     studies = sorted({r.study_uid for r in rows})

@@ -172,7 +172,7 @@ def main() -> int:
                              state_store={"url": f"sqlite:///{work / 'state.db'}"}, base_dir=work)
         store = StateStore(config.state_store_url)
         store.migrate()
-        LandingZone(config.landing_path, config.quarantine_path, store).import_files(iter_files(work / "synth"), ArrivalMeta(source="bench"))
+        LandingZone.for_config(config, store).import_files(iter_files(work / "synth"), ArrivalMeta(source="bench"))
         rows = store.ledger_after(0, 10**7)
         n = len(rows)
         mb = sum(r.size for r in rows) / 1e6

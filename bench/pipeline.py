@@ -93,7 +93,7 @@ def pipeline_run(work: Path, archive: list[Path], morph: str) -> tuple[float, in
     os.environ["AXIOM_CONFIG"] = str(config_file)
     store = StateStore(config.state_store_url)
     store.migrate()
-    LandingZone(config.landing_path, config.quarantine_path, store).import_files(archive, ArrivalMeta(source="bench"))
+    LandingZone.for_config(config, store).import_files(archive, ArrivalMeta(source="bench"))
 
     resource = AxiomResource(config_path=str(config_file))
     job = defs.resolve_job_def("study_pipeline_job")

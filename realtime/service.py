@@ -54,7 +54,7 @@ class RealtimeService:
         self.store = StateStore(config.state_store_url)
         if not self.worker:
             self.store.migrate()  # the supervisor migrated once before starting its workers
-        self.zone = LandingZone(config.landing_path, config.quarantine_path, self.store, sync=config.landing.sync)
+        self.zone = LandingZone.for_config(config, self.store)
         self.metrics = Metrics()
         self.listeners = [DicomListenerService(lc, self.zone, self.metrics, config.resolve,
                                                channel=channels[i] if channels else None)

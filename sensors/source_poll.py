@@ -51,7 +51,7 @@ def build_retrieval_job(spec):
         source = getattr(context.resources, key).open()
         try:
             studies = studies_from_state(store, spec.name, config.study_uids)
-            zone = LandingZone(cfg.landing_path, cfg.quarantine_path, store, sync=cfg.landing.sync)
+            zone = LandingZone.for_config(cfg, store)
             totals = retrieve_studies(source, zone, studies, concurrency=spec.backfill.concurrency, run_id=context.run_id)
         finally:
             source.close()

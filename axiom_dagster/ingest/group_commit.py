@@ -40,13 +40,14 @@ class _Pending:
 
 class GroupCommit:
     """Leader/follower group commit in two stages, no extra thread. Stage one makes a group's
-    files durable, stage two appends its rows in one transaction; while one group commits
-    its rows, the next group's files are being synced (a row is still committed only after
-    its file is durable). In each stage, a caller that finds no flush in progress flushes
+    files durable, stage two appends its rows (one INSERT per 500 rows, each its own
+    transaction); while one group commits its rows, the next group's files are being synced
+    (a row is still committed only after its file is durable). In each stage, a caller that finds no flush in progress flushes
     every instance queued for that stage so far (its own included); callers arriving
     meanwhile queue and wait, and the next of them to wake flushes the next group. Every
     caller returns only after its own file and row are durable, or raises its own error
-    (a failed file fails only its instance; a failed transaction fails its whole group)."""
+    (a failed file fails only its instance; a failed INSERT fails its rows and the group's
+    later ones)."""
 
     def __init__(self, store: StateStore, fs: FilesystemSync | None = None):
         self.store = store

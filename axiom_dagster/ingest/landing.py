@@ -97,6 +97,11 @@ class LandingZone:
         fs = FilesystemSync(self.root) if sync == "filesystem" and FilesystemSync.available() else None
         self._group = GroupCommit(store, fs)
 
+    @classmethod
+    def for_config(cls, config, store: StateStore) -> "LandingZone":
+        """The landing zone an AxiomConfig describes (its paths and `landing.sync`)."""
+        return cls(config.landing_path, config.quarantine_path, store, sync=config.landing.sync)
+
     def close(self) -> None:
         """Release the group commit's ledger connection and the synced filesystem's descriptor."""
         self._group.close()

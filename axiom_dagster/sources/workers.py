@@ -30,7 +30,7 @@ def wants_processes(spec) -> bool:
 def _start(config: AxiomConfig, name: str) -> None:
     gc.freeze()  # the parent's objects stay out of this process's garbage collections (and their pages shared)
     store = StateStore(config.state_store_url)  # its own engine: nothing shared with the parent
-    _worker["zone"] = LandingZone(config.landing_path, config.quarantine_path, store, sync=config.landing.sync)
+    _worker["zone"] = LandingZone.for_config(config, store)
     _worker["source"] = open_source(config, name)
 
 
