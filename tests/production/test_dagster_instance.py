@@ -108,3 +108,35 @@ def test_run_monitoring_fails_a_run_whose_worker_was_killed_and_retries_it(tmp_p
         failed = instance.get_run_by_id(run_id)
         assert failed.status == DagsterRunStatus.FAILURE
         assert [r.run_id for r in filter_runs_to_should_retry([failed], instance)] == [run_id]
+
+
+def test_storage_keeps_its_connections_and_forked_children_leave_them(tmp_path, postgres_url, monkeypatch):
+    """resources/pg_storage.py: events written by a step reuse the storage's connections
+    (dagster-postgres alone opens one per write), and a forked child (the pipeline's worker
+    pool) neither closes nor shares the parent's."""
+    import os
+
+    from sqlalchemy import event
+
+    @asset
+    def probe():
+        return 1
+
+    with _instance(tmp_path, postgres_url, monkeypatch) as instance:
+        connects = []
+        for storage in (instance.run_storage, instance.event_log_storage):
+            assert type(storage._engine.pool).__name__ == "QueuePool"
+            event.listen(storage._engine, "connect", lambda *_: connects.append(1))
+        runs = [materialize([probe], instance=instance).run_id for _ in range(3)]
+        events = sum(len(instance.all_logs(run_id)) for run_id in runs)
+        assert events >= 30 and len(connects) <= 4, (events, len(connects))
+
+        pid = os.fork()
+        if pid == 0:  # the child uses the storage on its own connection, then exits normally
+            code = 0 if instance.get_run_by_id(runs[0]) is not None else 1
+            instance.event_log_storage._engine.dispose()  # closing what the child holds: only its own
+            os._exit(code)
+        assert os.waitpid(pid, 0)[1] == 0
+        before = len(connects)
+        assert materialize([probe], instance=instance).success  # the parent's pooled connections still work
+        assert len(connects) == before
