@@ -15,14 +15,15 @@ per instance). In the same run, interleaved per round:
                    threads, each running the peer over its share (dicomweb-client in a
                    thread: the GIL shares one core; getscu: separate processes)
 Ratios e2e/raw use the best round of each; the target is against the single-stream peers
-(the issue's definition), the ratio against the two-stream peers is shown beside it. Each line also gives the CPU per instance of
-each party (from /proc and getrusage): Orthanc's process, the peer tool (getscu: child
-processes; dicomweb-client: this process), and for `axiom backfill` the pipeline (the main
-thread while it runs the landing sensor and pipeline jobs, plus their worker processes) and
-the rest (retrieval and landing: the retrieval thread or processes), with the load average. Then a poll tick over --poll-studies studies
-(one tiny instance each, loaded through Orthanc's REST API): the tick evaluated as the daemon
-would (QIDO page, ledger and state lookups, run requests), with the default page size and
-with the whole window in one page.
+(the issue's definition), the ratio against the two-stream peers is shown beside it.
+Each line also gives the CPU per instance of each party (from /proc and getrusage):
+Orthanc's process, the peer tool (getscu: child processes; dicomweb-client: this process),
+and for `axiom backfill` the pipeline (the main thread while it runs the landing sensor and
+pipeline jobs, plus their worker processes) and the rest (retrieval and landing: the
+retrieval thread or processes), with the load average. Then a poll tick over --poll-studies
+studies (one tiny instance each, loaded through Orthanc's REST API): the tick evaluated as
+the daemon would (QIDO page, ledger and state lookups, run requests), with the default page
+size and with the whole window in one page.
 """
 from __future__ import annotations
 
