@@ -132,8 +132,6 @@ def in_streams(retrieve, orthanc: Orthanc, uids, out: Path, streams: int) -> int
     """`retrieve` over the studies split among `streams` threads (one study list each), as
     `axiom backfill` retrieves `backfill.concurrency` studies at once: the peer on as many
     cores as we use."""
-    if streams == 1:
-        return retrieve(orthanc, uids, out)
     with ThreadPoolExecutor(streams) as pool:
         return sum(pool.map(lambda part: retrieve(orthanc, part, out), [uids[i::streams] for i in range(streams)]))
 

@@ -185,9 +185,9 @@ class StoreReceiver:
         pending, self.pending, self.pending_size = self.pending, [], 0
         context_id = pending[0][4]
         command = b"".join(p[6:] for p in pending)
-        fields = self._ours(context_id, command)
-        if fields is None:  # pynetdicom's until the message ends
-            if not self._quiet_pending(context_id, command):
+        fields = self._fields(context_id, command)
+        if fields is None or not self._ours(fields):  # pynetdicom's until the message ends
+            if fields is None or not self._quiet_pending(fields):
                 self._to_pynetdicom_pdv(b"".join(pending))
             return
         field = dc.us(fields, dc.COMMAND_FIELD)
@@ -204,35 +204,36 @@ class StoreReceiver:
             message.fail(exc)
         self.message = message
 
-    def _ours(self, context_id: int, command: bytes) -> dict[int, bytes] | None:
-        """The command's fields when it is a C-STORE-RQ with a data set (or a C-ECHO-RQ) on an
-        accepted presentation context; None leaves the message to pynetdicom."""
+    def _fields(self, context_id: int, command: bytes) -> dict[int, bytes] | None:
+        """The command set's fields, or None (not on an accepted presentation context, or not
+        decodable here): pynetdicom's to read and answer."""
         if context_id not in self.assoc._accepted_cx:
             return None
         try:
-            fields = dc.decode_command(command)
+            return dc.decode_command(command)
+        except dc.CommandError:
+            return None
+
+    def _ours(self, fields: dict[int, bytes]) -> bool:
+        """A C-STORE-RQ with a data set, or a C-ECHO-RQ we answer; anything else stays pynetdicom's."""
+        try:
             field = dc.us(fields, dc.COMMAND_FIELD)
             dc.us(fields, dc.MESSAGE_ID)
             has_data = dc.us(fields, dc.COMMAND_DATA_SET_TYPE) != dc.NO_DATA_SET
         except dc.CommandError:
-            return None
-        if field == dc.C_STORE_RQ and has_data:
-            return fields
-        if field == dc.C_ECHO_RQ and self.answer_echo and not has_data:
-            return fields
-        return None
+            return False
+        return (field == dc.C_STORE_RQ and has_data) or (field == dc.C_ECHO_RQ and self.answer_echo and not has_data)
 
-    def _quiet_pending(self, context_id: int, command: bytes) -> bool:
+    def _quiet_pending(self, fields: dict[int, bytes]) -> bool:
         """True for a pending C-GET/C-MOVE response without a data set that is only counted
         here: pynetdicom's handling of each one (PDU and command set decoding with pydicom,
         a queue and a thread switch to the association's reactor) was a third of a C-GET
         retrieval's CPU per instance, and a retrieval only uses the final response. One is
         still passed on every PENDING_PASS_EVERY seconds: pynetdicom's DIMSE timeout runs
         from the last message it saw."""
-        if not self.quiet_pending or context_id not in self.assoc._accepted_cx:
+        if not self.quiet_pending:
             return False
         try:
-            fields = dc.decode_command(command)
             if dc.us(fields, dc.COMMAND_FIELD) not in self.quiet_pending or dc.us(fields, dc.STATUS) not in PENDING:
                 return False
             if dc.us(fields, dc.COMMAND_DATA_SET_TYPE) != dc.NO_DATA_SET:

@@ -195,13 +195,12 @@ def step_executions(instance, run_ids: list[str]) -> list[StepExecution]:
 
 @dataclass
 class CeleryTask:
-    """One step's Celery task: when the run worker submitted it, when a worker began it and
-    when the step finished, from the run's event log."""
+    """One step's Celery task: which worker took it, when it began there and when the step
+    finished, from the run's event log."""
 
     run_id: str
     step_key: str
     celery_worker: str
-    submitted: float
     started: float
     finished: float
 
@@ -211,7 +210,7 @@ def celery_tasks(instance, run_ids: list[str]) -> list[CeleryTask]:
 
     out = []
     for run_id in run_ids:
-        submitted, started, worker, finished = {}, {}, {}, {}
+        started, worker, finished = {}, {}, {}
         for e in instance.all_logs(run_id):
             event = e.dagster_event
             if event is None or event.step_key is None:
@@ -221,11 +220,9 @@ def celery_tasks(instance, run_ids: list[str]) -> list[CeleryTask]:
                 if "Celery worker" in metadata:  # written by the worker as the task begins
                     started.setdefault(event.step_key, e.timestamp)
                     worker.setdefault(event.step_key, metadata["Celery worker"].value)
-                elif e.user_message.startswith("Submitting celery task"):
-                    submitted.setdefault(event.step_key, e.timestamp)
             elif event.event_type == DagsterEventType.STEP_SUCCESS:
                 finished[event.step_key] = e.timestamp
-        out += [CeleryTask(run_id, key, worker[key], submitted[key], started[key], finished[key]) for key in finished]
+        out += [CeleryTask(run_id, key, worker[key], started[key], finished[key]) for key in finished]
     return out
 
 
