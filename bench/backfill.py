@@ -9,6 +9,8 @@ per instance). In the same run, interleaved per round:
                    study_pipeline_job (validate, route to a folder, Parquet catalog)
   * raw-getscu   - DCMTK /usr/bin/getscu alone, one C-GET per study, files written (-od)
   * e2e-cget     - `axiom backfill` over the DIMSE source (C-FIND + C-GET), same pipeline
+  * e2e-wado-link, e2e-cget-link - the same into a folder destination with `link_unchanged`
+                   (unchanged instances hard-linked to their landed files, not copied)
   * land-wado, land-cget - the same with --no-pipeline: retrieval and durable landing only
   * raw-wado-2, raw-getscu-2 - the two peers in as many streams as `axiom backfill` retrieves
                    at once (backfill.concurrency, default 2): the studies split between two
@@ -160,8 +162,9 @@ def raw_getscu(orthanc: Orthanc, uids, out: Path) -> int:
     return sum(1 for uid in uids for _ in (out / uid).iterdir())
 
 
-def e2e(root: Path, source: dict, pipeline: bool = True) -> tuple[int, float]:
-    """`axiom backfill` in process into a fresh state store, landing zone, folder and catalog."""
+def e2e(root: Path, source: dict, pipeline: bool = True, link: bool = False) -> tuple[int, float]:
+    """`axiom backfill` in process into a fresh state store, landing zone, folder and catalog;
+    `link`: the folder destination hard-links unchanged instances (`link_unchanged`)."""
     import yaml
 
     from axiom_dagster.catalog.tables import connect
@@ -173,7 +176,7 @@ def e2e(root: Path, source: dict, pipeline: bool = True) -> tuple[int, float]:
         landing={"path": root / "landing", "quarantine_path": root / "quarantine"},
         state_store={"url": f"sqlite:///{root / 'state.db'}"}, catalog={"path": str(root / "catalog")},
         pipeline=PipelineConfig(quiet_period_seconds=0), sources=[source],
-        destinations=[FilesystemDestination(name="folder", path=root / "routed")], base_dir=root,
+        destinations=[FilesystemDestination(name="folder", path=root / "routed", link_unchanged=link)], base_dir=root,
     )
     path = root / "axiom.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
@@ -231,7 +234,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--poll-studies", type=int, default=10_000)
     ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--targets", default="raw-wado,raw-wado-2,e2e-wado,land-wado,raw-getscu,raw-getscu-2,e2e-cget,land-cget",
+    ap.add_argument("--targets", default="raw-wado,raw-wado-2,e2e-wado,e2e-wado-link,land-wado,raw-getscu,raw-getscu-2,e2e-cget,e2e-cget-link,land-cget",
                     help="comma-separated subset of the measured targets (ratios need both sides)")
     args = ap.parse_args()
 
@@ -259,10 +262,12 @@ def main() -> int:
                 ("raw-wado", lambda d: (raw_wado(orthanc, uids, d), None)),
                 ("raw-wado-2", lambda d: (in_streams(raw_wado, orthanc, uids, d, STREAMS), None)),
                 ("e2e-wado", lambda d: e2e(d, web)),
+                ("e2e-wado-link", lambda d: e2e(d, web, link=True)),
                 ("land-wado", lambda d: e2e(d, web, pipeline=False)),
                 ("raw-getscu", lambda d: (raw_getscu(orthanc, uids, d), None)),
                 ("raw-getscu-2", lambda d: (in_streams(raw_getscu, orthanc, uids, d, STREAMS), None)),
                 ("e2e-cget", lambda d: e2e(d, dimse)),
+                ("e2e-cget-link", lambda d: e2e(d, dimse, link=True)),
                 ("land-cget", lambda d: e2e(d, dimse, pipeline=False)),
             ]:
                 if name not in args.targets.split(","):
@@ -270,6 +275,9 @@ def main() -> int:
                 folder = work / f"{name}-{r}"
                 if name.startswith("raw"):
                     folder.mkdir()
+                # The previous target's files (a peer does not sync) and deletions are written
+                # back here, not inside this target's durability syncs (syncfs, os.sync).
+                os.sync()
                 cpu_before, pacs_before, pipe_before = own_cpu(), process_cpu(orthanc_pid), pipeline_cpu.seconds
                 started = time.perf_counter()
                 count, seconds = run(folder)
@@ -293,6 +301,8 @@ def main() -> int:
             best = {k: max(v) for k, v in results.items()}
             print("\nbest of rounds (instances/s):", ", ".join(f"{k} {v:.1f}" for k, v in best.items()))
             for ours, peer, label in [("e2e-wado", "raw-wado", "target >= 0.70"), ("e2e-cget", "raw-getscu", "target >= 0.70"),
+                                      ("e2e-wado-link", "raw-wado", "target >= 0.70, folder with link_unchanged"),
+                                      ("e2e-cget-link", "raw-getscu", "target >= 0.70, folder with link_unchanged"),
                                       ("e2e-wado", "raw-wado-2", f"the peer in {STREAMS} streams, as we retrieve"),
                                       ("e2e-cget", "raw-getscu-2", f"the peer in {STREAMS} streams, as we retrieve"),
                                       ("land-wado", "raw-wado", "retrieval + landing only"),

@@ -54,6 +54,12 @@ class FilesystemDestination(_Model):
     name: str
     path: Path
     path_template: str = DEFAULT_PATH_TEMPLATE
+    # An instance routed unchanged becomes a hard link to its landed file instead of a copy
+    # (where the folder is on the landing zone's filesystem; elsewhere it is copied): no
+    # second copy on disk and no write. Both names share one inode, so a consumer that
+    # rewrites a routed file in place (rather than writing a new file) changes the landed
+    # copy too: off by default.
+    link_unchanged: bool = False
 
     @field_validator("path_template")
     @classmethod

@@ -15,14 +15,15 @@ from axiom_dagster.destinations.paths import safe_component
 STAGING_TEMPLATE = "{StudyInstanceUID}/{SOPInstanceUID}.dcm"
 
 
-def route_roots(config: AxiomConfig) -> list[tuple[str, Path, str]]:
-    """(destination name, folder, path template) for every configured destination."""
+def route_roots(config: AxiomConfig) -> list[tuple[str, Path, str, bool]]:
+    """(destination name, folder, path template, link unchanged instances) for every
+    configured destination."""
     roots = []
     for dest in config.destinations:
         if isinstance(dest, FilesystemDestination):
-            roots.append((dest.name, config.destination_path(dest), dest.path_template))
+            roots.append((dest.name, config.destination_path(dest), dest.path_template, dest.link_unchanged))
         else:
-            roots.append((dest.name, config.staging_path / safe_component(dest.name), STAGING_TEMPLATE))
+            roots.append((dest.name, config.staging_path / safe_component(dest.name), STAGING_TEMPLATE, False))
     return roots
 
 

@@ -73,7 +73,7 @@ def run_batch(
     morpher_for(morpher_factory)  # compile here: a bad rule or missing secret fails the run clearly
     store.start_batch(batch_id, run_id)
     settings = WorkerSettings(
-        targets=tuple(RouteTarget(name, root, template) for name, root, template in route_roots(config)),
+        targets=tuple(RouteTarget(*root) for root in route_roots(config)),
         quarantine_root=config.quarantine_path,
         batch_id=batch_id,
         run_id=run_id,

@@ -34,6 +34,7 @@ class RouteTarget:
     name: str
     root: Path
     path_template: str
+    link_unchanged: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,8 @@ def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher)
         for copy in outcome.copies:
             target = targets[copy.destination]
             try:
-                location, result.content_hashes[copy.destination] = _write(target, copy.dataset, None if copy.changed else data)
+                location, result.content_hashes[copy.destination] = _write(
+                    target, copy.dataset, None if copy.changed else data, row.path)
                 result.deliveries.append(_delivery(row, settings, copy.destination, "delivered", str(location)))
             except Exception as exc:
                 result.deliveries.append(
@@ -192,21 +194,38 @@ def quarantine(result: InstanceResult, row: LedgerRow, settings: WorkerSettings,
     return result
 
 
-def _write(target: RouteTarget, ds: Dataset, unchanged: bytes | None) -> tuple[Path, str]:
-    """Write atomically (temp + rename); an unchanged instance is copied byte for byte.
-    Returns the path and the SHA-256 of what was written."""
+def _write(target: RouteTarget, ds: Dataset, unchanged: bytes | None, landed: str) -> tuple[Path, str]:
+    """Write atomically (temp + rename); an unchanged instance is copied byte for byte, or
+    hard-linked to its `landed` file where the target links. Returns the path and the
+    SHA-256 of what was written."""
     final = render_path(target.root, target.path_template, ds)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     if unchanged is not None:
-        tmp.write_bytes(unchanged)
+        linked = target.link_unchanged and _hard_link(landed, tmp)
+        if not linked:
+            tmp.write_bytes(unchanged)
         digest = hashlib.sha256(unchanged).hexdigest()
     else:
+        linked = False
         ds.save_as(tmp, enforce_file_format=True)
         with open(tmp, "rb") as written:
             digest = hashlib.file_digest(written, "sha256").hexdigest()
     os.replace(tmp, final)
+    if linked:  # a re-run: rename(2) leaves both names when they are links to one inode
+        tmp.unlink(missing_ok=True)
     return final, digest
+
+
+def _hard_link(landed: str, tmp: Path) -> bool:
+    """A hard link at `tmp` to the landed file; False where none can be made (another
+    filesystem, one without hard links, the inode's link limit): the caller copies."""
+    tmp.unlink(missing_ok=True)  # a temp left by a killed run
+    try:
+        os.link(landed, tmp)
+    except OSError:
+        return False
+    return True
 
 
 def _delivery(row: LedgerRow, settings: WorkerSettings, destination: str, status: str, location, error=None) -> dict:
