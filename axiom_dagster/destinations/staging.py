@@ -17,13 +17,15 @@ STAGING_TEMPLATE = "{StudyInstanceUID}/{SOPInstanceUID}.dcm"
 
 def route_roots(config: AxiomConfig) -> list[tuple[str, Path, str, bool]]:
     """(destination name, folder, path template, link unchanged instances) for every
-    configured destination."""
+    configured destination. A network destination's outbox copy of an unchanged instance is
+    a hard link to the landed file where it can be: the outbox is ours, its files are only
+    read and then removed once confirmed, so no consumer can rewrite the shared inode."""
     roots = []
     for dest in config.destinations:
         if isinstance(dest, FilesystemDestination):
             roots.append((dest.name, config.destination_path(dest), dest.path_template, dest.link_unchanged))
         else:
-            roots.append((dest.name, config.staging_path / safe_component(dest.name), STAGING_TEMPLATE, False))
+            roots.append((dest.name, config.staging_path / safe_component(dest.name), STAGING_TEMPLATE, True))
     return roots
 
 

@@ -1,5 +1,6 @@
 """A folder destination with `link_unchanged`: an instance routed unchanged is a hard link to
-its landed file; a changed copy, or a folder on another filesystem, gets a file of its own."""
+its landed file; a changed copy, or a folder on another filesystem, gets a file of its own.
+A network destination's outbox copy of an unchanged instance is always a link."""
 import copy
 import os
 import shutil
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
+from axiom_dagster.config.destinations import DicomDestination
 from axiom_dagster.config.models import FilesystemDestination
 from axiom_dagster.pipeline.batching import plan_tick
 from axiom_dagster.pipeline.run import run_batch
@@ -34,7 +36,8 @@ class ChangesResearchCopy:
 
 def _routed(store, batch_id: int) -> dict[tuple[int, str], Path]:
     rows = store.deliveries_for([r.id for r in store.batch_manifest(batch_id)])
-    return {(d["ledger_id"], d["destination"]): Path(d["location"]) for d in rows if d["status"] == "confirmed"}
+    return {(d["ledger_id"], d["destination"]): Path(d["location"] or d["source_path"]) for d in rows
+            if d["status"] in ("confirmed", "pending")}
 
 
 def _other_filesystem(tmp_path: Path) -> Path:
@@ -61,6 +64,7 @@ def test_unchanged_instances_are_linked_changed_ones_copied(tmp_path, store):
         FilesystemDestination(name="copied", path=tmp_path / "copied"),
         FilesystemDestination(name="research", path=tmp_path / "research", link_unchanged=True),
         FilesystemDestination(name="elsewhere", path=elsewhere, link_unchanged=True),
+        DicomDestination(type="dicom", name="pacs", host="127.0.0.1", port=9, ae_title="NEVER_CALLED"),
     ]
     inputs = small_archive(tmp_path / "in", studies=2, series=2, instances=20)  # 80: both workers used
     assert land_folder(config, store, tmp_path / "in").landed == len(inputs)
@@ -68,12 +72,13 @@ def test_unchanged_instances_are_linked_changed_ones_copied(tmp_path, store):
         batch_id = _run(config, store, "run-1", ChangesResearchCopy)
         routed = _routed(store, batch_id)
         manifest = store.batch_manifest(batch_id)
-        assert len(routed) == 4 * len(manifest) == 4 * len(inputs)
+        assert len(routed) == 5 * len(manifest) == 5 * len(inputs)
         for row in manifest:
             landed = os.stat(row.path)
-            linked = routed[row.id, "linked"]
-            assert os.path.samestat(os.stat(linked), landed) and landed.st_nlink == 2
-            assert linked.read_bytes() == Path(row.path).read_bytes()
+            for name in ("linked", "pacs"):  # the folder's copy and the outbox's: the landed inode
+                assert os.path.samestat(os.stat(routed[row.id, name]), landed)
+                assert routed[row.id, name].read_bytes() == Path(row.path).read_bytes()
+            assert landed.st_nlink == 3
             for name in ("copied", "elsewhere"):  # a file of its own, the same bytes
                 assert not os.path.samestat(os.stat(routed[row.id, name]), landed)
                 assert routed[row.id, name].read_bytes() == Path(row.path).read_bytes()
@@ -87,6 +92,6 @@ def test_unchanged_instances_are_linked_changed_ones_copied(tmp_path, store):
         # and still one link per routed instance.
         run_batch(config, store, batch_id, "run-2", morpher_factory=ChangesResearchCopy)
         assert not list((tmp_path / "linked").rglob("*.tmp"))
-        assert all(os.stat(row.path).st_nlink == 2 for row in manifest)
+        assert all(os.stat(row.path).st_nlink == 3 for row in manifest)
     finally:
         shutil.rmtree(elsewhere, ignore_errors=True)
