@@ -28,6 +28,7 @@ from dagster import (
 from axiom_dagster.catalog.schema import REQUIRED_COLUMNS
 from axiom_dagster.catalog.compaction import compact_partition
 from axiom_dagster.catalog.tables import batch_files, connect, duplicated_in_catalog, partitions
+from axiom_dagster.catalog.uid_index import UidIndex
 from assets.study_pipeline import arrival_partitions
 from resources import AxiomResource
 
@@ -82,14 +83,15 @@ def catalog_tables(context: AssetExecutionContext, axiom: AxiomResource):
     day = context.partition_key
     batch_id = context.run.tags.get("axiom/batch_id")
     if batch_id and not _day_failing(context.instance, day):
-        results = list(batch_tables(axiom.config.catalog_path, day, f"batch-{int(batch_id):08d}"))
+        index = UidIndex(axiom.store.engine, axiom.config.catalog_path)
+        results = list(batch_tables(axiom.config.catalog_path, day, f"batch-{int(batch_id):08d}", index))
     else:
         results = list(day_tables(axiom.config.catalog_path, day))
     _remember(context.instance, day, results)
     yield from results
 
 
-def batch_tables(root: str, day: str, name: str):
+def batch_tables(root: str, day: str, name: str, index: UidIndex | None = None):
     """The materializations and checks of one batch's files (see the module docstring)."""
     files = batch_files(root, day, name)
     rows, series, studies = files["instances"], files["series"], files["studies"]
@@ -108,7 +110,7 @@ def batch_tables(root: str, day: str, name: str):
         "batch": name, "studies_in_batch": studies.height,
         "preview": _frame_preview(studies.select("study_instance_uid", "modalities", "instances", "study_date").head(5)),
     })
-    dupes = duplicated_in_catalog(root, rows["sop_instance_uid"].drop_nulls().unique().to_list()) if rows.height else 0
+    dupes = duplicated_in_catalog(root, rows["sop_instance_uid"].drop_nulls().unique().to_list(), index) if rows.height else 0
     yield AssetCheckResult(check_name="sop_instance_uid_unique_in_catalog", asset_key="catalog_instances",
                            passed=dupes == 0, severity=AssetCheckSeverity.ERROR, metadata={"duplicated_uids": dupes})
     yield AssetCheckResult(check_name="required_columns_non_null", asset_key="catalog_instances",

@@ -1,6 +1,6 @@
 """Catalog benchmarks, each against a reference measured in the same run.
 
-    python bench/catalog.py [--files 4000] [--rows 1000000] [--skip-build] [--skip-queries]
+    python bench/catalog.py [--files 4000] [--rows 1000000] [--skip-build] [--skip-queries] [--skip-batches]
 
 1. `axiom catalog build` over a synthetic archive vs one DCMTK `dcmdump` process given the
    same files on one command line (targets: >= 1/3 of its rate on 2 cores, >= 3,000
@@ -9,6 +9,10 @@
    issue, in process (connection already open) and through `axiom sql` including start-up
    (targets: < 0.2 s and < 0.5 s). Reference: the previous design's de-duplicating view
    (QUALIFY row_number() over the whole catalog) for the single-study lookup.
+3. On the same catalog, what each pipeline batch pays to keep SOP Instance UIDs unique: one
+   more batch of 2,500 instances (25 of them re-sent, so older rows are superseded) written
+   and its duplicate check run, with the SOP Instance UID index in a SQLite state store
+   (catalog/uid_index.py) against reading every instances file (the reference: no index).
 """
 from __future__ import annotations
 
@@ -180,12 +184,52 @@ def bench_queries(work: Path, rows: int) -> None:
           f"-> {old_best / new_best:.0f}x slower than the plain scan")
 
 
+def bench_batches(work: Path, rows: int, rounds: int = 3) -> None:
+    import polars as pl
+
+    from axiom_dagster.catalog.storage import CatalogStorage
+    from axiom_dagster.catalog.tables import data_files, duplicated_in_catalog, write_batch
+    from axiom_dagster.catalog.uid_index import UidIndex
+    from axiom_dagster.catalog.views import uids_in_files
+    from axiom_dagster.store.state import StateStore
+
+    root = str(work / "big")
+    if not (work / "big").exists():
+        generate_catalog(root, rows)
+    store = StateStore(f"sqlite:///{work / 'state.db'}")
+    store.migrate()
+    index = UidIndex(store.engine, root)
+    files = data_files(CatalogStorage(root), "instances")
+    started = time.perf_counter()
+    for file, uids in uids_in_files(root, files).items():
+        index.add(file, uids)
+    print(f"batches: {rows:,} rows in {len(files)} files indexed in {time.perf_counter() - started:.1f}s "
+          "(once; an existing catalog is otherwise indexed over its next batches)")
+    template = pl.read_parquet(Path(root) / files[0]).head(2_500)
+    timings: dict[str, list[float]] = {"read every file": [], "uid index": []}
+    for r in range(rounds):
+        for label, idx in (("read every file", None), ("uid index", index)):
+            n = len(timings["read every file"]) + len(timings["uid index"])
+            # 25 re-sent instances (older rows exist, in another file), the rest new.
+            uids = pl.Series([f"2.25.1.{n * 40_000 + i}" for i in range(25)] + [f"2.25.9.{n}.{i}" for i in range(2_475)])
+            frame = template.with_columns(uids.alias("sop_instance_uid"), pl.lit(10_000_000 + n, pl.Int64).alias("ledger_id"))
+            started = time.perf_counter()
+            written = write_batch(root, "2024-07-01", f"bench-{n:05d}", frame, index=idx)
+            dupes = duplicated_in_catalog(root, uids.to_list(), idx)
+            timings[label].append(time.perf_counter() - started)
+            assert len(written.superseded) == 25 and dupes == 0, (len(written.superseded), dupes)
+    full, indexed = min(timings["read every file"]), min(timings["uid index"])
+    print(f"  one batch of 2,500 (25 re-sent) written + checked on {rows:,} rows: reading every file "
+          f"{full * 1000:.0f} ms, with the uid index {indexed * 1000:.0f} ms ({full / indexed:.1f}x); best of {rounds}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=4000)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--skip-build", action="store_true")
     parser.add_argument("--skip-queries", action="store_true")
+    parser.add_argument("--skip-batches", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="axiom-bench-catalog-"))
     try:
@@ -193,6 +237,8 @@ def main() -> int:
             bench_build(work, args.files)
         if not args.skip_queries:
             bench_queries(work, args.rows)
+        if not args.skip_batches:
+            bench_batches(work, args.rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

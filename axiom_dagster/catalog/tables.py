@@ -15,13 +15,16 @@ a study, so it does not happen there).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import polars as pl
 
 from axiom_dagster.catalog.columns import SORT_KEYS, instance_columns, instance_table  # noqa: F401 - imported from here too
 from axiom_dagster.catalog.schema import INSTANCE_SCHEMA, REQUIRED_COLUMNS, SCHEMA_VERSION, TABLES  # noqa: F401
 from axiom_dagster.catalog.storage import CatalogStorage
+
+if TYPE_CHECKING:
+    from axiom_dagster.catalog.uid_index import UidIndex
 
 PARTITION = "arrival_date"
 # A zero-row file per table carries the current schema: views work on an empty catalog and
@@ -113,16 +116,22 @@ def _arrival_order(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_row_index("_order").sort(["ledger_id", "_order"], nulls_last=False)
 
 
-def write_batch(root: str, partition: str, name: str, rows: Sequence[dict] | pl.DataFrame) -> BatchWrite:
-    """Write one batch's instances (and its series and studies); supersede older rows."""
+def write_batch(root: str, partition: str, name: str, rows: Sequence[dict] | pl.DataFrame,
+                index: UidIndex | None = None) -> BatchWrite:
+    """Write one batch's instances (and its series and studies); supersede older rows. With
+    `index`, only the files it names for the batch's UIDs (and those it does not cover) are
+    read, and the new file is indexed (catalog/uid_index.py); without, every file is read."""
     from axiom_dagster.catalog.views import existing_rows
 
     storage = CatalogStorage(root)
     ensure_schema_files(storage)
     frame = rows if isinstance(rows, pl.DataFrame) else instance_table(rows)
     own = _rel("instances", partition, name)
-    if data_files(storage, "instances", exclude=own):
-        older = existing_rows(root, frame["sop_instance_uid"].drop_nulls().unique().to_list(), exclude=own)
+    uids = frame["sop_instance_uid"].drop_nulls().unique().to_list()
+    files = data_files(storage, "instances", exclude=own)
+    plan = index.plan(files, uids) if index is not None and files else None
+    if files:
+        older = existing_rows(root, uids, exclude=own, files=plan.read if plan else None)
     else:  # the first batch of a catalog: nothing to supersede, no scan
         older = pl.DataFrame(schema={**INSTANCE_SCHEMA, "_file": pl.String})
     # Every candidate row per SOP Instance UID: this batch's and older files'; latest wins.
@@ -151,6 +160,12 @@ def write_batch(root: str, partition: str, name: str, rows: Sequence[dict] | pl.
         _, part, file_name = rel.split("/")
         _write_instances_file(storage, part.split("=", 1)[1], file_name[: -len(".parquet")], kept)
         result.rewritten.append(rel)
+    if index is not None:
+        index.add(own, mine["sop_instance_uid"].drop_nulls().to_list())
+        if plan and plan.gone:
+            index.forget(plan.gone)
+        if plan and plan.uncovered:  # read in full anyway: index what they hold (bounded)
+            index.cover(plan.uncovered)
     return result
 
 
@@ -177,12 +192,16 @@ def batch_files(root: str, partition: str, name: str) -> dict[str, pl.DataFrame]
     return out
 
 
-def duplicated_in_catalog(root: str, sop_uids: list[str]) -> int:
+def duplicated_in_catalog(root: str, sop_uids: list[str], index: UidIndex | None = None) -> int:
     """How many of these SOP Instance UIDs have more than one row in `instances` (one column
-    of each instances file read, filtered to these UIDs)."""
+    of each instances file read, filtered to these UIDs; with `index`, of the files it names
+    for them and those it does not cover)."""
     from axiom_dagster.catalog.views import count_duplicates
 
-    return count_duplicates(root, sop_uids) if sop_uids else 0
+    if not sop_uids:
+        return 0
+    files = index.plan(data_files(CatalogStorage(root), "instances"), sop_uids).read if index is not None else None
+    return count_duplicates(root, sop_uids, files)
 
 
 def partitions(root: str, table_name: str) -> list[str]:

@@ -23,13 +23,18 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _scan(root: str, table: str, **extra: str) -> str:
+def _scan(root: str, table: str, files: list[str] | None = None, **extra: str) -> str:
+    """A table's files (or these `files`, relative to the root) as one relation."""
     options = ", ".join(f"{k} = {v}" for k, v in extra.items())
-    glob = _lit(f"{root}/{table}/*/*.parquet")
+    glob = _lit(f"{root}/{table}/*/*.parquet") if files is None else _files(root, files)
     return (
         f"read_parquet({glob}, hive_partitioning = true, union_by_name = true, "
         f"hive_types = {{'arrival_date': DATE}}{', ' + options if options else ''})"
     )
+
+
+def _files(root: str, files: list[str]) -> str:
+    return "[" + ", ".join(_lit(f"{root}/{f}") for f in files) + "]"
 
 
 def view_statements(root: str) -> list[str]:
@@ -112,20 +117,21 @@ def write_duckdb_file(root: str) -> str | None:
     return final
 
 
-def existing_rows(root: str, sop_uids: list[str], exclude: str):
-    """Rows of `instances` with these SOP Instance UIDs, with `_file` (relative path), as polars."""
+def existing_rows(root: str, sop_uids: list[str], exclude: str, files: list[str] | None = None):
+    """Rows of `instances` with these SOP Instance UIDs, with `_file` (relative path), as polars;
+    from these instances `files` only when given (relative paths)."""
     import polars as pl
 
     from axiom_dagster.catalog.schema import INSTANCE_SCHEMA
 
     empty = pl.DataFrame(schema={**INSTANCE_SCHEMA, "_file": pl.String})
-    if not sop_uids:
+    if not sop_uids or files == []:
         return empty
     root = str(root).rstrip("/")
     con = duckdb.connect()
     _register_remote(con, root)
     wanted = pl.DataFrame({"sop": sop_uids})  # noqa: F841 - read by DuckDB by name
-    scan = _scan(root, "instances", filename="true")
+    scan = _scan(root, "instances", files, filename="true")
     matching = f"FROM {scan} WHERE sop_instance_uid IN (SELECT sop FROM wanted)"
     # Most batches bring only new instances: one column answers that, without reading rows.
     if not con.execute(f"SELECT 1 {matching} LIMIT 1").fetchall():
@@ -141,18 +147,45 @@ def existing_rows(root: str, sop_uids: list[str], exclude: str):
     return found.select([pl.col(c).cast(t) for c, t in INSTANCE_SCHEMA.items()] + [pl.col("_file")])
 
 
-def count_duplicates(root: str, sop_uids: list[str]) -> int:
-    """SOP Instance UIDs of `sop_uids` with more than one row in the instances files."""
+def count_duplicates(root: str, sop_uids: list[str], files: list[str] | None = None) -> int:
+    """SOP Instance UIDs of `sop_uids` with more than one row in the instances files (or in
+    these `files`, relative paths)."""
     import polars as pl
 
+    if files == []:
+        return 0
     root = str(root).rstrip("/")
     con = duckdb.connect()
     _register_remote(con, root)
     wanted = pl.DataFrame({"sop": sop_uids})  # noqa: F841 - read by DuckDB by name
     # One column: no union_by_name (every instances file has it), no hive columns.
-    scan = f"read_parquet({_lit(f'{root}/instances/*/*.parquet')}, hive_partitioning = false)"
+    source = _lit(f"{root}/instances/*/*.parquet") if files is None else _files(root, files)
+    scan = f"read_parquet({source}, hive_partitioning = false)"
     return con.execute(f"SELECT count(*) FROM (SELECT sop_instance_uid FROM {scan} "
                        f"WHERE sop_instance_uid IN (SELECT sop FROM wanted) GROUP BY 1 HAVING count(*) > 1)").fetchone()[0]
+
+
+def uids_in_files(root: str, files: list[str]) -> dict[str, list[str]]:
+    """The SOP Instance UIDs in each of these instances files (relative paths)."""
+    root = str(root).rstrip("/")
+    if not files:
+        return {}
+    con = duckdb.connect()
+    _register_remote(con, root)
+    prefix = len(root) + 1
+    rows = con.execute(f"SELECT filename, list(sop_instance_uid) FROM read_parquet({_files(root, files)}, "
+                       "hive_partitioning = false, filename = true) WHERE sop_instance_uid IS NOT NULL GROUP BY 1").fetchall()
+    return {name[prefix:]: uids for name, uids in rows}
+
+
+def file_row_counts(root: str, files: list[str]) -> dict[str, int]:
+    """Rows per file, from the Parquet footers (no data read)."""
+    root = str(root).rstrip("/")
+    con = duckdb.connect()
+    _register_remote(con, root)
+    prefix = len(root) + 1
+    rows = con.execute(f"SELECT file_name, sum(num_rows) FROM parquet_file_metadata({_files(root, files)}) GROUP BY 1").fetchall()
+    return {name[prefix:]: int(n) for name, n in rows}
 
 
 def run_query(con: duckdb.DuckDBPyConnection, query: str, fmt: str, output=None, max_rows: int = 100) -> None:

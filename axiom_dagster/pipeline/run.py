@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from axiom_dagster.ai.standardize import ResolveReport, resolve_batch
 from axiom_dagster.catalog.tables import write_batch
+from axiom_dagster.catalog.uid_index import UidIndex
 from axiom_dagster.crosswalks.misses import record_misses
 from axiom_dagster.config.destinations import FilesystemDestination
 from axiom_dagster.config.models import AxiomConfig, PipelineConfig
@@ -160,7 +161,8 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
     store.record_deliveries(deliveries)
     out.catalog_rows = [r.catalog_row for r in results if r.catalog_row]
     if out.catalog_rows:
-        written = write_batch(config.catalog_path, partition, f"batch-{batch_id:08d}", out.catalog_rows)
+        written = write_batch(config.catalog_path, partition, f"batch-{batch_id:08d}", out.catalog_rows,
+                              index=UidIndex(store.engine, config.catalog_path))
         out.catalog_file, out.superseded = written.file, written.superseded
     store.record_exceptions([r.exception for r in results if r.exception])
     store.record_arrival_decisions([

@@ -211,3 +211,23 @@ source_studies = Table(
     Index("ix_source_studies_status", "source", "status"),
     Index("ix_source_studies_date", "source", "study_date"),
 )
+
+# The catalog's SOP Instance UID index (catalog/uid_index.py): each indexed instances file
+# (`catalog`: a short id of the catalog's root) and the UIDs it holds. Files not listed here
+# are not indexed and are read in full when a batch is written.
+catalog_files = Table(
+    "catalog_files",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("catalog", String(32), nullable=False),
+    Column("file", String(512), nullable=False),
+    Column("indexed_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("catalog", "file", name="uq_catalog_files"),
+)
+
+catalog_uids = Table(
+    "catalog_uids",
+    metadata,
+    Column("sop_uid", UID, primary_key=True),
+    Column("file_id", Id, ForeignKey("catalog_files.id"), primary_key=True),
+)
