@@ -91,3 +91,24 @@ def test_the_check_counts_a_duplicate_in_a_file_not_indexed(tmp_path, store):
     instance_table(_rows(9, 3, "1.1")[2:]).write_parquet(stray)
     assert duplicated_in_catalog(root, ["1.1.0", "1.1.2"], index) == 1
     assert duplicated_in_catalog(root, ["1.1.0", "1.1.2"]) == 1
+
+
+def test_axiom_catalog_index_covers_an_existing_catalog(tmp_path, store_url, capsys):
+    from axiom_dagster.catalog.storage import CatalogStorage
+    from axiom_dagster.catalog.tables import data_files
+    from axiom_dagster.cli import main
+    from axiom_dagster.store.state import StateStore
+    from tests.helpers import make_config, write_config_file
+
+    config = make_config(tmp_path, store_url)
+    path = write_config_file(config, tmp_path / "axiom.yaml")
+    for b in (1, 2, 3):  # an existing catalog, written before the index
+        write_batch(config.catalog_path, DAY, f"batch-{b:08d}", _rows(b, 3, f"1.{b}"))
+    assert main(["--config", str(path), "catalog", "index"]) == 0
+    assert "3 of 3 instances files indexed" in capsys.readouterr().out
+    store = StateStore(store_url)
+    index = UidIndex(store.engine, config.catalog_path)
+    files = data_files(CatalogStorage(config.catalog_path), "instances")
+    assert index.plan(files, ["1.2.1"]).read == [f"instances/arrival_date={DAY}/batch-00000002.parquet"]
+    assert main(["--config", str(path), "catalog", "index"]) == 0
+    assert "0 of 3 instances files indexed (3 were already)" in capsys.readouterr().out
