@@ -5,8 +5,9 @@
 Floor: a plain single-process pydicom loop that reads each landed file and writes it out.
 Pipeline: the landing sensor's tick plus the study_pipeline Dagster job run in process
 (validate, morph, route, catalog, state store), with its in-run process pool.
-Two pipeline variants: no rules (unchanged instances are copied byte for byte) and one
-configured rule that sets an attribute (every instance is re-encoded, as with real rules).
+Three pipeline variants: no rules (unchanged instances are copied byte for byte), no rules
+into a folder with `link_unchanged` (hard links to the landed files), and one configured rule
+that sets an attribute (every instance is re-encoded, as with real rules).
 """
 from __future__ import annotations
 
@@ -62,21 +63,21 @@ def floor_loop(paths: list[Path], out: Path) -> tuple[float, float]:
     return time.perf_counter() - started, cpu_seconds() - cpu_started
 
 
-def bench_config(work: Path, morph: str, **pipeline) -> AxiomConfig:
-    """The benchmark's configuration under `work`: SQLite state store, one folder destination,
-    and with morph="set" the one re-encoding rule."""
+def bench_config(work: Path, morph: str, link: bool = False, **pipeline) -> AxiomConfig:
+    """The benchmark's configuration under `work`: SQLite state store, one folder destination
+    (hard-linking unchanged instances with `link`), and with morph="set" the one re-encoding rule."""
     return AxiomConfig(
         landing={"path": work / "landing", "quarantine_path": work / "quarantine"},
         state_store={"url": f"sqlite:///{work / 'state.db'}"},
         catalog={"path": str(work / "catalog")},
         pipeline=PipelineConfig(quiet_period_seconds=0, **pipeline),
-        destinations=[FilesystemDestination(name="archive", path=work / "routed")],
+        destinations=[FilesystemDestination(name="archive", path=work / "routed", link_unchanged=link)],
         rulesets=SET_INSTITUTION if morph == "set" else [],
         base_dir=work,
     )
 
 
-def pipeline_run(work: Path, archive: list[Path], morph: str) -> tuple[float, int, float]:
+def pipeline_run(work: Path, archive: list[Path], morph: str, link: bool = False) -> tuple[float, int, float]:
     """Seconds, instances routed and CPU seconds (process tree) of one sensor tick + its runs."""
     from dagster import DagsterInstance, build_sensor_context
 
@@ -84,7 +85,7 @@ def pipeline_run(work: Path, archive: list[Path], morph: str) -> tuple[float, in
     from resources import AxiomResource
     from sensors.landing import landing_sensor
 
-    config = bench_config(work, morph, batch_max_studies=1000)
+    config = bench_config(work, morph, link, batch_max_studies=1000)
     import yaml
 
     work.mkdir(parents=True, exist_ok=True)
@@ -144,6 +145,9 @@ def main() -> None:
         secs, routed, cpu = pipeline_run(tmp / "p2", archive, "set")
         assert routed == len(archive), routed
         results["pipeline, 1 set rule (re-encode)"] = (secs, cpu)
+        secs, routed, cpu = pipeline_run(tmp / "p3", archive, "none", link=True)
+        assert routed == len(archive), routed
+        results["pipeline, no rules (hard links)"] = (secs, cpu)
 
         floor_rate = len(archive) / results["floor"][0]
         # CPU per instance counts every process of the run (the pool too): on a shared machine
