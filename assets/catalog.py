@@ -223,7 +223,7 @@ def catalog_compaction(context: AssetExecutionContext, config: CompactionConfig,
     merged = {}
     for day in sorted(set(partitions(root, "instances")) | set(partitions(root, "superseded"))):
         if day < cutoff:
-            done = compact_partition(root, day, config.min_files)
+            done = compact_partition(root, day, config.min_files, UidIndex(axiom.store.engine, root))
             if done:
                 merged[day] = done
     after = connect(root).execute(rows).fetchall()

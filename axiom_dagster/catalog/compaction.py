@@ -22,15 +22,18 @@ import polars as pl
 
 from axiom_dagster.catalog.schema import INSTANCE_SCHEMA, TABLES
 from axiom_dagster.catalog.storage import CatalogStorage
-from axiom_dagster.catalog.tables import PARTITION, SORT_KEYS, series_table, study_table
+from axiom_dagster.catalog.tables import PARTITION, SORT_KEYS, data_files, series_table, study_table
+from axiom_dagster.catalog.uid_index import UidIndex
 from axiom_dagster.catalog.views import existing_rows
 
 STAGING = ".compaction"  # under the catalog root, outside every table's glob
 
 
-def compact_partition(root: str, arrival_date: str, min_files: int) -> tuple[int, int] | None:
+def compact_partition(root: str, arrival_date: str, min_files: int, index: UidIndex | None = None) -> tuple[int, int] | None:
     """Compact one day when it has at least `min_files` (and 2) files in `instances` or
-    `superseded`. Returns (files merged, instance rows kept) or None."""
+    `superseded`. Returns (files merged, instance rows kept) or None. With `index` (the
+    SOP Instance UID index) the other days' rows are looked up in the files it names, and
+    the merged file is indexed."""
     storage = CatalogStorage(root)
     folder = f"{PARTITION}={arrival_date}"
     files = storage.list(f"instances/{folder}")
@@ -40,7 +43,7 @@ def compact_partition(root: str, arrival_date: str, min_files: int) -> tuple[int
     rows = pl.concat([_normalized(storage.read_parquet([f]), INSTANCE_SCHEMA).with_columns(pl.lit(f).alias("_file"))
                       for f in files], how="vertical") if files else pl.DataFrame(schema={**INSTANCE_SCHEMA, "_file": pl.String})
     name = _name(files or moved_before)
-    kept, losers = _drop_superseded(root, rows, files, name)
+    kept, losers = _drop_superseded(root, rows, files, name, index)
     moved = _normalized(storage.read_parquet(moved_before), TABLES["superseded"]) if moved_before else None
     moved = pl.concat([m for m in (moved, losers) if m is not None and m.height], how="vertical") if (
         (moved is not None and moved.height) or losers.height) else None
@@ -55,6 +58,8 @@ def compact_partition(root: str, arrival_date: str, min_files: int) -> tuple[int
         _swap_in(storage, folder, name, new)
     else:
         _write_then_remove(storage, folder, name, new, old)
+    if index is not None and kept.height:
+        index.add(_rel("instances", folder, name), kept["sop_instance_uid"].drop_nulls().to_list())
     return len(files) + len(moved_before), kept.height
 
 
@@ -69,13 +74,15 @@ def _normalized(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
     return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
-def _drop_superseded(root: str, rows: pl.DataFrame, files: list[str], name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _drop_superseded(root: str, rows: pl.DataFrame, files: list[str], name: str,
+                     index: UidIndex | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(rows kept, rows moved to superseded): per SOP Instance UID the latest arrival wins,
     among this day's rows and the other days' rows of the same UIDs."""
     if rows.height == 0:
         return rows.drop("_file"), pl.DataFrame(schema=TABLES["superseded"])
     uids = rows["sop_instance_uid"].drop_nulls().unique().to_list()
-    others = existing_rows(root, uids, exclude="")
+    candidates = index.plan(data_files(CatalogStorage(root), "instances"), uids).read if index is not None else None
+    others = existing_rows(root, uids, exclude="", files=candidates)
     others = others.filter(~pl.col("_file").is_in(files))
     candidates = pl.concat([others.select(rows.columns), rows], how="vertical").with_row_index("_order")
     # Latest arrival last: ledger id when known, then arrival time, then the order written.

@@ -64,17 +64,20 @@ def test_files_not_indexed_are_read_then_indexed(tmp_path, store, monkeypatch):
     assert write_batch(root, NEXT, "batch-00000007", _rows(7, 1, "1.2"), index=index).superseded == ["1.2.0"]
 
 
-def test_compacted_files_are_indexed_and_removed_ones_forgotten(tmp_path, store):
+@pytest.mark.parametrize("compaction_indexes", [False, True])
+def test_compacted_files_are_indexed_and_removed_ones_forgotten(tmp_path, store, compaction_indexes):
     root = str(tmp_path / "catalog")
     index = UidIndex(store.engine, root)
     for b in (1, 2, 3):
         write_batch(root, DAY, f"batch-{b:08d}", _rows(b, 2, f"1.{b}"), index=index)
-    assert compact_partition(root, DAY, min_files=2) == (3, 6)
-
-    written = write_batch(root, NEXT, "batch-00000004", _rows(4, 1, "1.2"), index=index)
-    assert written.superseded == ["1.2.0"]  # from the compacted file, which was not indexed yet
+    assert compact_partition(root, DAY, min_files=2, index=index if compaction_indexes else None) == (3, 6)
     (compacted,) = (Path(root) / "instances" / f"arrival_date={DAY}").glob("*.parquet")
     rel = str(compacted.relative_to(root))
+    assert index.plan([rel], []).uncovered == ([] if compaction_indexes else [rel])
+
+    # Not indexed by the compaction: read, superseded from, then indexed by the next batch.
+    written = write_batch(root, NEXT, "batch-00000004", _rows(4, 1, "1.2"), index=index)
+    assert written.superseded == ["1.2.0"]
     plan = index.plan([rel, "instances/arrival_date=2024-01-03/batch-00000004.parquet"], ["1.1.0"])
     assert plan.uncovered == [] and plan.read == [rel] and plan.gone == []  # the 3 batch files forgotten
     con = connect(root)
