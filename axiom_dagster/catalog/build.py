@@ -129,7 +129,10 @@ def _pydicom_row(path: str, provenance: dict):
     return instance_row(ds, **provenance)
 
 
-def build_catalog(folder: Path, root: str, *, workers: int = 1, batch_size: int = 20_000, progress: bool = True) -> BuildReport:
+def build_catalog(folder: Path, root: str, *, workers: int = 1, batch_size: int = 20_000, progress: bool = True,
+                  index=None) -> BuildReport:
+    """`index`: the catalog's SOP Instance UID index (catalog/uid_index.py), used and kept
+    up to date by every batch written, as the pipeline does; None reads every file."""
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -161,7 +164,7 @@ def build_catalog(folder: Path, root: str, *, workers: int = 1, batch_size: int 
             import polars as pl
 
             report.batches += 1
-            write_batch(root, partition, f"{run_id}-{report.batches:05d}", pl.concat(frames, how="vertical"))
+            write_batch(root, partition, f"{run_id}-{report.batches:05d}", pl.concat(frames, how="vertical"), index=index)
         frames, batch_rows = [], 0
 
     with tqdm(total=len(todo), unit="file", disable=not progress, smoothing=0.1) as bar:

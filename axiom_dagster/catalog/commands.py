@@ -140,9 +140,10 @@ def cmd_catalog_build(args) -> int:
     if not args.folder.is_dir():
         print(f"not a folder: {args.folder}", file=sys.stderr)
         return 2
+    root = catalog_root(args)
     report = build_catalog(
-        args.folder, catalog_root(args), workers=args.workers or os.cpu_count() or 1,
-        batch_size=args.batch_size, progress=not args.no_progress,
+        args.folder, root, workers=args.workers or os.cpu_count() or 1,
+        batch_size=args.batch_size, progress=not args.no_progress, index=_configured_index(args, root),
     )
     print(report.summary())
     for path, reason in report.rejected[:50]:
@@ -150,6 +151,25 @@ def cmd_catalog_build(args) -> int:
     if len(report.rejected) > 50:
         print(f"... and {len(report.rejected) - 50} more not catalogued")
     return 0 if not report.rejected else 1
+
+
+def _configured_index(args, root: str):
+    """The SOP Instance UID index in the configuration's state store when `root` is the
+    configuration's catalog; None otherwise (another catalog: every file is read)."""
+    from axiom_dagster.catalog.uid_index import UidIndex, catalog_id
+    from axiom_dagster.config.errors import ConfigError
+    from axiom_dagster.config.settings import load_default_config
+    from axiom_dagster.store.state import StateStore
+
+    try:
+        config = load_default_config(getattr(args, "config", None))
+    except (ConfigError, OSError, ValueError):  # --catalog works without a usable configuration
+        return None
+    if catalog_id(config.catalog_path) != catalog_id(root):
+        return None
+    store = StateStore(config.state_store_url)
+    store.migrate()
+    return UidIndex(store.engine, root)
 
 
 def cmd_catalog_index(args) -> int:

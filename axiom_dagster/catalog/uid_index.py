@@ -4,13 +4,15 @@ Writing a batch must find the older rows of its SOP Instance UIDs (to supersede 
 batch's check counts UIDs with more than one row. Without an index both read the UID column of
 every instances file, so each batch costs time in proportion to the whole catalog (bench/catalog.py
 measures it). With the index they read only the files it names for the batch's UIDs, plus the
-files it does not cover: written by something that did not index them (`axiom catalog build`,
-a crash between writing a file and indexing it, a catalog older than the index).
+files it does not cover: written by something that did not index them (`axiom catalog build`
+into another catalog than the configuration's, a crash between writing a file and indexing
+it, a catalog older than the index).
 
 The index may name too much (a file since rewritten without some rows, or removed): that costs
 a read, never a wrong answer. For a file it covers it must never name too little, so every
 writer that adds rows to a file indexes the file's UIDs after writing it (tables.write_batch,
-compaction), in one transaction with the file's coverage. Files that had to be read in full
+used by the pipeline and `axiom catalog build`; compaction), in one transaction with the
+file's coverage. Files that had to be read in full
 are then indexed from what is in them, at most UNCOVERED_ROWS_PER_CALL rows per call, so an
 existing catalog becomes indexed over a few batches without one batch paying for all of it.
 """

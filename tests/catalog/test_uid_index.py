@@ -115,3 +115,20 @@ def test_axiom_catalog_index_covers_an_existing_catalog(tmp_path, store_url, cap
     assert index.plan(files, ["1.2.1"]).read == [f"instances/arrival_date={DAY}/batch-00000002.parquet"]
     assert main(["--config", str(path), "catalog", "index"]) == 0
     assert "0 of 3 instances files indexed (3 were already)" in capsys.readouterr().out
+
+
+def test_axiom_catalog_build_into_the_configured_catalog_keeps_the_index(tmp_path, store_url):
+    from axiom_dagster.catalog.storage import CatalogStorage
+    from axiom_dagster.catalog.tables import data_files
+    from axiom_dagster.cli import main
+    from axiom_dagster.store.state import StateStore
+    from tests.helpers import make_config, small_archive, write_config_file
+
+    config = make_config(tmp_path, store_url)
+    path = write_config_file(config, tmp_path / "axiom.yaml")
+    small_archive(tmp_path / "archive", studies=2, series=1, instances=5)
+    args = ["--config", str(path), "catalog", "build", str(tmp_path / "archive"), "--workers", "1", "--no-progress"]
+    assert main(args) == 0
+    files = data_files(CatalogStorage(config.catalog_path), "instances")
+    assert files
+    assert UidIndex(StateStore(store_url).engine, config.catalog_path).plan(files, []).uncovered == []
