@@ -86,7 +86,8 @@ def test_rejected_association_recorded_with_reason(tmp_path, orthanc):
     report = deliver_destination(config, store, "pacs")
     assert (report.confirmed, report.exceptions) == (0, 3)
     rows = DeliveryState(store).rows("pacs")
-    assert all(r["error"].startswith("A-ASSOCIATE-RJ: Rejected Permanent, source Service User") for r in rows)
+    errors = [r["error"] for r in rows]
+    assert all(e.startswith("A-ASSOCIATE-RJ: Rejected Permanent, source Service User") for e in errors), errors
     assert all("Called AE title not recognised" in r["error"] for r in rows)
     # Too old to retry (max age 0): each is an open exception naming the destination.
     open_ = DeliveryState(store).list_exceptions(stage="deliver")
