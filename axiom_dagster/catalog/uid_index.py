@@ -30,6 +30,7 @@ from axiom_dagster.store.schema import catalog_files, catalog_uids
 
 UNCOVERED_ROWS_PER_CALL = 50_000
 _IN_CHUNK = 500  # UIDs per IN (...) query
+_ROWS_PER_INSERT = 1_000  # 2 parameters each: far below SQLite's 32,766 and PostgreSQL's 65,535
 
 
 @dataclass
@@ -86,9 +87,11 @@ class UidIndex:
             if file_id is None:
                 file_id = conn.execute(catalog_files.insert().values(
                     catalog=self.catalog, file=file, indexed_at=utcnow())).inserted_primary_key[0]
-            if rows:
-                stmt = _upsert_statement(self.engine, catalog_uids).on_conflict_do_nothing()
-                conn.execute(stmt, [{"sop_uid": u, "file_id": file_id} for u in rows])
+            # Multi-row VALUES statements: a list of parameter sets would be one round trip per
+            # row on PostgreSQL (~0.1 ms each, 0.25-0.29 s per 2,500 UIDs measured).
+            for i in range(0, len(rows), _ROWS_PER_INSERT):
+                values = [{"sop_uid": u, "file_id": file_id} for u in rows[i:i + _ROWS_PER_INSERT]]
+                conn.execute(_upsert_statement(self.engine, catalog_uids).values(values).on_conflict_do_nothing())
 
     def forget(self, file_ids: Sequence[int]) -> None:
         """Drop files no longer in the catalog from the index. Always safe: a file that
