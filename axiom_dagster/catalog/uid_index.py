@@ -87,11 +87,15 @@ class UidIndex:
             if file_id is None:
                 file_id = conn.execute(catalog_files.insert().values(
                     catalog=self.catalog, file=file, indexed_at=utcnow())).inserted_primary_key[0]
-            # Multi-row VALUES statements: a list of parameter sets would be one round trip per
-            # row on PostgreSQL (~0.1 ms each, 0.25-0.29 s per 2,500 UIDs measured).
-            for i in range(0, len(rows), _ROWS_PER_INSERT):
-                values = [{"sop_uid": u, "file_id": file_id} for u in rows[i:i + _ROWS_PER_INSERT]]
-                conn.execute(_upsert_statement(self.engine, catalog_uids).values(values).on_conflict_do_nothing())
+            stmt = _upsert_statement(self.engine, catalog_uids).on_conflict_do_nothing()
+            values = [{"sop_uid": u, "file_id": file_id} for u in rows]
+            if values and self.engine.dialect.name == "sqlite":  # in process: executemany is fastest
+                conn.execute(stmt, values)
+            elif values:
+                # Over the network, multi-row VALUES statements: a list of parameter sets costs a
+                # round trip per row on PostgreSQL (0.24-0.29 s per 2,500 UIDs, 76-91 ms this way).
+                for i in range(0, len(values), _ROWS_PER_INSERT):
+                    conn.execute(stmt.values(values[i:i + _ROWS_PER_INSERT]))
 
     def forget(self, file_ids: Sequence[int]) -> None:
         """Drop files no longer in the catalog from the index. Always safe: a file that
