@@ -153,23 +153,28 @@ def cmd_catalog_build(args) -> int:
     return 0 if not report.rejected else 1
 
 
+def _index_of(config):
+    """The SOP Instance UID index of the configuration's catalog, in its state store."""
+    from axiom_dagster.catalog.uid_index import UidIndex
+    from axiom_dagster.store.state import StateStore
+
+    store = StateStore(config.state_store_url)
+    store.migrate()
+    return UidIndex(store.engine, config.catalog_path)
+
+
 def _configured_index(args, root: str):
-    """The SOP Instance UID index in the configuration's state store when `root` is the
-    configuration's catalog; None otherwise (another catalog: every file is read)."""
-    from axiom_dagster.catalog.uid_index import UidIndex, catalog_id
+    """The configuration's index when `root` is the configuration's catalog; None otherwise
+    (another catalog: every file is read)."""
+    from axiom_dagster.catalog.uid_index import catalog_id
     from axiom_dagster.config.errors import ConfigError
     from axiom_dagster.config.settings import load_default_config
-    from axiom_dagster.store.state import StateStore
 
     try:
         config = load_default_config(getattr(args, "config", None))
     except (ConfigError, OSError, ValueError):  # --catalog works without a usable configuration
         return None
-    if catalog_id(config.catalog_path) != catalog_id(root):
-        return None
-    store = StateStore(config.state_store_url)
-    store.migrate()
-    return UidIndex(store.engine, root)
+    return _index_of(config) if catalog_id(config.catalog_path) == catalog_id(root) else None
 
 
 def cmd_catalog_index(args) -> int:
@@ -178,15 +183,11 @@ def cmd_catalog_index(args) -> int:
 
     from axiom_dagster.catalog.storage import CatalogStorage
     from axiom_dagster.catalog.tables import data_files
-    from axiom_dagster.catalog.uid_index import UidIndex
     from axiom_dagster.config.settings import load_default_config
-    from axiom_dagster.store.state import StateStore
 
     config = load_default_config(getattr(args, "config", None))
-    store = StateStore(config.state_store_url)
-    store.migrate()
     started = time.perf_counter()
-    index = UidIndex(store.engine, config.catalog_path)
+    index = _index_of(config)
     files = data_files(CatalogStorage(config.catalog_path), "instances")
     plan = index.plan(files, [])
     index.forget(plan.gone)

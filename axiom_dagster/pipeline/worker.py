@@ -220,9 +220,12 @@ def _write(target: RouteTarget, ds: Dataset, unchanged: bytes | None, landed: st
 def _hard_link(landed: str, tmp: Path) -> bool:
     """A hard link at `tmp` to the landed file; False where none can be made (another
     filesystem, one without hard links, the inode's link limit): the caller copies."""
-    tmp.unlink(missing_ok=True)  # a temp left by a killed run
     try:
-        os.link(landed, tmp)
+        try:
+            os.link(landed, tmp)
+        except FileExistsError:  # a temp left by a killed run
+            tmp.unlink()
+            os.link(landed, tmp)
     except OSError:
         return False
     return True

@@ -95,3 +95,14 @@ def test_unchanged_instances_are_linked_changed_ones_copied(tmp_path, store):
         assert all(os.stat(row.path).st_nlink == 3 for row in manifest)
     finally:
         shutil.rmtree(elsewhere, ignore_errors=True)
+
+
+def test_a_temp_left_by_a_killed_run_is_replaced_by_the_link(tmp_path):
+    from axiom_dagster.pipeline.worker import _hard_link
+
+    landed, tmp = tmp_path / "landed.dcm", tmp_path / ".routed.dcm.123.tmp"
+    landed.write_bytes(b"landed bytes")
+    tmp.write_bytes(b"half a copy")
+    assert _hard_link(str(landed), tmp)
+    assert os.path.samestat(os.stat(tmp), os.stat(landed))
+    assert not _hard_link(str(tmp_path / "gone.dcm"), tmp_path / "other.tmp")  # nothing to link: the caller copies
