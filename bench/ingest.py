@@ -10,6 +10,11 @@ One sender (DCMTK storescu, TCP_NODELAY=1, one association) sends the same synth
   * service-mp   - the service as `axiom realtime --workers N` (N listener processes on one
                    port, SO_REUSEPORT; default N = cores), same durability
   * orthanc      - Orthanc (tests/peers/orthanc.py, its own storage and SQLite index), started here
+  * landing-only - no network: as many writers as associations (threads spread over --workers
+                   forked processes) land the same files through the landing zone with the
+                   service's durability (file synced, ledger row committed). No receiver that
+                   acknowledges only durable instances can beat this on the machine: it shows
+                   how much of a peer's rate is left to durable ingest at all
 Rounds are interleaved so disk-speed drift hits every target alike. `--associations 1,4` also
 measures 4 concurrent storescu associations (whole studies split over 4 folders). Then STOW-RS
 into the service (httpx, 50 instances per request). Prints a table and the ratio service/minimal.
@@ -29,6 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +158,56 @@ def split_folders(src: Path, files: list[Path], k: int) -> list[Path]:
                 dest.mkdir(parents=True, exist_ok=True)
                 os.link(f, dest / f.name)
     return folders
+
+
+def land_only(root: Path, files: list[Path], writers: int, processes: int, url: str, key) -> float:
+    """Wall time for `writers` threads spread over `processes` forked processes to land
+    `files` (already read into memory) with LandingZone.land: temp file, group commit (rename,
+    syncfs, ledger INSERT committed). CPU of the processes is recorded under `key`."""
+    import multiprocessing
+
+    from axiom_dagster.ingest.arrival import ArrivalMeta
+    from axiom_dagster.ingest.landing import LandingZone, read_instance_ids
+    from axiom_dagster.ingest.part10 import dataset_sha256
+    from axiom_dagster.store.state import StateStore
+
+    items = [(read_instance_ids(f), f.read_bytes()) for f in files]
+    StateStore(url).migrate()
+    go = multiprocessing.get_context("fork").Event()
+
+    def process(index: int) -> None:
+        zone = LandingZone(root / "landing", root / "q", StateStore(url))
+        mine = list(range(index, writers, processes))
+
+        def writer(w: int) -> None:
+            for ids, data in items[w::writers]:
+                meta = ArrivalMeta(source="bench", calling_ae="STORESCU", called_ae="AXIOM", source_ip="127.0.0.1",
+                                   association_id=f"bench-{w}", received_at=datetime.now(timezone.utc))
+                zone.land(ids, lambda fh, data=data: fh.write(data), meta, sha256=dataset_sha256(data))
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in mine]
+        go.wait()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    procs = [multiprocessing.get_context("fork").Process(target=process, args=(i,)) for i in range(min(processes, writers))]
+    for p in procs:
+        p.start()
+    os.sync()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LOADS.append(os.getloadavg()[0])
+    started = time.perf_counter()
+    go.set()
+    for p in procs:
+        p.join()
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.setdefault(key, []).append((after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime))
+    if any(p.exitcode for p in procs):
+        raise RuntimeError("a landing-only process failed")
+    return elapsed
 
 
 class MinimalSCP:
@@ -323,7 +379,7 @@ def main() -> int:
     ap.add_argument("--associations", default="1",
                     help="comma-separated numbers of concurrent storescu associations to run, e.g. 1,4")
     ap.add_argument("--targets", default="service,minimal-1M,minimal-16K,storescp",
-                    help="comma-separated subset of service,service-mp,orthanc,minimal-1M,minimal-16K,storescp")
+                    help="comma-separated subset of service,service-mp,orthanc,landing-only,minimal-1M,minimal-16K,storescp")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="listener processes of service-mp")
     ap.add_argument("--compare-root", type=Path, default=None,
                     help="another checkout of this repository (e.g. `git archive main`): adds target service-mp-old, "
@@ -380,6 +436,12 @@ def main() -> int:
                     mp.stop()
                     assert landed == n, f"{target} ledger has {landed} rows, expected {n}"
                     shutil.rmtree(root, ignore_errors=True)
+                if "landing-only" in targets:
+                    root = work / f"landonly{tag}"
+                    url = state_store_url(work, args.pg) if args.pg else f"sqlite:///{root / 'state.db'}"
+                    root.mkdir()
+                    results["landing-only", k].append(land_only(root, files, k, args.workers, url, ("landing-only", k)))
+                    shutil.rmtree(root, ignore_errors=True)
                 if "orthanc" in targets:
                     from tests.peers.orthanc import Orthanc
 
@@ -427,7 +489,8 @@ def main() -> int:
         names = {"service": "service (durable: fsync+ledger)", "orthanc": "Orthanc",
                  "service-mp": f"service, {args.workers} worker processes",
                  "service-mp-old": f"old code, {args.workers} workers", "minimal-1M": "minimal pynetdicom SCP, 1 MB PDU",
-                 "minimal-16K": "minimal pynetdicom SCP, 16 KB PDU", "storescp": "DCMTK storescp"}
+                 "minimal-16K": "minimal pynetdicom SCP, 16 KB PDU", "storescp": "DCMTK storescp",
+                 "landing-only": "landing only (durable, no network)"}
         med = {}
         for (t, k), v in results.items():
             m = statistics.median(v)
@@ -450,6 +513,12 @@ def main() -> int:
                     if t in targets:
                         print(f"{k} association(s): ratio service ({args.workers} workers) / {what}: "
                               f"{med[t, k] / med['service-mp', k]:.2f}  (target >= {goal})")
+                if "landing-only" in targets:
+                    print(f"{k} association(s): ratio service ({args.workers} workers) / landing only: "
+                          f"{med['landing-only', k] / med['service-mp', k]:.2f}")
+                    if "storescp" in targets:
+                        print(f"{k} association(s): ratio landing only / DCMTK storescp: "
+                              f"{med['storescp', k] / med['landing-only', k]:.2f}  (the most any durable receiver could reach)")
             if "service" not in targets:
                 continue
             for t, what in (("minimal-1M", "minimal SCP (same 1 MB PDU)"), ("minimal-16K", "minimal SCP (default 16 KB PDU)"),
