@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--workers", type=int, default=None,
                    help="listener worker processes sharing the ports (the supervisor hands each DICOM connection to "
-                        "the least-loaded worker); default: one per core with a "
+                        "the least-loaded worker); default: two per core with a "
                         "PostgreSQL state store, 1 with SQLite (its writers share one file lock)")
     p.set_defaults(func=cmd_realtime)
 

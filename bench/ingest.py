@@ -8,7 +8,7 @@ One sender (DCMTK storescu, TCP_NODELAY=1, one association) sends the same synth
   * minimal-16K  - the same with pynetdicom's default max PDU (16 KB)
   * storescp     - DCMTK storescp writing files (no fsync)
   * service-mp   - the service as `axiom realtime --workers N` (N listener processes on one
-                   port, SO_REUSEPORT; default N = cores), same durability
+                   port; default N as `axiom realtime` chooses: two per core on PostgreSQL), same durability
   * orthanc      - Orthanc (tests/peers/orthanc.py, its own storage and SQLite index), started here
   * landing-only - no network: as many writers as associations (threads spread over --workers
                    forked processes) land the same files through the landing zone with the
@@ -380,7 +380,8 @@ def main() -> int:
                     help="comma-separated numbers of concurrent storescu associations to run, e.g. 1,4")
     ap.add_argument("--targets", default="service,minimal-1M,minimal-16K,storescp",
                     help="comma-separated subset of service,service-mp,orthanc,landing-only,minimal-1M,minimal-16K,storescp")
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="listener processes of service-mp")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="listener processes of service-mp (default: what `axiom realtime` starts for the state store)")
     ap.add_argument("--compare-root", type=Path, default=None,
                     help="another checkout of this repository (e.g. `git archive main`): adds target service-mp-old, "
                          "the multi-process service run from that code, measured right after service-mp")
@@ -390,6 +391,10 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=None, help="where files are written (default: the system temp folder)")
     args = ap.parse_args()
     targets = args.targets.split(",")
+    if args.workers is None:
+        from realtime.workers import default_worker_count
+
+        args.workers = default_worker_count(args.pg or "sqlite://")
     global PG_ENABLED
     PG_ENABLED = bool(args.pg)
     assoc_counts = [int(k) for k in args.associations.split(",")]

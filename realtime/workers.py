@@ -35,16 +35,24 @@ log = logging.getLogger("axiom.realtime.supervisor")
 RESTART_DELAY = 1.0
 
 
+WORKERS_PER_CORE = 2
+
+
 def default_worker_count(state_store_url: str) -> int:
-    """`axiom realtime` without --workers: one listener process per core on PostgreSQL (2
-    cores, 4 associations: 2 processes ahead of 1 and of 4, bench/ingest.py); 1 on SQLite,
-    whose writers share one file lock (there 1 process did better than 2). A CPU quota
-    (Kubernetes limits) is not seen here: pass --workers there."""
+    """`axiom realtime` without --workers: two listener processes per core on PostgreSQL; 1
+    on SQLite, whose writers share one file lock (there 1 process did better than 2). Two per
+    core because an association spends much of each request waiting for its file and ledger
+    row to be flushed, and associations in one process share its GIL: on 2 cores with 4
+    associations, 4 workers took 729-812 inst/s against 625-661 for 2 (bench/ingest.py,
+    2026-12-02). Each worker holds ~125 MB. A CPU quota (Kubernetes limits) is not seen
+    here: pass --workers there."""
     if state_store_url.startswith("sqlite"):
         return 1
     if hasattr(os, "sched_getaffinity"):  # the cores this process may run on (cpusets, taskset)
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    return WORKERS_PER_CORE * max(1, cores)
 
 
 class Supervisor:
