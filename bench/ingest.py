@@ -12,9 +12,9 @@ One sender (DCMTK storescu, TCP_NODELAY=1, one association) sends the same synth
   * orthanc      - Orthanc (tests/peers/orthanc.py, its own storage and SQLite index), started here
   * landing-only - no network: as many writers as associations (threads spread over --workers
                    forked processes) land the same files through the landing zone with the
-                   service's durability (file synced, ledger row committed). No receiver that
-                   acknowledges only durable instances can beat this on the machine: it shows
-                   how much of a peer's rate is left to durable ingest at all
+                   service's durability (file synced, ledger row committed): the landing
+                   zone's own durable rate on this machine, against which the receive path's
+                   share of the service's time shows
 Rounds are interleaved so disk-speed drift hits every target alike. `--associations 1,4` also
 measures 4 concurrent storescu associations (whole studies split over 4 folders). Then STOW-RS
 into the service (httpx, 50 instances per request). Prints a table and the ratio service/minimal.
@@ -523,7 +523,7 @@ def main() -> int:
                           f"{med['landing-only', k] / med['service-mp', k]:.2f}")
                     if "storescp" in targets:
                         print(f"{k} association(s): ratio landing only / DCMTK storescp: "
-                              f"{med['storescp', k] / med['landing-only', k]:.2f}  (the most any durable receiver could reach)")
+                              f"{med['storescp', k] / med['landing-only', k]:.2f}  (durable landing alone, no network)")
             if "service" not in targets:
                 continue
             for t, what in (("minimal-1M", "minimal SCP (same 1 MB PDU)"), ("minimal-16K", "minimal SCP (default 16 KB PDU)"),
