@@ -21,6 +21,7 @@ from axiom_dagster.config.destinations import FilesystemDestination
 from axiom_dagster.config.models import AxiomConfig, PipelineConfig
 from axiom_dagster.destinations.staging import initial_states, route_roots
 from axiom_dagster.rules.morph import Morpher, PassThrough
+from axiom_dagster.ingest import page_cache
 from axiom_dagster.store import audit
 from axiom_dagster.store.records import LedgerRow
 from axiom_dagster.store.state import StateStore
@@ -156,6 +157,8 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
     # Routed files must be on disk before their deliveries are recorded as done.
     phase = time.perf_counter()
     os.sync()
+    routes = _routes(config, results)
+    page_cache.release(r["location"] for r in routes)  # folder copies: synced now, not read by us again
     out.phase_seconds["sync"] = round(time.perf_counter() - phase, 3)
     phase = time.perf_counter()
     store.record_deliveries(deliveries)
@@ -185,7 +188,7 @@ def _record(config, store: StateStore, partition: str, batch_id: int, run_id: st
     store.finish_batch(batch_id, out.failed_studies)
     store.record_audit(_study_audit(results, batch_id, run_id))
     out.lookup_misses = record_misses(store.engine, (m for r in results for m in r.lookup_misses), run_id)
-    audit.record_routes(store, _routes(config, results), actor="study_pipeline", batch_id=batch_id, run_id=run_id)
+    audit.record_routes(store, routes, actor="study_pipeline", batch_id=batch_id, run_id=run_id)
     out.phase_seconds["record"] = round(time.perf_counter() - phase, 3)
     return out
 

@@ -21,6 +21,7 @@ from axiom_dagster.catalog.fast_extract import fast_instance_row
 from axiom_dagster.dicom.header_dataset import header_dataset
 from axiom_dagster.dicom.header_reader import RawHeader, read_header_bytes
 from axiom_dagster.ingest.arrival import ArrivalMeta
+from axiom_dagster.ingest.page_cache import read_and_release
 from axiom_dagster.rules.morph import Morpher, PassThrough
 from axiom_dagster.destinations.paths import render_path
 from axiom_dagster.ingest.quarantine import quarantine_file
@@ -123,7 +124,7 @@ def process_instance(row: LedgerRow, settings: WorkerSettings, morpher: Morpher)
     stage = "validate"
     try:
         try:
-            data = Path(row.path).read_bytes()
+            data = read_and_release(row.path)  # the pipeline's is the landed file's last planned read
         except FileNotFoundError:
             return quarantine(result, row, settings, stage, "landed file is missing")
         result.bytes = len(data)
