@@ -22,6 +22,9 @@ per instance). In the same run, interleaved per round:
                    at once (backfill.concurrency, default 2): the studies split between two
                    threads, each running the peer over its share (dicomweb-client in a
                    thread: the GIL shares one core; getscu: separate processes)
+Every target starts alike: its output stays until the round ends (a deletion would slow the
+next target's file creation, see settle_deletions), then the round's outputs are deleted and
+left to age 61 s before the next round; each target is preceded by os.sync().
 Ratios e2e/raw use the best round of each; the target is against the single-stream peers
 (the issue's definition), the ratio against the two-stream peers is shown beside it.
 Each line also gives the CPU per instance of each party (from /proc and getrusage):

@@ -18,7 +18,7 @@ from resources import AxiomResource
 from sensors.landing import landing_sensor
 from tests.realtime.support import DCMTK_ENV, InProcessService, dataset_bytes, make_config
 
-pytestmark = [pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK not installed"), pytest.mark.slow]
+pytestmark = [pytest.mark.skipif(shutil.which("/usr/bin/storescu") is None, reason="DCMTK not installed"), pytest.mark.slow]
 
 
 def test_cstore_to_routed_and_cataloged(tmp_path, monkeypatch, store_url):
@@ -33,7 +33,7 @@ def test_cstore_to_routed_and_cataloged(tmp_path, monkeypatch, store_url):
     sent = generate_archive(tmp_path / "src", SynthSpec(studies=2, series_per_study=2, instances_per_series=5, rows=32, columns=32))
     service = InProcessService(config)
     try:
-        cmd = ["storescu", "-aet", "CT01", "-aec", "AXIOM", "+sd", "+r", "127.0.0.1", str(service.port()), str(tmp_path / "src")]
+        cmd = ["/usr/bin/storescu", "-aet", "CT01", "-aec", "AXIOM", "+sd", "+r", "127.0.0.1", str(service.port()), str(tmp_path / "src")]
         done = subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
 

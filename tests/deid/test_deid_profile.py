@@ -327,13 +327,13 @@ def test_output_reads_back_with_pydicom(tmp_path):
         _ = elem.value
 
 
-@pytest.mark.skipif(shutil.which("dcmdump") is None, reason="DCMTK dcmdump not installed (apt-get install dcmtk)")
+@pytest.mark.skipif(shutil.which("/usr/bin/dcmdump") is None, reason="DCMTK dcmdump not installed (apt-get install dcmtk)")
 def test_output_reads_back_with_dcmtk(tmp_path):
     ds, _ = table_dataset()
     ds.SOPInstanceUID = "1.2.826.0.1.3680043.10.5"
     profile().apply(ds)
     write_file(ds, tmp_path / "out.dcm")
-    proc = subprocess.run(["dcmdump", "-M", "+E", str(tmp_path / "out.dcm")], capture_output=True, text=True,
+    proc = subprocess.run(["/usr/bin/dcmdump", "-M", "+E", str(tmp_path / "out.dcm")], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "E:" not in proc.stderr, proc.stderr

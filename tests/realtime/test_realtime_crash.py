@@ -32,7 +32,7 @@ def wait_dicom(port: int, proc: subprocess.Popen, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "service exited during start"
-        r = subprocess.run(["echoscu", "-aec", "AXIOM", "127.0.0.1", str(port)], env=DCMTK_ENV, capture_output=True)
+        r = subprocess.run(["/usr/bin/echoscu", "-aec", "AXIOM", "127.0.0.1", str(port)], env=DCMTK_ENV, capture_output=True)
         if r.returncode == 0:
             return
         time.sleep(0.2)
@@ -40,7 +40,7 @@ def wait_dicom(port: int, proc: subprocess.Popen, timeout=30):
 
 
 def storescu_streaming(port: int, folder: Path):
-    return subprocess.Popen(["storescu", "-v", "-aec", "AXIOM", "+sd", "+r", "127.0.0.1", str(port), str(folder)],
+    return subprocess.Popen(["/usr/bin/storescu", "-v", "-aec", "AXIOM", "+sd", "+r", "127.0.0.1", str(port), str(folder)],
                             env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -100,7 +100,7 @@ def test_sigkill_midway_loses_no_acknowledged_instance(tmp_path):
         assocs = {r.association_id for r in rows.values()}
         assert store.open_associations(assocs) == set()
         # the restarted service takes the rest
-        sender = subprocess.run(["storescu", "-aec", "AXIOM", "+sd", "+r", "127.0.0.1", str(port), str(tmp_path / "src")],
+        sender = subprocess.run(["/usr/bin/storescu", "-aec", "AXIOM", "+sd", "+r", "127.0.0.1", str(port), str(tmp_path / "src")],
                                 env=DCMTK_ENV, capture_output=True, text=True, timeout=120)
         assert sender.returncode == 0, sender.stderr
         assert len({r.sop_uid for r in store.ledger_after(0, 10_000)}) == 500
@@ -192,6 +192,6 @@ def test_sigterm_finishes_association_in_flight(tmp_path):
     assocs = {r.association_id for r in store.ledger_after(0, 1000)}
     assert len(assocs) == 1 and store.open_associations(assocs) == set()
     # new associations are refused once shutdown started (the service is gone now)
-    r = subprocess.run(["echoscu", "-aec", "AXIOM", "127.0.0.1", str(port)], env=DCMTK_ENV, capture_output=True)
+    r = subprocess.run(["/usr/bin/echoscu", "-aec", "AXIOM", "127.0.0.1", str(port)], env=DCMTK_ENV, capture_output=True)
     assert r.returncode != 0
     assert b"shutting down" in log.read_bytes()
