@@ -230,4 +230,5 @@ catalog_uids = Table(
     metadata,
     Column("sop_uid", UID, primary_key=True),
     Column("file_id", Id, ForeignKey("catalog_files.id"), primary_key=True),
+    Index("ix_catalog_uids_file_id", "file_id"),  # forget() deletes by file
 )

@@ -132,3 +132,16 @@ def test_axiom_catalog_build_into_the_configured_catalog_keeps_the_index(tmp_pat
     files = data_files(CatalogStorage(config.catalog_path), "instances")
     assert files
     assert UidIndex(StateStore(store_url).engine, config.catalog_path).plan(files, []).uncovered == []
+
+
+def test_forgetting_a_file_deletes_through_an_index_on_file_id(store):
+    """forget() deletes a compacted file's rows by file_id: an index serves it, so it does not
+    scan every indexed UID of the catalog (migration 0009)."""
+    from sqlalchemy import inspect, text
+
+    indexes = inspect(store.engine).get_indexes("catalog_uids")
+    assert any(ix["column_names"] == ["file_id"] for ix in indexes), indexes
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as conn:
+            plan = " ".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN DELETE FROM catalog_uids WHERE file_id IN (1, 2)")))
+        assert "ix_catalog_uids_file_id" in plan, plan
