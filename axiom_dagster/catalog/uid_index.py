@@ -27,6 +27,7 @@ from sqlalchemy import Engine, select
 
 from axiom_dagster.store.records import utcnow
 from axiom_dagster.store.schema import catalog_files, catalog_uids
+from axiom_dagster.store.upsert import upsert_insert
 
 UNCOVERED_ROWS_PER_CALL = 50_000
 _IN_CHUNK = 500  # UIDs per IN (...) query
@@ -78,8 +79,6 @@ class UidIndex:
 
     def add(self, file: str, uids: Iterable[str]) -> None:
         """Record the UIDs `file` holds (call after writing it) and that it is covered."""
-        from axiom_dagster.store.outcome_ops import _upsert_statement
-
         rows = sorted({u for u in uids if u})
         with self.engine.begin() as conn:
             file_id = conn.execute(select(catalog_files.c.id).where(
@@ -87,7 +86,7 @@ class UidIndex:
             if file_id is None:
                 file_id = conn.execute(catalog_files.insert().values(
                     catalog=self.catalog, file=file, indexed_at=utcnow())).inserted_primary_key[0]
-            stmt = _upsert_statement(self.engine, catalog_uids).on_conflict_do_nothing()
+            stmt = upsert_insert(self.engine, catalog_uids).on_conflict_do_nothing()
             values = [{"sop_uid": u, "file_id": file_id} for u in rows]
             if values and self.engine.dialect.name == "sqlite":  # in process: executemany is fastest
                 conn.execute(stmt, values)

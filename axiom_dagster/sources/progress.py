@@ -6,10 +6,10 @@ from datetime import datetime, timedelta
 from typing import Iterable, Sequence
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from axiom_dagster.store.schema import ledger, source_studies
 from axiom_dagster.store.state import StateStore, _aware, utcnow
+from axiom_dagster.store.upsert import upsert_insert
 
 _CHUNK = 500  # UIDs per IN (...) list
 
@@ -50,8 +50,7 @@ def states(store: StateStore, source: str, study_uids: Iterable[str]) -> dict[st
 
 
 def _upsert(store: StateStore):
-    dialect = postgresql if store.engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(source_studies)
+    return upsert_insert(store.engine, source_studies)
 
 
 def mark(store: StateStore, source: str, studies, status: str, run_id: str | None = None) -> None:

@@ -5,9 +5,9 @@ from typing import Sequence
 
 from sqlalchemy import Engine, select
 
-from axiom_dagster.store.outcome_ops import _upsert_statement
 from axiom_dagster.store.records import utcnow
 from axiom_dagster.store.schema import arrival_decisions, ledger
+from axiom_dagster.store.upsert import upsert_insert
 
 
 class ArrivalDecisionOps:
@@ -38,7 +38,7 @@ class ArrivalDecisionOps:
         """Upsert one decision per arrival (winner / superseded / duplicate / failed)."""
         if not rows:
             return
-        stmt = _upsert_statement(self.engine, arrival_decisions)
+        stmt = upsert_insert(self.engine, arrival_decisions)
         stmt = stmt.on_conflict_do_update(
             index_elements=["ledger_id"],
             set_={c: stmt.excluded[c] for c in ("decision", "winner_ledger_id", "batch_id", "run_id", "decided_at")},

@@ -6,10 +6,10 @@ import json
 from typing import Sequence
 
 from sqlalchemy import Engine, case, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from axiom_dagster.store.records import utcnow
 from axiom_dagster.store.schema import audit, batches, deliveries, exceptions
+from axiom_dagster.store.upsert import upsert_insert
 
 class OutcomeOps:
     engine: Engine
@@ -23,7 +23,7 @@ class OutcomeOps:
         if not rows:
             return
         now = utcnow()
-        stmt = _upsert_statement(self.engine, deliveries)
+        stmt = upsert_insert(self.engine, deliveries)
         # A network copy already confirmed is not sent again; a folder copy rewritten is recorded.
         keep = (deliveries.c.status == "confirmed") & (stmt.excluded.status == "pending")
 
@@ -125,8 +125,3 @@ class OutcomeOps:
             "exceptions": [dict(r._mapping) for r in failures],
             "audit": [{**dict(r._mapping), "detail": json.loads(r.detail) if r.detail else None} for r in trail],
         }
-
-
-def _upsert_statement(engine: Engine, table):
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
