@@ -41,8 +41,9 @@ import httpx  # noqa: E402
 
 from axiom_dagster.synth import SynthSpec, generate_archive  # noqa: E402
 from ingest_receivers import (  # noqa: E402
-    DCMTK_ENV, MinimalSCP, MultiProcessService, Service, drop_pg_databases, free_port, state_store_url,
+    DCMTK_ENV, MinimalSCP, MultiProcessService, Service, drop_pg_databases, state_store_url,
 )
+from tests.helpers import free_port  # noqa: E402
 
 # By full path: pynetdicom installs its own storescu/storescp in .venv/bin.
 STORESCU, STORESCP = "/usr/bin/storescu", "/usr/bin/storescp"

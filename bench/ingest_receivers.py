@@ -20,14 +20,9 @@ import httpx  # noqa: E402
 import yaml  # noqa: E402
 
 from axiom_dagster.config.models import parse_config  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
 DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MinimalSCP:

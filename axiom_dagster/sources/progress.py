@@ -49,16 +49,12 @@ def states(store: StateStore, source: str, study_uids: Iterable[str]) -> dict[st
     return out
 
 
-def _upsert(store: StateStore):
-    return upsert_insert(store.engine, source_studies)
-
-
 def mark(store: StateStore, source: str, studies, status: str, run_id: str | None = None) -> None:
     """Insert or update rows for these StudyRefs with a new status (found/requested/retrieving)."""
     if not studies:
         return
     now = utcnow()
-    stmt = _upsert(store)
+    stmt = upsert_insert(store.engine, source_studies)
     stmt = stmt.on_conflict_do_update(
         index_elements=["source", "study_uid"],
         set_={"status": stmt.excluded.status, "updated_at": stmt.excluded.updated_at,
